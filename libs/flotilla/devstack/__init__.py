@@ -1,0 +1,6 @@
+"""The local stack: every Flotilla process on one machine, no Docker, no internet."""
+
+from flotilla.devstack._processes import Child, find_nats_server, free_port, port_open
+from flotilla.devstack._stack import LocalStack, StackConfig, find_nats_conf
+
+__all__ = ["Child", "LocalStack", "StackConfig", "find_nats_conf", "find_nats_server", "free_port", "port_open"]

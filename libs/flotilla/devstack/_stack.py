@@ -1,0 +1,240 @@
+"""The local stack: a real nats-server with the repo's config, the dispatcher, N workers, the
+gateway and the UI, each its own process on 127.0.0.1. `pants run services/ui` and the
+integration tests both start it from here."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flotilla.devstack._processes import Child, find_nats_server, free_port, port_open, python_env
+
+NATS_CONF_NAME = "nats-server.conf"
+
+
+def find_nats_conf(explicit: str | None = None) -> Path:
+    """$FLOTILLA_NATS_CONF, else nats-server.conf in the working directory or a parent of it."""
+    value = explicit or os.environ.get("FLOTILLA_NATS_CONF")
+    if value:
+        return Path(value)
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        if (folder / NATS_CONF_NAME).is_file():
+            return folder / NATS_CONF_NAME
+    raise FileNotFoundError(f"{NATS_CONF_NAME} not found above {Path.cwd()}; set FLOTILLA_NATS_CONF")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (our own loopback URL)
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass(kw_only=True)
+class StackConfig:
+    """Ports 0 mean "pick a free one"."""
+
+    data_dir: Path
+    workers: int = 2
+    nats_port: int = 4222
+    dispatcher_port: int = 50051
+    gateway_port: int = 8000
+    ui_port: int = 8888
+    with_ui: bool = True
+    log_dir: Path | None = None
+    """Where each process logs (one file each); None: the launcher's own stdout/stderr."""
+    nats_server: str | None = None
+    nats_conf: str | None = None
+    job_ack_wait_s: float = 30.0
+    job_max_attempts: int = 3
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment for every service (e.g. FLOTILLA_WORKER_WORKFLOWS)."""
+
+    def __post_init__(self) -> None:
+        for name in ("nats_port", "dispatcher_port", "gateway_port", "ui_port"):
+            if getattr(self, name) == 0:
+                setattr(self, name, free_port())
+
+
+class LocalStack:
+    """`start()` brings everything up in order and waits until each part answers; `stop()` stops
+    them in reverse order, by pid. Use as a context manager."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.passwords = {"dispatcher": secrets.token_urlsafe(24), "worker": secrets.token_urlsafe(24)}
+        self.nats: Child | None = None
+        self.dispatcher: Child | None = None
+        self.workers: list[Child] = []
+        self.gateway: Child | None = None
+        self.ui: Child | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.config.nats_port}"
+
+    @property
+    def dispatcher_address(self) -> str:
+        return f"127.0.0.1:{self.config.dispatcher_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.gateway_port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.ui_port}"
+
+    def children(self) -> list[Child]:
+        found = [self.nats, self.dispatcher, *self.workers, self.gateway, self.ui]
+        return [c for c in found if c is not None]
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        try:
+            self._start(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout_s: float) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.log_dir:
+            cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        self.nats = self._nats_child()
+        self.nats.start()
+        self.nats.wait_ready(timeout_s)
+        self.dispatcher = self._service("dispatcher", "flotilla.dispatcher.main", self._dispatcher_env(),
+                                        lambda: port_open(cfg.dispatcher_port))
+        self.dispatcher.start()
+        self.dispatcher.wait_ready(timeout_s)
+        for i in range(cfg.workers):
+            self.add_worker(f"worker-{i + 1}")
+        self.gateway = self._service("gateway", "flotilla.gateway.main", self._gateway_env(),
+                                     lambda: _http_ok(f"{self.gateway_url}/readyz"))
+        self.gateway.start()
+        if cfg.with_ui:
+            self.ui = self._service("ui", "flotilla.ui.main", self._ui_env(), lambda: port_open(cfg.ui_port))
+            self.ui.start()
+        for child in self.children():
+            child.wait_ready(timeout_s)
+        if cfg.workers:
+            self._wait_for_catalogue(timeout_s)
+
+    def add_worker(self, worker_id: str, *, wait: bool = False) -> Child:
+        env = {
+            "FLOTILLA_NATS_URL": self.nats_url,
+            "FLOTILLA_WORKER_NATS_PASSWORD": self.passwords["worker"],
+            "FLOTILLA_WORKER_ID": worker_id,
+        }
+        child = self._service(worker_id, "flotilla.worker.main", env, lambda: True)
+        child.start()
+        self.workers.append(child)
+        if wait:
+            self._wait_for_catalogue(60.0)
+        return child
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for child in reversed(self.children()):
+            child.stop()
+
+    def run_until_signalled(self) -> None:
+        """Print where everything is, restart a child that dies, and stop all on SIGINT/SIGTERM."""
+        received = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: received.set())
+        self.print_summary()
+        while not received.wait(0.5):
+            for child in self.children():
+                if not child.alive() and not self._stopping.is_set():
+                    print(f"[flotilla] {child.name} exited ({child.process.returncode if child.process else '?'}); restarting", file=sys.stderr)
+                    child.start()
+        print("[flotilla] stopping...", file=sys.stderr)
+        self.stop()
+        print("[flotilla] stopped", file=sys.stderr)
+
+    def print_summary(self) -> None:
+        lines = [
+            "",
+            "Flotilla is running:",
+            f"  UI          {self.ui_url}" if self.ui else "",
+            f"  REST API    {self.gateway_url}/v1   (OpenAPI: {self.gateway_url}/docs)",
+            f"  dispatcher  {self.dispatcher_address} (gRPC)",
+            f"  NATS        {self.nats_url}  (JetStream data in {self.config.data_dir.resolve()})",
+            f"  workers     {len(self.workers)}",
+            "Ctrl-C stops everything.",
+            "",
+        ]
+        print("\n".join(line for line in lines if line is not None), file=sys.stderr, flush=True)
+
+    def _nats_child(self) -> Child:
+        cfg = self.config
+        argv = [
+            find_nats_server(cfg.nats_server),
+            "-c", str(find_nats_conf(cfg.nats_conf)),
+            "-a", "127.0.0.1",
+            "-p", str(cfg.nats_port),
+            "-sd", str(cfg.data_dir / "jetstream"),
+        ]  # fmt: skip
+        env = dict(os.environ)
+        env["FLOTILLA_DISPATCHER_NATS_PASSWORD"] = self.passwords["dispatcher"]
+        env["FLOTILLA_WORKER_NATS_PASSWORD"] = self.passwords["worker"]
+        return Child("nats", argv, env, lambda: port_open(cfg.nats_port), self._log_path("nats"))
+
+    def _service(self, name: str, module: str, env: dict[str, str], ready: object) -> Child:
+        full_env = python_env({**self.config.env, **env})
+        return Child(name, [sys.executable, "-m", module], full_env, ready, self._log_path(name))  # type: ignore[arg-type]
+
+    def _log_path(self, name: str) -> Path | None:
+        return self.config.log_dir / f"{name}.log" if self.config.log_dir else None
+
+    def _dispatcher_env(self) -> dict[str, str]:
+        return {
+            "FLOTILLA_NATS_URL": self.nats_url,
+            "FLOTILLA_DISPATCHER_NATS_PASSWORD": self.passwords["dispatcher"],
+            "FLOTILLA_DISPATCHER_GRPC_PORT": str(self.config.dispatcher_port),
+            "FLOTILLA_DISPATCHER_JOB_ACK_WAIT_S": str(self.config.job_ack_wait_s),
+            "FLOTILLA_DISPATCHER_JOB_MAX_ATTEMPTS": str(self.config.job_max_attempts),
+        }
+
+    def _gateway_env(self) -> dict[str, str]:
+        return {
+            "FLOTILLA_GATEWAY_PORT": str(self.config.gateway_port),
+            "FLOTILLA_DISPATCHER_ADDRESS": self.dispatcher_address,
+        }
+
+    def _ui_env(self) -> dict[str, str]:
+        return {
+            "FLOTILLA_UI_PORT": str(self.config.ui_port),
+            "FLOTILLA_UI_STACK": "none",
+            "FLOTILLA_UI_GATEWAY_URL": self.gateway_url,
+        }
+
+    def _wait_for_catalogue(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.gateway_url}/v1/workflows", timeout=2) as response:  # noqa: S310
+                    if response.status == 200 and response.read().strip() not in (b"[]", b""):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("no worker advertised its workflows in time")

@@ -1,0 +1,6 @@
+"""The dispatcher's logic: the run lifecycle over the JetStream layer."""
+
+from flotilla.dispatch._index import RunIndex
+from flotilla.dispatch._service import RunService
+
+__all__ = ["RunIndex", "RunService"]

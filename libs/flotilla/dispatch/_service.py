@@ -1,0 +1,162 @@
+"""The run lifecycle, as the dispatcher serves it: create, read, list, watch, answer, cancel."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import structlog
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from flotilla.dispatch._index import RunIndex
+from flotilla.errors import InvalidArgument, RequestNotFound, RunFinished, RunNotFound
+from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, now
+from flotilla.ids import is_run_id, new_run_id
+from flotilla.jetstream import (
+    Catalogue,
+    EventLog,
+    IdempotencyKeys,
+    Requests,
+    RunStore,
+    control_subject,
+    enqueue,
+)
+from flotilla.protocol import Job, Run, RunEvent, RunStatus, WorkflowCompleted, WorkflowInfo
+
+log = structlog.get_logger(__name__)
+
+MAX_PARAMS_BYTES = 256 * 1024
+MAX_LIST_LIMIT = 1000
+
+
+class RunService:
+    def __init__(self, nc: Client, js: JetStreamContext) -> None:
+        self._nc = nc
+        self._js = js
+        self._events = EventLog(js)
+
+    async def open(self) -> None:
+        """Open the stores (after provisioning) and start the list index."""
+        self._runs = await RunStore.open(self._js)
+        self._requests = await Requests.open_store(self._js)
+        self._catalogue = await Catalogue.open(self._js)
+        self._idempotency = await IdempotencyKeys.open(self._js)
+        self._index = RunIndex(self._runs)
+        self._index.start()
+
+    async def close(self) -> None:
+        await self._index.stop()
+
+    async def start_run(self, workflow: str, params_json: str, idempotency_key: str = "") -> tuple[Run, bool]:
+        """Create the run and queue its job; with a known idempotency key, return that run."""
+        params_json = _valid_params(params_json)
+        if len(idempotency_key) > 256:
+            raise InvalidArgument("idempotency_key is longer than 256 characters")
+        await self._catalogue.get(workflow)  # WorkflowNotFound when no live worker serves it
+        run_id = new_run_id()
+        if idempotency_key:
+            bound = await self._idempotency.claim(idempotency_key, run_id)
+            if bound != run_id:
+                try:
+                    return await self.get_run(bound), False
+                except RunNotFound:
+                    run_id = bound  # the first caller died before creating it: finish its work
+        run = Run(
+            run_id=run_id,
+            workflow=workflow,
+            params_json=params_json,
+            status=RunStatus.RUN_STATUS_QUEUED,
+            idempotency_key=idempotency_key,
+        )
+        await self._runs.create(run)
+        self._index.put(run)
+        await enqueue(self._js, Job(run_id=run_id, workflow=workflow, params_json=params_json))
+        with structlog.contextvars.bound_contextvars(run_id=run_id):
+            log.info("run queued", workflow=workflow)
+        return run, True
+
+    async def get_run(self, run_id: str) -> Run:
+        _check_run_id(run_id)
+        run, _ = await self._runs.get(run_id)
+        return run
+
+    def list_runs(self, *, limit: int, status: int) -> list[Run]:
+        if limit <= 0:
+            limit = 50
+        return self._index.list(limit=min(limit, MAX_LIST_LIMIT), status=status)
+
+    async def watch(self, run_id: str, after_seq: int) -> AsyncIterator[RunEvent]:
+        await self.get_run(run_id)
+        async for event in self._events.follow(run_id, after_seq=after_seq):
+            yield event
+
+    async def list_events(self, run_id: str, after_seq: int) -> list[RunEvent]:
+        await self.get_run(run_id)
+        return await self._events.read(run_id, after_seq=after_seq)
+
+    async def submit_input(self, run_id: str, request_id: str, value: str) -> None:
+        _check_run_id(run_id)
+        if not request_id.isalnum() or len(request_id) > 64:
+            raise RequestNotFound(run_id, request_id)
+        if len(value.encode()) > MAX_PARAMS_BYTES:
+            raise InvalidArgument(f"the answer is larger than {MAX_PARAMS_BYTES} bytes")
+        try:
+            await self._requests.answer(run_id, request_id, value)
+        except RequestNotFound:
+            await self.get_run(run_id)  # an unknown run is reported as such
+            raise
+        with structlog.contextvars.bound_contextvars(run_id=run_id):
+            log.info("answer submitted", request_id=request_id)
+
+    async def cancel(self, run_id: str) -> Run:
+        """A queued run is cancelled here at once; a running one by its worker, told now."""
+        _check_run_id(run_id)
+        cancelled_here = False
+
+        def request_cancel(run: Run) -> bool:
+            nonlocal cancelled_here
+            if run.status in TERMINAL_STATUSES:
+                raise RunFinished(run_id, STATUS_NAMES[run.status])
+            if run.status == RunStatus.RUN_STATUS_QUEUED:
+                run.status = RunStatus.RUN_STATUS_CANCELLED
+                run.error = "cancelled before it started"
+                run.finished_at.CopyFrom(now())
+                cancelled_here = True
+            run.cancel_requested = True
+            return True
+
+        run = await self._runs.update(run_id, request_cancel)
+        self._index.put(run)
+        if cancelled_here:
+            # The run record's compare-and-set made this process the only writer of its log.
+            last = await self._events.last_event(run_id)
+            event = RunEvent(run_id=run_id, seq=(last.seq if last else 0) + 1, sender="system")
+            event.timestamp.CopyFrom(now())
+            event.workflow_completed.CopyFrom(WorkflowCompleted(status="cancelled", error=run.error))
+            await self._events.append(event)
+        else:
+            await self._nc.publish(control_subject(run_id), b"cancel")
+        with structlog.contextvars.bound_contextvars(run_id=run_id):
+            log.info("cancel requested", queued=cancelled_here)
+        return run
+
+    async def list_workflows(self) -> list[WorkflowInfo]:
+        return await self._catalogue.list()
+
+
+def _check_run_id(run_id: str) -> None:
+    if not is_run_id(run_id):
+        raise RunNotFound(run_id)
+
+
+def _valid_params(params_json: str) -> str:
+    if len(params_json.encode()) > MAX_PARAMS_BYTES:
+        raise InvalidArgument(f"params are larger than {MAX_PARAMS_BYTES} bytes")
+    try:
+        params = json.loads(params_json or "{}")
+    except ValueError as exc:
+        raise InvalidArgument(f"params are not valid JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise InvalidArgument("params must be a JSON object")
+    return json.dumps(params, separators=(",", ":"))

@@ -1,0 +1,54 @@
+"""Flotilla's domain errors: one small tree, translated to HTTP or gRPC status only at the edges."""
+
+from __future__ import annotations
+
+
+class FlotillaError(Exception):
+    """Base of every error Flotilla raises on purpose."""
+
+
+class NotFound(FlotillaError):
+    """The thing named does not exist (or is not visible to the caller)."""
+
+
+class RunNotFound(NotFound):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} not found")
+        self.run_id = run_id
+
+
+class WorkflowNotFound(NotFound):
+    def __init__(self, workflow: str) -> None:
+        super().__init__(f"workflow {workflow!r} is not served by any worker")
+        self.workflow = workflow
+
+
+class RequestNotFound(NotFound):
+    def __init__(self, run_id: str, request_id: str) -> None:
+        super().__init__(f"run {run_id!r} has no question with request_id {request_id!r}")
+
+
+class Conflict(FlotillaError):
+    """The request is valid but contradicts the run's state."""
+
+
+class RequestAlreadyAnswered(Conflict):
+    def __init__(self, run_id: str, request_id: str) -> None:
+        super().__init__(f"request {request_id!r} of run {run_id!r} was already answered")
+
+
+class RunFinished(Conflict):
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(f"run {run_id!r} already finished ({status})")
+
+
+class InvalidArgument(FlotillaError):
+    """The request itself is malformed (bad params, bad JSON, out-of-range value)."""
+
+
+class Unavailable(FlotillaError):
+    """A dependency (NATS, the dispatcher) cannot be reached right now; retrying may help."""
+
+
+class ConfigurationError(FlotillaError):
+    """The service was started with settings that cannot work; the message says what to set."""

@@ -1,0 +1,104 @@
+"""Run events and run records as JSON: the shape the gateway serves and the UI renders.
+
+An event becomes a flat object: `type` (the kind, FastAgency's word), `run_id`, `seq`, `sender`,
+`recipient`, `timestamp`, then the kind's own fields. Fields carried as JSON text on the wire
+(`params_json`, `result_json`, ...) are decoded and lose the suffix (`params`, `result`, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from flotilla.protocol import Run, RunEvent, RunStatus
+
+STATUS_NAMES: dict[int, str] = {
+    RunStatus.RUN_STATUS_QUEUED: "queued",
+    RunStatus.RUN_STATUS_RUNNING: "running",
+    RunStatus.RUN_STATUS_COMPLETED: "completed",
+    RunStatus.RUN_STATUS_FAILED: "failed",
+    RunStatus.RUN_STATUS_CANCELLED: "cancelled",
+}
+STATUS_BY_NAME: dict[str, int] = {name: value for value, name in STATUS_NAMES.items()}
+TERMINAL_STATUSES = frozenset(
+    {RunStatus.RUN_STATUS_COMPLETED, RunStatus.RUN_STATUS_FAILED, RunStatus.RUN_STATUS_CANCELLED}
+)
+INPUT_REQUEST_KINDS = frozenset({"text_input", "multiple_choice"})
+
+
+def now() -> Timestamp:
+    ts = Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
+def timestamp_to_iso(ts: Timestamp) -> str | None:
+    if not ts.seconds and not ts.nanos:
+        return None
+    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=timezone.utc).isoformat()
+
+
+def decode_json(text: str) -> Any:
+    return json.loads(text) if text else None
+
+
+def is_terminal(event: RunEvent) -> bool:
+    return event.WhichOneof("kind") == "workflow_completed"
+
+
+def request_id_of(event: RunEvent) -> str | None:
+    """The request_id of an input request event, else None."""
+    kind = event.WhichOneof("kind")
+    if kind in INPUT_REQUEST_KINDS:
+        return str(getattr(event, kind).request_id)
+    return None
+
+
+def _message_fields(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        if field.name.endswith("_json"):
+            out[field.name[: -len("_json")]] = decode_json(value)
+        elif field.label == field.LABEL_REPEATED:
+            out[field.name] = list(value)
+        else:
+            out[field.name] = value
+    return out
+
+
+def event_to_json(event: RunEvent) -> dict[str, Any]:
+    kind = event.WhichOneof("kind") or "unknown"
+    out: dict[str, Any] = {
+        "type": kind,
+        "run_id": event.run_id,
+        "seq": event.seq,
+        "sender": event.sender,
+        "recipient": event.recipient,
+        "timestamp": timestamp_to_iso(event.timestamp),
+    }
+    if kind != "unknown":
+        out.update(_message_fields(getattr(event, kind)))
+    return out
+
+
+def run_to_json(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "workflow": run.workflow,
+        "params": decode_json(run.params_json),
+        "status": STATUS_NAMES.get(run.status, "unknown"),
+        "created_at": timestamp_to_iso(run.created_at),
+        "updated_at": timestamp_to_iso(run.updated_at),
+        "finished_at": timestamp_to_iso(run.finished_at),
+        "attempts": run.attempts,
+        "worker_id": run.worker_id or None,
+        "result": decode_json(run.result_json),
+        "error": run.error or None,
+        "idempotency_key": run.idempotency_key or None,
+        "cancel_requested": run.cancel_requested,
+    }

@@ -1,0 +1,60 @@
+"""The workflows the local stack serves: `learning_chat` (the seed's example) and `load`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flotilla.errors import InvalidArgument
+from flotilla.workflows import Session, WorkflowRegistry
+
+registry = WorkflowRegistry()
+
+_TEACHER_LINES = [
+    "Good question. {topic} is easiest to learn from one concrete example before the theory.",
+    "Exactly. Now try to explain {topic} in one sentence, in your own words.",
+    "That is a solid summary of {topic}. Keep practising with small examples.",
+]
+_STUDENT_LINES = [
+    "I would like to learn about {topic}. Where should I start?",
+    "So the idea behind {topic} is to start small and build up?",
+    "Thank you! I think I understand {topic} much better now.",
+]
+
+
+@registry.register(
+    name="learning_chat",
+    description="A student and a teacher agent talk about a topic you choose.",
+)
+async def learning_chat(session: Session, params: dict[str, Any]) -> dict[str, Any]:
+    topic = (await session.text_input("What do you want to learn about?", suggestions=["Math", "Physics"])).strip()
+    topic = topic or "learning"
+    for student, teacher in zip(_STUDENT_LINES, _TEACHER_LINES):
+        await session.text_message(student.format(topic=topic), sender="student", recipient="teacher")
+        await session.text_message(teacher.format(topic=topic), sender="teacher", recipient="student")
+    return {"topic": topic, "summary": f"The student and the teacher talked about {topic} for 3 turns."}
+
+
+def _int_param(params: dict[str, Any], name: str, default: int, *, low: int, high: int) -> int:
+    value = params.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidArgument(f"param {name!r} must be an integer from {low} to {high}")
+    return value
+
+
+@registry.register(
+    name="load",
+    description="Emits n messages of size bytes and asks asks questions (for tests and benchmarks).",
+)
+async def load(session: Session, params: dict[str, Any]) -> dict[str, Any]:
+    n = _int_param(params, "n", 10, low=0, high=100_000)
+    size = _int_param(params, "size", 100, low=0, high=1_000_000)
+    asks = _int_param(params, "asks", 0, low=0, high=1_000)
+    body = "x" * size
+    for _ in range(n):
+        await session.text_message(body, sender="load", recipient="user")
+    answers = []
+    for i in range(asks):
+        answer = await session.text_input(f"question {i + 1} of {asks}")
+        answers.append(answer)
+        await session.text_message(f"echo: {answer}", sender="load", recipient="user")
+    return {"messages": n, "answers": answers}

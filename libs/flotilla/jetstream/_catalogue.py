@@ -1,0 +1,46 @@
+"""The workflow catalogue: workers advertise what they serve; entries expire without heartbeats."""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
+
+from flotilla.errors import WorkflowNotFound
+from flotilla.jetstream._layout import WORKFLOWS_BUCKET
+from flotilla.protocol import WorkflowInfo
+
+
+class Catalogue:
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext) -> Catalogue:
+        return cls(await js.key_value(WORKFLOWS_BUCKET))
+
+    async def advertise(self, workflows: list[WorkflowInfo]) -> None:
+        for info in workflows:
+            await self._kv.put(info.name, info.SerializeToString())
+
+    async def get(self, name: str) -> WorkflowInfo:
+        try:
+            entry = await self._kv.get(name)
+        except KeyNotFoundError:
+            raise WorkflowNotFound(name) from None
+        if not entry.value:
+            raise WorkflowNotFound(name)
+        return WorkflowInfo.FromString(entry.value)
+
+    async def list(self) -> list[WorkflowInfo]:
+        try:
+            names = await self._kv.keys()
+        except NoKeysError:
+            return []
+        found = []
+        for name in sorted(names):
+            try:
+                found.append(await self.get(name))
+            except WorkflowNotFound:
+                continue  # expired between listing and reading
+        return found

@@ -1,0 +1,43 @@
+"""Connecting to NATS with a service's credentials."""
+
+from __future__ import annotations
+
+import ssl
+
+import nats
+import structlog
+from nats.aio.client import Client
+
+from flotilla.settings import NatsSettings
+
+log = structlog.get_logger(__name__)
+
+
+async def connect(settings: NatsSettings, *, name: str) -> Client:
+    """Connect (reconnecting forever afterwards); the password is never logged."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", error=str(exc))
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
+    tls = ssl.create_default_context(cafile=settings.nats_tls_ca_file) if settings.nats_tls_ca_file else None
+    return await nats.connect(
+        servers=[url.strip() for url in settings.nats_url.split(",") if url.strip()],
+        user=settings.nats_user or None,
+        password=settings.nats_password.get_secret_value() or None,
+        name=name,
+        tls=tls,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        allow_reconnect=True,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        pending_size=64 * 1024 * 1024,
+    )

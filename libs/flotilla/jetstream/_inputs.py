@@ -1,0 +1,58 @@
+"""Questions and answers: open requests (KV `flotilla_requests`) and answers (FLOTILLA_INPUTS).
+
+The worker opens a request before it publishes the question; the dispatcher claims it with a
+compare-and-set before it publishes the answer, so a request is answered at most once.
+"""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from flotilla.errors import RequestAlreadyAnswered, RequestNotFound
+from flotilla.jetstream._layout import REQUESTS_BUCKET, input_subject
+
+_OPEN = b"open"
+_ANSWERED = b"answered"
+
+
+def _key(run_id: str, request_id: str) -> str:
+    return f"{run_id}.{request_id}"
+
+
+class Requests:
+    def __init__(self, js: JetStreamContext, kv: KeyValue) -> None:
+        self._js = js
+        self._kv = kv
+
+    @classmethod
+    async def open_store(cls, js: JetStreamContext) -> Requests:
+        return cls(js, await js.key_value(REQUESTS_BUCKET))
+
+    async def open(self, run_id: str, request_id: str) -> None:
+        """Record that the run now waits for an answer to `request_id`."""
+        await self._kv.create(_key(run_id, request_id), _OPEN)
+
+    async def answer(self, run_id: str, request_id: str, value: str) -> None:
+        """Claim the request, then publish the answer durably for the worker to pick up."""
+        key = _key(run_id, request_id)
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:
+            raise RequestNotFound(run_id, request_id) from None
+        if entry.value != _OPEN or entry.revision is None:
+            raise RequestAlreadyAnswered(run_id, request_id)
+        try:
+            revision = await self._kv.update(key, _ANSWERED, last=entry.revision)
+        except KeyWrongLastSequenceError:
+            raise RequestAlreadyAnswered(run_id, request_id) from None
+        try:
+            await self._js.publish(
+                input_subject(run_id, request_id),
+                value.encode(),
+                headers={"Nats-Msg-Id": key},
+            )
+        except BaseException:
+            await self._kv.update(key, _OPEN, last=revision)  # let the person answer again
+            raise

@@ -1,0 +1,49 @@
+"""Process lifecycle shared by the services: waiting for SIGINT/SIGTERM, serving gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Iterable
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+
+async def wait_for_shutdown() -> signal.Signals:
+    """Block until SIGINT or SIGTERM; return which."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda s=sig: received.done() or received.set_result(s))
+    try:
+        return await received
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+class GrpcServer:
+    """A grpc.aio server with health checking and reflection for the given services."""
+
+    def __init__(self, host: str, port: int, register: Callable[[aio.Server], None], services: Iterable[str]) -> None:
+        self._server = aio.server(options=[("grpc.so_reuseport", 0)])
+        register(self._server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self._services = list(services)
+        reflection.enable_server_reflection([*self._services, reflection.SERVICE_NAME, health.SERVICE_NAME], self._server)
+        self.port = self._server.add_insecure_port(f"{host}:{port}")
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ["", *self._services]:
+            await self._health.set(name, status)
+
+    async def stop(self, grace_s: float) -> None:
+        await self.set_serving(False)
+        await self._server.stop(grace_s)

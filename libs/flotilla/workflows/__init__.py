@@ -1,0 +1,6 @@
+"""Authoring workflows: register a function, use the session it receives."""
+
+from flotilla.workflows._registry import Workflow, WorkflowFunction, WorkflowRegistry
+from flotilla.workflows._session import Session
+
+__all__ = ["Session", "Workflow", "WorkflowFunction", "WorkflowRegistry"]

@@ -1,0 +1,68 @@
+"""services/dispatcher: the gRPC server that owns the run lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from grpc import aio
+from nats.aio.client import Client
+
+from flotilla.dispatch import RunService
+from flotilla.dispatcher.servicer import Dispatcher
+from flotilla.jetstream import Layout, connect, provision
+from flotilla.lifecycle import GrpcServer, wait_for_shutdown
+from flotilla.logging import configure_logging
+from flotilla.protocol import DISPATCHER_SERVICE, add_DispatcherServicer_to_server
+from flotilla.settings import DispatcherSettings
+
+log = structlog.get_logger(__name__)
+
+
+async def serve(settings: DispatcherSettings) -> None:
+    nc = await connect(settings, name="flotilla-dispatcher")
+    js = nc.jetstream()
+    layout = Layout(
+        job_ack_wait_s=settings.job_ack_wait_s,
+        job_max_attempts=settings.job_max_attempts,
+        max_age_s=settings.event_max_age_s,
+        replicas=settings.jetstream_replicas,
+    )
+    await provision(js, layout)
+    service = RunService(nc, js)
+    await service.open()
+
+    def register(server: aio.Server) -> None:
+        add_DispatcherServicer_to_server(Dispatcher(service), server)
+
+    server = GrpcServer(settings.grpc_host, settings.grpc_port, register, [DISPATCHER_SERVICE])
+    await server.start()
+    health = asyncio.create_task(_report_health(server, nc))
+    log.info("dispatcher ready", grpc=f"{settings.grpc_host}:{server.port}", nats=settings.nats_url)
+    await wait_for_shutdown()
+    log.info("dispatcher stopping")
+    health.cancel()
+    await server.stop(grace_s=5)
+    await service.close()
+    await nc.drain()
+
+
+async def _report_health(server: GrpcServer, nc: Client) -> None:
+    """SERVING only while NATS is connected, so /readyz and load balancers see the truth."""
+    last: bool | None = None
+    while True:
+        connected = nc.is_connected
+        if connected != last:
+            await server.set_serving(connected)
+            last = connected
+        await asyncio.sleep(0.5)
+
+
+def main() -> None:
+    settings = DispatcherSettings()
+    configure_logging("dispatcher", log_format=settings.log_format, level=settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""The Dispatcher gRPC service: translates RPCs to RunService calls and domain errors to codes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+import nats.errors
+from grpc import aio
+
+from flotilla.dispatch import RunService
+from flotilla.errors import (
+    Conflict,
+    FlotillaError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from flotilla.protocol import (
+    CancelRunRequest,
+    CancelRunResponse,
+    DispatcherServicer,
+    GetRunRequest,
+    ListEventsRequest,
+    ListEventsResponse,
+    ListRunsRequest,
+    ListRunsResponse,
+    ListWorkflowsRequest,
+    ListWorkflowsResponse,
+    Run,
+    RunEvent,
+    StartRunRequest,
+    StartRunResponse,
+    SubmitInputRequest,
+    SubmitInputResponse,
+    WatchRunRequest,
+)
+
+T = TypeVar("T")
+
+_CODES: list[tuple[type[FlotillaError], grpc.StatusCode]] = [
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (Conflict, grpc.StatusCode.FAILED_PRECONDITION),
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def status_code(exc: FlotillaError) -> grpc.StatusCode:
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+async def _call(context: aio.ServicerContext, operation: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await operation()
+    except FlotillaError as exc:
+        await context.abort(status_code(exc), str(exc))
+    except (nats.errors.Error, TimeoutError) as exc:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"NATS did not answer: {exc!r}")
+    raise AssertionError("unreachable: abort raises")
+
+
+class Dispatcher(DispatcherServicer):
+    def __init__(self, service: RunService) -> None:
+        self._service = service
+
+    async def StartRun(self, request: StartRunRequest, context: aio.ServicerContext) -> StartRunResponse:
+        async def start() -> StartRunResponse:
+            run, created = await self._service.start_run(request.workflow, request.params_json, request.idempotency_key)
+            return StartRunResponse(run=run, created=created)
+
+        return await _call(context, start)
+
+    async def GetRun(self, request: GetRunRequest, context: aio.ServicerContext) -> Run:
+        return await _call(context, lambda: self._service.get_run(request.run_id))
+
+    async def ListRuns(self, request: ListRunsRequest, context: aio.ServicerContext) -> ListRunsResponse:
+        return ListRunsResponse(runs=self._service.list_runs(limit=request.limit, status=request.status))
+
+    async def WatchRun(self, request: WatchRunRequest, context: aio.ServicerContext) -> AsyncIterator[RunEvent]:
+        try:
+            async for event in self._service.watch(request.run_id, request.after_seq):
+                yield event
+        except FlotillaError as exc:
+            await context.abort(status_code(exc), str(exc))
+
+    async def ListEvents(self, request: ListEventsRequest, context: aio.ServicerContext) -> ListEventsResponse:
+        async def list_events() -> ListEventsResponse:
+            return ListEventsResponse(events=await self._service.list_events(request.run_id, request.after_seq))
+
+        return await _call(context, list_events)
+
+    async def SubmitInput(self, request: SubmitInputRequest, context: aio.ServicerContext) -> SubmitInputResponse:
+        async def submit() -> SubmitInputResponse:
+            await self._service.submit_input(request.run_id, request.request_id, request.value)
+            return SubmitInputResponse()
+
+        return await _call(context, submit)
+
+    async def CancelRun(self, request: CancelRunRequest, context: aio.ServicerContext) -> CancelRunResponse:
+        async def cancel() -> CancelRunResponse:
+            return CancelRunResponse(run=await self._service.cancel(request.run_id))
+
+        return await _call(context, cancel)
+
+    async def ListWorkflows(self, request: ListWorkflowsRequest, context: aio.ServicerContext) -> ListWorkflowsResponse:
+        async def list_workflows() -> ListWorkflowsResponse:
+            return ListWorkflowsResponse(workflows=await self._service.list_workflows())
+
+        return await _call(context, list_workflows)

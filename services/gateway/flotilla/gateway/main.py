@@ -1,0 +1,27 @@
+"""services/gateway: the public REST + WebSocket API, a gRPC client of the dispatcher."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from flotilla.gateway.app import create_app
+from flotilla.logging import configure_logging
+from flotilla.settings import GatewaySettings
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging("gateway", log_format=settings.log_format, level=settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        ws_max_size=1024 * 1024,
+        timeout_graceful_shutdown=5,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""REST routes of API v1."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from grpc import aio
+
+from flotilla.events import STATUS_BY_NAME, event_to_json, run_to_json
+from flotilla.gateway.dispatcher import DispatcherClient, http_error
+from flotilla.gateway.schemas import Accepted, EventsOut, InputBody, RunOut, StartRunBody, WorkflowOut
+from flotilla.protocol import (
+    CancelRunRequest,
+    GetRunRequest,
+    ListEventsRequest,
+    ListRunsRequest,
+    ListWorkflowsRequest,
+    StartRunRequest,
+    SubmitInputRequest,
+)
+
+router = APIRouter(prefix="/v1")
+
+
+def get_dispatcher(request: Request) -> DispatcherClient:
+    client: DispatcherClient = request.app.state.dispatcher
+    return client
+
+
+Dispatcher = Annotated[DispatcherClient, Depends(get_dispatcher)]
+
+
+@router.get("/workflows", response_model=list[WorkflowOut], summary="Workflows some live worker serves")
+async def list_workflows(dispatcher: Dispatcher) -> list[dict[str, str]]:
+    try:
+        reply = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
+    except aio.AioRpcError as exc:
+        raise http_error(exc) from None
+    return [{"name": w.name, "description": w.description} for w in reply.workflows]
+
+
+@router.post("/runs", status_code=201, response_model=RunOut, summary="Start a run",
+             responses={200: {"description": "The idempotency key named an existing run"}})
+async def start_run(body: StartRunBody, dispatcher: Dispatcher, response: Response) -> dict[str, Any]:
+    request = StartRunRequest(
+        workflow=body.workflow,
+        params_json=json.dumps(body.params),
+        idempotency_key=body.idempotency_key or "",
+    )
+    try:
+        reply = await dispatcher.stub.StartRun(request)
+    except aio.AioRpcError as exc:
+        raise http_error(exc) from None
+    if not reply.created:
+        response.status_code = 200
+    return run_to_json(reply.run)
+
+
+@router.get("/runs", response_model=list[RunOut], summary="Runs, newest first")
+async def list_runs(
+    dispatcher: Dispatcher,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    status: Annotated[str | None, Query(pattern="^(queued|running|completed|failed|cancelled)$")] = None,
+) -> list[dict[str, Any]]:
+    request = ListRunsRequest(limit=limit, status=STATUS_BY_NAME[status] if status else 0)  # type: ignore[arg-type]
+    try:
+        reply = await dispatcher.stub.ListRuns(request)
+    except aio.AioRpcError as exc:
+        raise http_error(exc) from None
+    return [run_to_json(run) for run in reply.runs]
+
+
+@router.get("/runs/{run_id}", response_model=RunOut, summary="One run")
+async def get_run(run_id: str, dispatcher: Dispatcher) -> dict[str, Any]:
+    try:
+        return run_to_json(await dispatcher.stub.GetRun(GetRunRequest(run_id=run_id)))
+    except aio.AioRpcError as exc:
+        raise http_error(exc) from None
+
+
+@router.get("/runs/{run_id}/events", response_model=EventsOut, summary="A run's events after a seq")
+async def list_events(
+    run_id: str, dispatcher: Dispatcher, after: Annotated[int, Query(ge=0)] = 0
+) -> dict[str, Any]:
+    try:
+        reply = await dispatcher.stub.ListEvents(ListEventsRequest(run_id=run_id, after_seq=after))
+    except aio.AioRpcError as exc:
+        raise http_error(exc) from None
+    return {"events": [event_to_json(event) for event in reply.events]}
+
+
+@router.post("/runs/{run_id}/input", status_code=202, response_model=Accepted, summary="Answer a question")
+async def submit_input(run_id: str, body: InputBody, dispatcher: Dispatcher) -> dict[str, str]:
+    try:
+        await dispatcher.stub.SubmitInput(SubmitInputRequest(run_id=run_id, request_id=body.request_id, value=body.value))
+    except aio.AioRpcError as exc:
+        raise http_error(exc) from None
+    return {"status": "accepted", "run_id": run_id}
+
+
+@router.post("/runs/{run_id}/cancel", status_code=202, response_model=Accepted, summary="Cancel a run")
+async def cancel_run(run_id: str, dispatcher: Dispatcher) -> dict[str, str]:
+    try:
+        await dispatcher.stub.CancelRun(CancelRunRequest(run_id=run_id))
+    except aio.AioRpcError as exc:
+        raise http_error(exc) from None
+    return {"status": "accepted", "run_id": run_id}
+
+
+health = APIRouter()
+
+
+@health.get("/healthz", summary="The gateway process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get("/readyz", summary="The dispatcher and NATS answer")
+async def readyz(dispatcher: Dispatcher) -> JSONResponse:
+    if await dispatcher.ready():
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "not ready", "detail": "the dispatcher or NATS does not answer"}, status_code=503)

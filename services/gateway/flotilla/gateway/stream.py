@@ -1,0 +1,91 @@
+"""WS /v1/runs/{run_id}/stream: a run's events, live, and answers from the client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import grpc
+import structlog
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from grpc import aio
+
+from flotilla.events import event_to_json, is_terminal
+from flotilla.gateway.dispatcher import DispatcherClient
+from flotilla.protocol import GetRunRequest, SubmitInputRequest, WatchRunRequest
+
+log = structlog.get_logger(__name__)
+router = APIRouter(prefix="/v1")
+
+CLOSE_NORMAL = 1000
+CLOSE_UNKNOWN_RUN = 4404
+CLOSE_UNAVAILABLE = 1013  # try again later
+MAX_FRAME_BYTES = 256 * 1024
+
+
+@router.websocket("/runs/{run_id}/stream")
+async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
+    dispatcher: DispatcherClient = websocket.app.state.dispatcher
+    await websocket.accept()
+    if after < 0:
+        await websocket.close(code=1008, reason="after must be >= 0")
+        return
+    try:
+        await dispatcher.stub.GetRun(GetRunRequest(run_id=run_id))
+    except aio.AioRpcError as exc:
+        code = CLOSE_UNKNOWN_RUN if exc.code() == grpc.StatusCode.NOT_FOUND else CLOSE_UNAVAILABLE
+        await websocket.close(code=code, reason=(exc.details() or "")[:120])
+        return
+    with structlog.contextvars.bound_contextvars(run_id=run_id):
+        inputs = asyncio.create_task(_receive_inputs(websocket, dispatcher, run_id))
+        try:
+            await _send_events(websocket, dispatcher, run_id, after)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            inputs.cancel()
+            await asyncio.gather(inputs, return_exceptions=True)
+
+
+async def _send_events(websocket: WebSocket, dispatcher: DispatcherClient, run_id: str, after: int) -> None:
+    call = dispatcher.stub.WatchRun(WatchRunRequest(run_id=run_id, after_seq=after))
+    try:
+        async for event in call:
+            await websocket.send_text(json.dumps(event_to_json(event)))
+            if is_terminal(event):
+                await websocket.close(code=CLOSE_NORMAL)
+                return
+    except aio.AioRpcError as exc:
+        log.warning("watch ended", code=exc.code().name, detail=exc.details())
+        await websocket.close(code=CLOSE_UNAVAILABLE, reason="the dispatcher stream ended; reconnect with after=<last seq>")
+    finally:
+        call.cancel()
+
+
+async def _receive_inputs(websocket: WebSocket, dispatcher: DispatcherClient, run_id: str) -> None:
+    """`{"type": "input", "request_id": ..., "value": ...}` frames; anything else gets an error frame."""
+    while True:
+        text = await websocket.receive_text()
+        reply = await _handle_frame(dispatcher, run_id, text)
+        if reply is not None:
+            await websocket.send_text(json.dumps(reply))
+
+
+async def _handle_frame(dispatcher: DispatcherClient, run_id: str, text: str) -> dict[str, Any] | None:
+    if len(text) > MAX_FRAME_BYTES:
+        return {"type": "client_error", "detail": f"frame larger than {MAX_FRAME_BYTES} bytes"}
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return {"type": "client_error", "detail": "frames must be JSON objects"}
+    if not isinstance(frame, dict) or frame.get("type") != "input":
+        return {"type": "client_error", "detail": 'expected {"type": "input", "request_id": ..., "value": ...}'}
+    request_id, value = frame.get("request_id"), frame.get("value")
+    if not isinstance(request_id, str) or not isinstance(value, str):
+        return {"type": "client_error", "detail": "request_id and value must be strings"}
+    try:
+        await dispatcher.stub.SubmitInput(SubmitInputRequest(run_id=run_id, request_id=request_id, value=value))
+    except aio.AioRpcError as exc:
+        return {"type": "client_error", "request_id": request_id, "detail": exc.details() or exc.code().name}
+    return None

@@ -1,0 +1,67 @@
+"""services/ui: the Mesop web app under gunicorn. With FLOTILLA_UI_STACK=local (the default) it
+first starts the whole local stack: NATS, dispatcher, workers, gateway, and itself."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from flotilla.logging import configure_logging
+from flotilla.settings import StackSettings, UiSettings
+
+log = structlog.get_logger(__name__)
+
+
+def serve_ui(settings: UiSettings) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    import mesop as me
+
+    import flotilla.ui.page  # noqa: F401  (registers the pages)
+
+    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{settings.host}:{settings.port}")
+            self.cfg.set("workers", 1)
+            self.cfg.set("threads", 8)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("graceful_timeout", 5)
+
+        def load(self) -> Any:
+            return me.create_wsgi_app()
+
+    _Gunicorn().run()
+
+
+def run_local_stack(stack: StackSettings) -> None:
+    from flotilla.devstack import LocalStack, StackConfig
+
+    config = StackConfig(
+        data_dir=Path(stack.data_dir),
+        workers=stack.workers,
+        nats_port=stack.nats_port,
+        dispatcher_port=stack.dispatcher_port,
+        gateway_port=stack.gateway_port,
+        ui_port=stack.ui_port,
+        nats_server=stack.nats_server,
+    )
+    local = LocalStack(config)
+    print("[flotilla] starting the local stack...", file=sys.stderr, flush=True)
+    local.start()
+    local.run_until_signalled()
+
+
+def main() -> None:
+    settings = UiSettings()
+    configure_logging("ui", log_format=settings.log_format, level=settings.log_level)
+    if settings.stack == "local":
+        run_local_stack(StackSettings())
+    else:
+        serve_ui(settings)
+
+
+if __name__ == "__main__":
+    main()

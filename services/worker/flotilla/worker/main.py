@@ -1,0 +1,82 @@
+"""services/worker: pulls jobs from JetStream and runs the workflows of one registry."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+import structlog
+from nats.js import JetStreamContext
+
+from flotilla.errors import ConfigurationError
+from flotilla.execution import Worker, WorkerContext
+from flotilla.jetstream import EventLog, Layout, Requests, RunStore, connect, read_layout
+from flotilla.lifecycle import wait_for_shutdown
+from flotilla.logging import configure_logging
+from flotilla.settings import WorkerSettings
+from flotilla.workflows import WorkflowRegistry
+
+log = structlog.get_logger(__name__)
+
+
+def load_registry(path: str) -> WorkflowRegistry:
+    """Import `module:attribute` and check it is a WorkflowRegistry."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        registry = getattr(importlib.import_module(module_name), attribute or "registry")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"FLOTILLA_WORKER_WORKFLOWS={path!r} cannot be imported: {exc}") from exc
+    if not isinstance(registry, WorkflowRegistry):
+        raise ConfigurationError(f"FLOTILLA_WORKER_WORKFLOWS={path!r} is not a WorkflowRegistry")
+    return registry
+
+
+async def _wait_for_layout(js: JetStreamContext) -> Layout:
+    """The dispatcher provisions JetStream; a worker started first waits for it."""
+    while True:
+        try:
+            return await read_layout(js)
+        except Exception as exc:
+            log.info("waiting for the dispatcher to provision JetStream", error=repr(exc))
+            await asyncio.sleep(1.0)
+
+
+async def serve(settings: WorkerSettings) -> None:
+    registry = load_registry(settings.workflows)
+    nc = await connect(settings, name=f"flotilla-worker-{settings.worker_id}")
+    js = nc.jetstream()
+    layout = await _wait_for_layout(js)
+    ctx = WorkerContext(
+        worker_id=settings.worker_id,
+        nc=nc,
+        js=js,
+        layout=layout,
+        registry=registry,
+        runs=await RunStore.open(js),
+        events=EventLog(js),
+        requests=await Requests.open_store(js),
+    )
+    worker = Worker(
+        ctx,
+        max_concurrent_runs=settings.max_concurrent_runs,
+        drain_timeout_s=settings.drain_timeout_s,
+        heartbeat_s=settings.heartbeat_s,
+    )
+    running = asyncio.create_task(worker.run())
+    stop = asyncio.create_task(wait_for_shutdown())
+    await asyncio.wait({running, stop}, return_when=asyncio.FIRST_COMPLETED)
+    worker.stop()
+    await running
+    stop.cancel()
+    await nc.drain()
+
+
+def main() -> None:
+    settings = WorkerSettings()
+    configure_logging("worker", log_format=settings.log_format, level=settings.log_level)
+    structlog.contextvars.bind_contextvars(worker_id=settings.worker_id)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
