@@ -64,7 +64,7 @@ def _message_fields(message: Message) -> dict[str, Any]:
         value = getattr(message, field.name)
         if field.name.endswith("_json"):
             out[field.name[: -len("_json")]] = decode_json(value)
-        elif field.label == field.LABEL_REPEATED:
+        elif field.is_repeated:
             out[field.name] = list(value)
         else:
             out[field.name] = value

@@ -142,6 +142,8 @@ class LocalStack:
             "FLOTILLA_NATS_URL": self.nats_url,
             "FLOTILLA_WORKER_NATS_PASSWORD": self.passwords["worker"],
             "FLOTILLA_WORKER_ID": worker_id,
+            # Ctrl-C should not wait long for runs that wait for a person; they resume elsewhere.
+            "FLOTILLA_WORKER_DRAIN_TIMEOUT_S": "3",
         }
         child = self._service(worker_id, "flotilla.worker.main", env, lambda: True)
         child.start()

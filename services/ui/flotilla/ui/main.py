@@ -29,6 +29,8 @@ def serve_ui(settings: UiSettings) -> None:
             self.cfg.set("threads", 8)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("graceful_timeout", 5)
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             return me.create_wsgi_app()
