@@ -70,7 +70,8 @@ class LocalStack:
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
-        self.passwords = {"dispatcher": secrets.token_urlsafe(24), "worker": secrets.token_urlsafe(24)}
+        # NATS parses an environment value as a config value: start with a letter so it stays a string.
+        self.passwords = {"dispatcher": "pw" + secrets.token_hex(20), "worker": "pw" + secrets.token_hex(20)}
         self.nats: Child | None = None
         self.dispatcher: Child | None = None
         self.workers: list[Child] = []

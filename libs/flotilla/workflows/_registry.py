@@ -39,6 +39,11 @@ class WorkflowRegistry:
 
         return decorator
 
+    def include(self, other: WorkflowRegistry) -> None:
+        """Serve `other`'s workflows too."""
+        for workflow in other._workflows.values():
+            self.register(name=workflow.name, description=workflow.description)(workflow.function)
+
     def get(self, name: str) -> Workflow:
         try:
             return self._workflows[name]

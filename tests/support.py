@@ -1,0 +1,127 @@
+"""Helpers for integration tests: a local stack on free ports and an API client for it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+from flotilla.devstack import LocalStack, StackConfig
+
+TEST_WORKFLOWS = "testing_workflows:registry"
+
+
+@contextmanager
+def local_stack(*, workers: int = 2, job_ack_wait_s: float = 30.0, job_max_attempts: int = 3) -> Iterator[LocalStack]:
+    """A fresh stack: real nats-server with the repo's config, real services, free ports."""
+    with tempfile.TemporaryDirectory(prefix="flotilla-test-") as tmp:
+        config = StackConfig(
+            data_dir=Path(tmp) / "data",
+            log_dir=Path(tmp) / "logs",
+            workers=workers,
+            nats_port=0,
+            dispatcher_port=0,
+            gateway_port=0,
+            ui_port=0,
+            with_ui=False,
+            job_ack_wait_s=job_ack_wait_s,
+            job_max_attempts=job_max_attempts,
+            env={"FLOTILLA_WORKER_WORKFLOWS": TEST_WORKFLOWS, "FLOTILLA_LOG_FORMAT": "json"},
+        )
+        stack = LocalStack(config)
+        stack.start()
+        try:
+            yield stack
+        finally:
+            stack.stop()
+
+
+class Api:
+    """A thin async client of the gateway's v1 API."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.ws_url = base_url.replace("http://", "ws://")
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=30.0)
+
+    async def __aenter__(self) -> Api:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+
+    async def start(self, workflow: str, **params: Any) -> str:
+        response = await self.http.post("/v1/runs", json={"workflow": workflow, "params": params})
+        assert response.status_code == 201, response.text
+        return str(response.json()["run_id"])
+
+    async def run(self, run_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/v1/runs/{run_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        response = await self.http.get(f"/v1/runs/{run_id}/events", params={"after": after})
+        assert response.status_code == 200, response.text
+        return list(response.json()["events"])
+
+    async def answer(self, run_id: str, request_id: str, value: str) -> httpx.Response:
+        return await self.http.post(f"/v1/runs/{run_id}/input", json={"request_id": request_id, "value": value})
+
+    async def stream(
+        self,
+        run_id: str,
+        *,
+        after: int = 0,
+        answer: Callable[[dict[str, Any]], str | None] | None = None,
+        timeout_s: float = 60.0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Every event over the WebSocket until the server closes; answers questions over the same
+        socket with `answer(event)`. Returns the events and the close code."""
+        received: list[dict[str, Any]] = []
+        async with websockets.connect(f"{self.ws_url}/v1/runs/{run_id}/stream?after={after}") as ws:
+            async def consume() -> None:
+                async for frame in ws:
+                    message = json.loads(frame)
+                    received.append(message)
+                    if answer and message.get("type") in ("text_input", "multiple_choice"):
+                        value = answer(message)
+                        if value is not None:
+                            await ws.send(json.dumps({"type": "input", "request_id": message["request_id"], "value": value}))
+
+            await asyncio.wait_for(consume(), timeout_s)
+            return received, ws.close_code or 0
+
+    async def wait_for(self, run_id: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """Poll the run's events until `predicate` holds (tests only; clients should stream)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            events = await self.events(run_id)
+            if predicate(events):
+                return events
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out; events so far: {[e['type'] for e in events]}")
+            await asyncio.sleep(0.05)
+
+
+def assert_well_formed(run_id: str, events: list[dict[str, Any]]) -> None:
+    """Own run only, seq 1..N with no gap or repeat, exactly one workflow_completed, last."""
+    assert all(e["run_id"] == run_id for e in events), "an event of another run leaked in"
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), [e["seq"] for e in events]
+    completed = [e for e in events if e["type"] == "workflow_completed"]
+    assert len(completed) == 1 and events[-1]["type"] == "workflow_completed"
+
+
+def first_question(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    answered = {e["request_id"] for e in events if e["type"] == "input_answered"}
+    for event in events:
+        if event["type"] in ("text_input", "multiple_choice") and event["request_id"] not in answered:
+            return event
+    return None

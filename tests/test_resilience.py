@@ -1,0 +1,145 @@
+"""Workers dying, draining, garbage on the job queue, exhausted retries, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import tempfile
+from pathlib import Path
+
+import nats
+
+from flotilla.devstack import LocalStack, StackConfig
+from flotilla.jetstream import DEAD_STREAM, JOBS_SUBJECT
+from support import TEST_WORKFLOWS, Api, assert_well_formed, local_stack
+
+
+async def _dead_letters(stack: LocalStack, subject: str) -> list[nats.aio.msg.Msg]:
+    nc = await nats.connect(stack.nats_url, user="dispatcher", password=stack.passwords["dispatcher"])
+    try:
+        sub = await nc.jetstream().subscribe(subject, stream=DEAD_STREAM, ordered_consumer=True)
+        found = []
+        try:
+            while True:
+                found.append(await sub.next_msg(timeout=1))
+        except nats.errors.TimeoutError:
+            return found
+    finally:
+        await nc.close()
+
+
+def test_garbage_on_the_job_subject_is_dead_lettered_and_workers_go_on(stack: LocalStack) -> None:
+    async def scenario() -> None:
+        nc = await nats.connect(stack.nats_url, user="dispatcher", password=stack.passwords["dispatcher"])
+        try:
+            for garbage in (b"\x00\xff\xfe garbage", b"", b'{"json": "but not a job"}'):
+                await nc.jetstream().publish(JOBS_SUBJECT, garbage)
+        finally:
+            await nc.close()
+        async with Api(stack.gateway_url) as api:
+            run_id = await api.start("load", n=3)
+            events, _ = await api.stream(run_id)
+            assert_well_formed(run_id, events)
+            assert events[-1]["status"] == "completed"
+        dead = await _dead_letters(stack, "flotilla.dead.malformed")
+        assert len(dead) >= 3
+        assert all("malformed job" in (m.headers or {}).get("Flotilla-Reason", "") for m in dead)
+        assert all(worker.alive() for worker in stack.workers)
+
+    asyncio.run(scenario())
+
+
+def test_sigkilled_worker_runs_finish_on_another_worker() -> None:
+    with local_stack(workers=2, job_ack_wait_s=2.0) as stack:
+        async def scenario() -> None:
+            async with Api(stack.gateway_url) as api:
+                run_ids = [await api.start("load", n=3, asks=1) for _ in range(20)]
+                for run_id in run_ids:
+                    await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
+                holders = {run_id: (await api.run(run_id))["worker_id"] for run_id in run_ids}
+                victim_id, held = collections.Counter(holders.values()).most_common(1)[0]
+                assert held >= 1
+                victim = next(w for w in stack.workers if w.name == victim_id)
+                victim.kill()
+                results = await asyncio.gather(*(api.stream(r, answer=lambda q: "after the crash") for r in run_ids))
+                for run_id, (events, close_code) in zip(run_ids, results):
+                    assert close_code == 1000
+                    assert_well_formed(run_id, events)
+                    assert events[-1]["status"] == "completed"
+                    run = await api.run(run_id)
+                    if holders[run_id] == victim_id:
+                        retried = [e for e in events if e["type"] == "run_retried"]
+                        assert len(retried) == 1 and retried[0]["attempt"] == 2
+                        assert run["attempts"] == 2 and run["worker_id"] != victim_id
+                    else:
+                        assert run["attempts"] == 1
+
+        asyncio.run(scenario())
+
+
+def test_sigterm_hands_held_runs_back_at_once() -> None:
+    with local_stack(workers=2, job_ack_wait_s=30.0) as stack:
+        async def scenario() -> None:
+            async with Api(stack.gateway_url) as api:
+                run_id = await api.start("load", n=1, asks=1)
+                await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
+                holder = (await api.run(run_id))["worker_id"]
+                draining = next(w for w in stack.workers if w.name == holder)
+                draining.stop()  # SIGTERM: drain 3 s, then hand back; well before the 30 s ack wait
+                events = await api.wait_for(run_id, lambda es: any(e["type"] == "run_retried" for e in es), timeout_s=15)
+                assert (await api.run(run_id))["worker_id"] != holder
+                events, _ = await api.stream(run_id, answer=lambda q: "handed over")
+                assert_well_formed(run_id, events)
+                assert events[-1]["status"] == "completed"
+
+        asyncio.run(scenario())
+
+
+def test_exhausted_attempts_fail_the_run_and_dead_letter_it() -> None:
+    with local_stack(workers=2, job_ack_wait_s=1.0, job_max_attempts=2) as stack:
+        async def scenario() -> None:
+            async with Api(stack.gateway_url) as api:
+                run_id = await api.start("crash_worker")
+                await api.wait_for(run_id, lambda es: sum(e["type"] == "workflow_started" for e in es) == 2, timeout_s=20)
+                for _ in range(100):
+                    if not any(w.alive() for w in stack.workers):
+                        break
+                    await asyncio.sleep(0.1)
+                assert not any(w.alive() for w in stack.workers), "both attempts should have killed their worker"
+                stack.add_worker("worker-3")
+                events, _ = await api.stream(run_id, timeout_s=30)
+                assert_well_formed(run_id, events)
+                assert events[-1]["status"] == "failed" and "gave up after 2 attempts" in events[-1]["error"]
+                assert (await api.run(run_id))["status"] == "failed"
+            dead = await _dead_letters(stack, "flotilla.dead.attempts")
+            assert len(dead) == 1 and "gave up" in (dead[0].headers or {})["Flotilla-Reason"]
+
+        asyncio.run(scenario())
+
+
+def test_restart_keeps_run_history() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        def config() -> StackConfig:
+            return StackConfig(
+                data_dir=Path(tmp) / "data", log_dir=Path(tmp) / "logs", workers=1, with_ui=False,
+                nats_port=0, dispatcher_port=0, gateway_port=0, ui_port=0,
+                env={"FLOTILLA_WORKER_WORKFLOWS": TEST_WORKFLOWS},
+            )
+
+        async def first(stack: LocalStack) -> tuple[str, list[dict[str, object]]]:
+            async with Api(stack.gateway_url) as api:
+                run_id = await api.start("load", n=2)
+                events, _ = await api.stream(run_id)
+                return run_id, events
+
+        async def second(stack: LocalStack, run_id: str, events: list[dict[str, object]]) -> None:
+            async with Api(stack.gateway_url) as api:
+                assert (await api.run(run_id))["status"] == "completed"
+                assert await api.events(run_id) == events
+                listed = (await api.http.get("/v1/runs")).json()
+                assert run_id in {r["run_id"] for r in listed}
+
+        with LocalStack(config()) as stack:
+            run_id, events = asyncio.run(first(stack))
+        with LocalStack(config()) as stack:
+            asyncio.run(second(stack, run_id, events))
