@@ -18,7 +18,10 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it if the launcher dies, even by SIGKILL."""
+    """Runs in the child before exec. Its own process group keeps a terminal's Ctrl-C for the
+    launcher, which stops the children in order; SIGTERM comes if the launcher dies, even by
+    SIGKILL."""
+    os.setpgrp()
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 

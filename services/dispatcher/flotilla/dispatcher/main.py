@@ -12,7 +12,7 @@ from flotilla.dispatch import RunService
 from flotilla.dispatcher.servicer import Dispatcher
 from flotilla.jetstream import Layout, connect, provision
 from flotilla.lifecycle import GrpcServer, wait_for_shutdown
-from flotilla.logging import configure_logging
+from flotilla.logs import configure_logging
 from flotilla.protocol import DISPATCHER_SERVICE, add_DispatcherServicer_to_server
 from flotilla.settings import DispatcherSettings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from flotilla.gateway.app import create_app
-from flotilla.logging import configure_logging
+from flotilla.logs import configure_logging
 from flotilla.settings import GatewaySettings
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from flotilla.logging import configure_logging
+from flotilla.logs import configure_logging
 from flotilla.settings import StackSettings, UiSettings
 
 log = structlog.get_logger(__name__)

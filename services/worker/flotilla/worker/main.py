@@ -12,7 +12,7 @@ from flotilla.errors import ConfigurationError
 from flotilla.execution import Worker, WorkerContext
 from flotilla.jetstream import EventLog, Layout, Requests, RunStore, connect, read_layout
 from flotilla.lifecycle import wait_for_shutdown
-from flotilla.logging import configure_logging
+from flotilla.logs import configure_logging
 from flotilla.settings import WorkerSettings
 from flotilla.workflows import WorkflowRegistry
 

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import time
+
+from flotilla.ids import is_run_id, new_request_id, new_run_id
+
+
+def test_run_ids_sort_by_creation_and_are_subject_safe() -> None:
+    first = new_run_id()
+    time.sleep(0.002)
+    second = new_run_id()
+    assert first < second and is_run_id(first) and is_run_id(second)
+    assert not any(c in first for c in ".*> ")
+
+
+def test_malformed_run_ids_are_rejected() -> None:
+    for bad in ("", "x" * 26, "a.b", "*", ">", new_run_id() + "0", new_run_id().upper()):
+        assert not is_run_id(bad)
+    assert new_request_id().isalnum()
