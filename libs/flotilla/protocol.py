@@ -20,6 +20,7 @@ from flotilla.v1.dispatcher_pb2 import (
     SubmitInputRequest,
     SubmitInputResponse,
     WatchRunRequest,
+    WatchRunResponse,
 )
 from flotilla.v1.dispatcher_pb2_grpc import (
     DispatcherServicer,
@@ -82,5 +83,6 @@ __all__ = [
     "SubmitInputRequest",
     "SubmitInputResponse",
     "WatchRunRequest",
+    "WatchRunResponse",
     "add_DispatcherServicer_to_server",
 ]

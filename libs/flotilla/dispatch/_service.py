@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import structlog
 from nats.aio.client import Client
-from nats.js import JetStreamContext
 
+from flotilla.dispatch._fanout import EventFanout
 from flotilla.dispatch._index import RunIndex
 from flotilla.errors import InvalidArgument, RequestNotFound, RunFinished, RunNotFound
 from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, now
@@ -31,10 +31,11 @@ MAX_LIST_LIMIT = 1000
 
 
 class RunService:
-    def __init__(self, nc: Client, js: JetStreamContext) -> None:
+    def __init__(self, nc: Client) -> None:
         self._nc = nc
-        self._js = js
-        self._events = EventLog(js)
+        self._js = nc.jetstream()
+        self._events = EventLog(nc)
+        self._fanout = EventFanout(nc, self._events)
 
     async def open(self) -> None:
         """Open the stores (after provisioning) and start the list index."""
@@ -44,8 +45,10 @@ class RunService:
         self._idempotency = await IdempotencyKeys.open(self._js)
         self._index = RunIndex(self._runs)
         self._index.start()
+        await self._fanout.start()
 
     async def close(self) -> None:
+        await self._fanout.stop()
         await self._index.stop()
 
     async def start_run(self, workflow: str, params_json: str, idempotency_key: str = "") -> tuple[Run, bool]:
@@ -86,10 +89,10 @@ class RunService:
             limit = 50
         return self._index.list(limit=min(limit, MAX_LIST_LIMIT), status=status)
 
-    async def watch(self, run_id: str, after_seq: int) -> AsyncIterator[RunEvent]:
+    async def watch(self, run_id: str, after_seq: int) -> AsyncIterator[list[RunEvent]]:
         await self.get_run(run_id)
-        async for event in self._events.follow(run_id, after_seq=after_seq):
-            yield event
+        async for batch in self._fanout.follow(run_id, after_seq=after_seq):
+            yield batch
 
     async def list_events(self, run_id: str, after_seq: int) -> list[RunEvent]:
         await self.get_run(run_id)

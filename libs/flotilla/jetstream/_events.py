@@ -7,15 +7,16 @@ duplicate, and a second writer that raced for the same seq learns it lost (`Lost
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
 
 from google.protobuf.message import Message
+from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, PubAck
+from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 
-from flotilla.errors import FlotillaError
-from flotilla.events import is_terminal, now
+from flotilla.errors import FlotillaError, Unavailable
+from flotilla.events import now
 from flotilla.jetstream._layout import EVENTS_STREAM, events_subject
 from flotilla.protocol import RunEvent
 
@@ -61,11 +62,18 @@ class RunEventWriter:
                 raise LostOwnership(f"run {self._run_id}: seq already written by another worker")
 
 
-class EventLog:
-    """Reads run logs; appends single events for writers other than the worker (dead letters)."""
+_DIRECT_GET = f"$JS.API.DIRECT.GET.{EVENTS_STREAM}"
+_BATCH = 1000
 
-    def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
+
+class EventLog:
+    """Reads run logs; appends single events for writers other than the worker (a run cancelled
+    while queued)."""
+
+    def __init__(self, nc: Client, *, timeout_s: float = 5.0) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._timeout = timeout_s
 
     async def last_event(self, run_id: str) -> RunEvent | None:
         try:
@@ -80,38 +88,33 @@ class EventLog:
             raise LostOwnership(f"run {event.run_id}: seq {event.seq} already written")
 
     async def read(self, run_id: str, *, after_seq: int = 0) -> list[RunEvent]:
-        """The events stored now with seq > after_seq, in order."""
+        """The events stored now with seq > after_seq, in order, by batched direct gets: one
+        round trip per `_BATCH` events, no consumer."""
+        subject = events_subject(run_id)
+        events: list[RunEvent] = []
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox)
         try:
-            last = await self._js.get_last_msg(EVENTS_STREAM, events_subject(run_id), direct=True)
-        except NotFoundError:
-            return []
-        if RunEvent.FromString(last.data or b"").seq <= after_seq:
-            return []
-        return [event async for event in self._stream(run_id, after_seq, until_stream_seq=last.seq)]
-
-    async def follow(self, run_id: str, *, after_seq: int = 0) -> AsyncIterator[RunEvent]:
-        """Events with seq > after_seq, live, ending after the terminal event."""
-        async for event in self._stream(run_id, after_seq, until_stream_seq=None):
-            yield event
-
-    async def _stream(self, run_id: str, after_seq: int, *, until_stream_seq: int | None) -> AsyncIterator[RunEvent]:
-        sub = await self._js.subscribe(
-            events_subject(run_id),
-            stream=EVENTS_STREAM,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-            idle_heartbeat=5.0,
-        )
-        try:
-            while True:
-                msg = await sub.next_msg(timeout=None)
-                event = RunEvent.FromString(msg.data)
-                if event.seq > after_seq:
-                    after_seq = event.seq
-                    yield event
-                    if is_terminal(event):
-                        return
-                if until_stream_seq is not None and msg.metadata.sequence.stream >= until_stream_seq:
-                    return
+            next_stream_seq, more = 1, True
+            while more:
+                request = {"seq": next_stream_seq, "next_by_subj": subject, "batch": _BATCH}
+                await self._nc.publish(_DIRECT_GET, json.dumps(request).encode(), reply=inbox)
+                while True:
+                    msg = await sub.next_msg(timeout=self._timeout)
+                    headers = msg.headers or {}
+                    status = headers.get("Status")
+                    if status == "404":  # nothing (more) stored
+                        more = False
+                        break
+                    if status == "204":  # end of this batch
+                        more = int(headers.get("Nats-Num-Pending", "0")) > 0
+                        break
+                    if status:
+                        raise Unavailable(f"direct get of {subject} failed: {status} {headers}")
+                    next_stream_seq = int(headers["Nats-Sequence"]) + 1
+                    event = RunEvent.FromString(msg.data)
+                    if event.seq > after_seq:
+                        events.append(event)
         finally:
             await sub.unsubscribe()
+        return events

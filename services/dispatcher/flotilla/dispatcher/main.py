@@ -29,7 +29,7 @@ async def serve(settings: DispatcherSettings) -> None:
         replicas=settings.jetstream_replicas,
     )
     await provision(js, layout)
-    service = RunService(nc, js)
+    service = RunService(nc)
     await service.open()
 
     def register(server: aio.Server) -> None:

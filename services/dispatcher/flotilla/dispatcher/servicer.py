@@ -29,12 +29,12 @@ from flotilla.protocol import (
     ListWorkflowsRequest,
     ListWorkflowsResponse,
     Run,
-    RunEvent,
     StartRunRequest,
     StartRunResponse,
     SubmitInputRequest,
     SubmitInputResponse,
     WatchRunRequest,
+    WatchRunResponse,
 )
 
 T = TypeVar("T")
@@ -81,10 +81,10 @@ class Dispatcher(DispatcherServicer):
     async def ListRuns(self, request: ListRunsRequest, context: aio.ServicerContext) -> ListRunsResponse:
         return ListRunsResponse(runs=self._service.list_runs(limit=request.limit, status=request.status))
 
-    async def WatchRun(self, request: WatchRunRequest, context: aio.ServicerContext) -> AsyncIterator[RunEvent]:
+    async def WatchRun(self, request: WatchRunRequest, context: aio.ServicerContext) -> AsyncIterator[WatchRunResponse]:
         try:
-            async for event in self._service.watch(request.run_id, request.after_seq):
-                yield event
+            async for batch in self._service.watch(request.run_id, request.after_seq):
+                yield WatchRunResponse(events=batch)
         except FlotillaError as exc:
             await context.abort(status_code(exc), str(exc))
 

@@ -19,6 +19,7 @@ def main() -> None:
         log_config=None,
         access_log=False,
         ws_max_size=1024 * 1024,
+        ws_per_message_deflate=False,  # small JSON frames: compression costs more CPU than it saves
         timeout_graceful_shutdown=5,
     )
 

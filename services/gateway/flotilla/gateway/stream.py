@@ -13,7 +13,7 @@ from grpc import aio
 
 from flotilla.events import event_to_json, is_terminal
 from flotilla.gateway.dispatcher import DispatcherClient
-from flotilla.protocol import GetRunRequest, SubmitInputRequest, WatchRunRequest
+from flotilla.protocol import SubmitInputRequest, WatchRunRequest
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1")
@@ -31,12 +31,6 @@ async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
     if after < 0:
         await websocket.close(code=1008, reason="after must be >= 0")
         return
-    try:
-        await dispatcher.stub.GetRun(GetRunRequest(run_id=run_id))
-    except aio.AioRpcError as exc:
-        code = CLOSE_UNKNOWN_RUN if exc.code() == grpc.StatusCode.NOT_FOUND else CLOSE_UNAVAILABLE
-        await websocket.close(code=code, reason=(exc.details() or "")[:120])
-        return
     with structlog.contextvars.bound_contextvars(run_id=run_id):
         inputs = asyncio.create_task(_receive_inputs(websocket, dispatcher, run_id))
         try:
@@ -51,12 +45,16 @@ async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
 async def _send_events(websocket: WebSocket, dispatcher: DispatcherClient, run_id: str, after: int) -> None:
     call = dispatcher.stub.WatchRun(WatchRunRequest(run_id=run_id, after_seq=after))
     try:
-        async for event in call:
-            await websocket.send_text(json.dumps(event_to_json(event)))
-            if is_terminal(event):
-                await websocket.close(code=CLOSE_NORMAL)
-                return
+        async for batch in call:
+            for event in batch.events:
+                await websocket.send_text(json.dumps(event_to_json(event)))
+                if is_terminal(event):
+                    await websocket.close(code=CLOSE_NORMAL)
+                    return
     except aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            await websocket.close(code=CLOSE_UNKNOWN_RUN, reason=(exc.details() or "")[:120])
+            return
         log.warning("watch ended", code=exc.code().name, detail=exc.details())
         await websocket.close(code=CLOSE_UNAVAILABLE, reason="the dispatcher stream ended; reconnect with after=<last seq>")
     finally:

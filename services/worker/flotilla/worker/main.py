@@ -53,7 +53,7 @@ async def serve(settings: WorkerSettings) -> None:
         layout=layout,
         registry=registry,
         runs=await RunStore.open(js),
-        events=EventLog(js),
+        events=EventLog(nc),
         requests=await Requests.open_store(js),
     )
     worker = Worker(
