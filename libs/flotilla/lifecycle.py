@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -28,7 +29,9 @@ class GrpcServer:
     """A grpc.aio server with health checking and reflection for the given services."""
 
     def __init__(self, host: str, port: int, register: Callable[[aio.Server], None], services: Iterable[str]) -> None:
-        self._server = aio.server(options=[("grpc.so_reuseport", 0)])
+        self._server = aio.server(
+            options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 100_000)]  # one per watched run
+        )
         register(self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -47,3 +50,13 @@ class GrpcServer:
     async def stop(self, grace_s: float) -> None:
         await self.set_serving(False)
         await self._server.stop(grace_s)
+
+
+def run_service(main: Coroutine[Any, Any, None]) -> None:
+    """Run a service's main coroutine on uvloop (faster NATS and gRPC I/O), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -57,14 +57,19 @@ class EventFanout:
         for queue in queues:
             queue.put_nowait(event)
 
-    async def follow(self, run_id: str, *, after_seq: int) -> AsyncIterator[list[RunEvent]]:
+    async def follow(
+        self, run_id: str, *, after_seq: int, exists: Callable[[], Awaitable[object]]
+    ) -> AsyncIterator[list[RunEvent]]:
         """Events with seq > after_seq, each once, in order, in batches of what is ready at
-        once; ends after the batch holding the terminal event."""
+        once; ends after the batch holding the terminal event. `exists` raises for an unknown
+        run; it is called only when the log has nothing to show yet."""
         queue: asyncio.Queue[RunEvent] = asyncio.Queue()
         self._watchers.setdefault(run_id, set()).add(queue)
         next_seq = after_seq + 1
         try:
             pending = await self._read_caught_up(run_id, after_seq)
+            if not pending and after_seq == 0:
+                await exists()
             while True:
                 batch: list[RunEvent] = []
                 for event in pending:

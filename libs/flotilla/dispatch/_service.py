@@ -90,8 +90,10 @@ class RunService:
         return self._index.list(limit=min(limit, MAX_LIST_LIMIT), status=status)
 
     async def watch(self, run_id: str, after_seq: int) -> AsyncIterator[list[RunEvent]]:
-        await self.get_run(run_id)
-        async for batch in self._fanout.follow(run_id, after_seq=after_seq):
+        _check_run_id(run_id)
+        if after_seq:
+            await self.get_run(run_id)
+        async for batch in self._fanout.follow(run_id, after_seq=after_seq, exists=lambda: self.get_run(run_id)):
             yield batch
 
     async def list_events(self, run_id: str, after_seq: int) -> list[RunEvent]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
 
 from flotilla.execution._attempt import RunAttempt, WorkerContext
 from flotilla.ids import is_run_id
-from flotilla.jetstream import Catalogue, JobPuller, dead_letter
+from flotilla.jetstream import Catalogue, JobConsumer, dead_letter
 from flotilla.protocol import Job
 
 log = structlog.get_logger(__name__)
@@ -34,7 +36,8 @@ class Worker:
         self._heartbeat = heartbeat_s
         self._held: dict[asyncio.Task[None], Msg] = {}
         self._stopping = asyncio.Event()
-        self._room = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._consumer: JobConsumer
 
     def stop(self) -> None:
         self._stopping.set()
@@ -45,53 +48,44 @@ class Worker:
 
     async def run(self) -> None:
         catalogue = await Catalogue.open(self._ctx.js)
-        puller = JobPuller(self._ctx.js)
+        self._consumer = JobConsumer(self._ctx.nc, self._take, self._credit, expires_s=30.0)
+        await self._consumer.start()
         background = [
             asyncio.create_task(self._advertise(catalogue)),
             asyncio.create_task(self._keep_jobs_alive()),
+            asyncio.create_task(self._keep_requesting()),
         ]
-        log.info("worker started", worker_id=self._ctx.worker_id, workflows=[w.name for w in self._ctx.registry.infos()])
+        workflows = [w.name for w in self._ctx.registry.infos()]
+        log.info("worker started", worker_id=self._ctx.worker_id, workflows=workflows)
         try:
-            await self._pull(puller)
+            await self._stopping.wait()
         finally:
-            await puller.close()
             await self._drain()
+            await self._consumer.stop()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             log.info("worker stopped")
 
-    async def _pull(self, puller: JobPuller) -> None:
-        stopping = asyncio.create_task(self._stopping.wait())
-        try:
-            while not self._stopping.is_set():
-                free = self._max - len(self._held)
-                if free <= 0:
-                    self._room.clear()
-                    await _first(asyncio.create_task(self._room.wait()), stopping)
-                    continue
-                fetch = asyncio.create_task(puller.fetch(min(free, 256), timeout=5.0))
-                if not await _first(fetch, stopping):
-                    continue
-                try:
-                    msgs = fetch.result()
-                except Exception as exc:
-                    log.warning("fetching jobs failed", error=repr(exc))
-                    await asyncio.sleep(0.5)
-                    continue
-                for msg in msgs:
-                    self._start(msg)
-        finally:
-            stopping.cancel()
+    def _credit(self) -> int:
+        return 0 if self._stopping.is_set() else self._max - len(self._held)
 
-    def _start(self, msg: Msg) -> None:
+    def _take(self, msg: Msg) -> None:
+        if self._stopping.is_set():
+            self._background(msg.nak())  # arrived while draining: straight back to the queue
+            return
         task = asyncio.create_task(self._handle(msg))
         self._held[task] = msg
         task.add_done_callback(self._finished)
 
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._held.pop(task, None)
-        self._room.set()
+        self._background(self._consumer.refill())
 
     async def _handle(self, msg: Msg) -> None:
         try:
@@ -122,6 +116,17 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
 
+    async def _keep_requesting(self) -> None:
+        """Re-issue pull requests after a reconnect (the server forgot ours) or a lost status."""
+        reconnects = self._ctx.nc.stats["reconnects"]
+        while True:
+            await asyncio.sleep(1.0)
+            if self._ctx.nc.stats["reconnects"] != reconnects:
+                reconnects = self._ctx.nc.stats["reconnects"]
+                self._consumer.forget_requests()
+            with contextlib.suppress(Exception):
+                await self._consumer.refill()
+
     async def _advertise(self, catalogue: Catalogue) -> None:
         while True:
             try:
@@ -139,12 +144,3 @@ class Worker:
             task.cancel()  # RunAttempt naks the job: another worker takes it over
         await asyncio.gather(*pending, return_exceptions=True)
 
-
-async def _first(task: asyncio.Task[object], stopping: asyncio.Task[object]) -> bool:
-    """Wait for `task` or `stopping`; True if `task` finished (else it is cancelled)."""
-    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        return True
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    return False

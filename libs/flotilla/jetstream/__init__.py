@@ -19,7 +19,7 @@ from flotilla.jetstream._layout import (
     provision,
     read_layout,
 )
-from flotilla.jetstream._queue import JobPuller, dead_letter, enqueue
+from flotilla.jetstream._queue import JobConsumer, dead_letter, enqueue
 from flotilla.jetstream._runs import RunStore
 
 __all__ = [
@@ -45,7 +45,7 @@ __all__ = [
     "RunEventWriter",
     "RunStore",
     # jobs
-    "JobPuller",
+    "JobConsumer",
     "dead_letter",
     "enqueue",
 ]

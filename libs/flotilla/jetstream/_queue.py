@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
+from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from flotilla.jetstream._layout import (
@@ -24,23 +29,61 @@ async def dead_letter(js: JetStreamContext, reason: str, data: bytes, *, detail:
     await js.publish(dead_subject(reason), data, headers={"Flotilla-Reason": detail[:1000]})
 
 
-class JobPuller:
-    """A worker's handle on the shared durable consumer."""
+class JobConsumer:
+    """A worker's continuous pull on the shared durable consumer.
 
-    def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-        self._sub: JetStreamContext.PullSubscription | None = None
+    It keeps pull requests open for up to `credit()` jobs, so each job is handed to `on_job`
+    the moment the server delivers it (no fetch-and-wait loop, no polling). The worker calls
+    `refill()` whenever its capacity changes.
+    """
 
-    async def fetch(self, batch: int, *, timeout: float) -> list[Msg]:
-        """Up to `batch` jobs; returns as soon as any are available, or [] after `timeout`."""
-        if self._sub is None:
-            self._sub = await self._js.pull_subscribe_bind(WORKERS_CONSUMER, JOBS_STREAM)
-        try:
-            return await self._sub.fetch(batch, timeout=timeout)
-        except TimeoutError:
-            return []
+    def __init__(self, nc: Client, on_job: Callable[[Msg], None], credit: Callable[[], int], *, expires_s: float = 30.0) -> None:
+        self._nc = nc
+        self._on_job = on_job
+        self._credit = credit
+        self._expires_ns = int(expires_s * 1e9)
+        self._outstanding = 0
+        self._inbox = ""
+        self._sub: Subscription | None = None
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{JOBS_STREAM}.{WORKERS_CONSUMER}"
 
-    async def close(self) -> None:
+    async def start(self) -> None:
+        self._inbox = self._nc.new_inbox()
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=1_000_000)
+        await self.refill()
+
+    async def stop(self) -> None:
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
+
+    def forget_requests(self) -> None:
+        """After a reconnect the server has dropped our pull requests: ask again from zero."""
+        self._outstanding = 0
+
+    async def refill(self) -> None:
+        """Request more jobs when fewer than half of what we could take are requested."""
+        if self._sub is None:
+            return
+        target = min(_MAX_BATCH, self._credit())
+        if target <= 0 or self._outstanding > target // 2:
+            return
+        batch = target - self._outstanding
+        request = {"batch": batch, "expires": self._expires_ns}
+        self._outstanding += batch
+        await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        status = (msg.headers or {}).get("Status")
+        if status is None:
+            self._outstanding = max(0, self._outstanding - 1)
+            self._on_job(msg)
+        elif status in ("408", "409"):  # a request expired or was cut short: its rest is void
+            unfilled = int((msg.headers or {}).get("Nats-Pending-Messages", "0") or 0)
+            self._outstanding = max(0, self._outstanding - unfilled)
+        elif status == "100":  # idle heartbeat
+            return
+        await self.refill()
+
+
+_MAX_BATCH = 64

@@ -11,7 +11,7 @@ from nats.js import JetStreamContext
 from flotilla.errors import ConfigurationError
 from flotilla.execution import Worker, WorkerContext
 from flotilla.jetstream import EventLog, Layout, Requests, RunStore, connect, read_layout
-from flotilla.lifecycle import wait_for_shutdown
+from flotilla.lifecycle import run_service, wait_for_shutdown
 from flotilla.logs import configure_logging
 from flotilla.settings import WorkerSettings
 from flotilla.workflows import WorkflowRegistry
@@ -75,7 +75,7 @@ def main() -> None:
     settings = WorkerSettings()
     configure_logging("worker", log_format=settings.log_format, level=settings.log_level)
     structlog.contextvars.bind_contextvars(worker_id=settings.worker_id)
-    asyncio.run(serve(settings))
+    run_service(serve(settings))
 
 
 if __name__ == "__main__":
