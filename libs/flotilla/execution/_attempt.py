@@ -153,7 +153,7 @@ class RunAttempt:
             await writer.emit("error", Error(short=str(exc)), sender="system")
             return Outcome("failed", error=str(exc))
         session = RunSession(self._ctx.nc, writer, self._ctx.requests, self._job.run_id)
-        task = asyncio.create_task(workflow.function(session, params))
+        task: asyncio.Task[Any] = asyncio.create_task(workflow.function(session, params))
         cancel = asyncio.create_task(self._cancel.wait())
         try:
             await asyncio.wait({task, cancel}, return_when=asyncio.FIRST_COMPLETED)
@@ -164,12 +164,13 @@ class RunAttempt:
                 await asyncio.gather(task, return_exceptions=True)
         if task.cancelled():
             return Outcome("cancelled", error="cancelled by request")
-        exc = task.exception()
-        if exc is not None:
-            log.warning("workflow raised", error=repr(exc))
-            long = "".join(traceback.format_exception(exc)) if not isinstance(exc, FlotillaError) else ""
-            await writer.emit("error", Error(short=f"{type(exc).__name__}: {exc}", long=long), sender="system")
-            return Outcome("failed", error=f"{type(exc).__name__}: {exc}")
+        raised = task.exception()
+        if raised is not None:
+            log.warning("workflow raised", error=repr(raised))
+            long = "" if isinstance(raised, FlotillaError) else "".join(traceback.format_exception(raised))
+            short = f"{type(raised).__name__}: {raised}"
+            await writer.emit("error", Error(short=short, long=long), sender="system")
+            return Outcome("failed", error=short)
         return Outcome("completed", result_json=_to_json(task.result()))
 
     async def _dead_letter(self, writer: RunEventWriter) -> Outcome:

@@ -64,4 +64,4 @@ class RunStore:
                     continue  # the marker after the initial values, or a deletion
                 yield Run.FromString(entry.value)
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]

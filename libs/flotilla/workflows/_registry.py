@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +10,7 @@ from flotilla.errors import WorkflowNotFound
 from flotilla.protocol import WorkflowInfo
 from flotilla.workflows._session import Session
 
-WorkflowFunction = Callable[[Session, dict[str, Any]], Awaitable[Any]]
+WorkflowFunction = Callable[[Session, dict[str, Any]], Coroutine[Any, Any, Any]]
 """`async def workflow(session, params) -> result` (the result must be JSON-serialisable)."""
 
 
