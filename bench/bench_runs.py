@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -44,7 +43,9 @@ def check(run_id: str, events: list[dict[str, Any]]) -> None:
     assert events[-1]["type"] == "workflow_completed" and events[-1]["status"] == "completed", f"{run_id}: {events[-1]}"
 
 
-async def one_run(http: httpx.AsyncClient, ws_url: str, params: dict[str, Any]) -> tuple[float, list[float], str, list[dict[str, Any]]]:
+async def one_run(
+    http: httpx.AsyncClient, ws_url: str, params: dict[str, Any]
+) -> tuple[float, list[float], str, list[dict[str, Any]]]:
     """POST a load run, stream it, answer its questions over the socket. Returns (POST -> terminal
     seconds, answer round trips, run_id, events)."""
     started = time.perf_counter()
@@ -87,7 +88,9 @@ async def bench(gateway: str, runs: int, concurrency: int) -> None:
             _, trips, run_id, events = await one_run(http, ws_url, {"n": 0, "asks": 20})
             check(run_id, events)
             round_trips.extend(trips)
-        print(f"answer round trip (question seen -> answer in workflow), {len(round_trips)} answers: {_ms(round_trips)}")
+        print(
+            f"answer round trip (question seen -> answer in workflow), {len(round_trips)} answers: {_ms(round_trips)}"
+        )
 
         gate = asyncio.Semaphore(concurrency)
 

@@ -87,6 +87,7 @@ class Api:
         socket with `answer(event)`. Returns the events and the close code."""
         received: list[dict[str, Any]] = []
         async with websockets.connect(f"{self.ws_url}/v1/runs/{run_id}/stream?after={after}") as ws:
+
             async def consume() -> None:
                 async for frame in ws:
                     message = json.loads(frame)
@@ -94,12 +95,16 @@ class Api:
                     if answer and message.get("type") in ("text_input", "multiple_choice"):
                         value = answer(message)
                         if value is not None:
-                            await ws.send(json.dumps({"type": "input", "request_id": message["request_id"], "value": value}))
+                            await ws.send(
+                                json.dumps({"type": "input", "request_id": message["request_id"], "value": value})
+                            )
 
             await asyncio.wait_for(consume(), timeout_s)
             return received, ws.close_code or 0
 
-    async def wait_for(self, run_id: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    async def wait_for(
+        self, run_id: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 30.0
+    ) -> list[dict[str, Any]]:
         """Poll the run's events until `predicate` holds (tests only; clients should stream)."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:

@@ -158,6 +158,8 @@ def test_health_and_openapi(stack: LocalStack) -> None:
             assert (await api.http.get("/healthz")).json() == {"status": "ok"}
             assert (await api.http.get("/readyz")).status_code == 200
             spec = (await api.http.get("/openapi.json")).json()
-            assert {"/v1/runs", "/v1/runs/{run_id}/events", "/v1/runs/{run_id}/input", "/v1/workflows"} <= set(spec["paths"])
+            assert {"/v1/runs", "/v1/runs/{run_id}/events", "/v1/runs/{run_id}/input", "/v1/workflows"} <= set(
+                spec["paths"]
+            )
 
     asyncio.run(scenario())

@@ -16,7 +16,9 @@ UNKNOWN_RUN = "0" * 26
 def test_malformed_json_body_is_422(stack: LocalStack) -> None:
     async def scenario() -> None:
         async with Api(stack.gateway_url) as api:
-            response = await api.http.post("/v1/runs", content=b"{not json", headers={"content-type": "application/json"})
+            response = await api.http.post(
+                "/v1/runs", content=b"{not json", headers={"content-type": "application/json"}
+            )
             assert response.status_code == 422 and "json" in response.text.lower()
             response = await api.http.post("/v1/runs", json={"params": {}})
             assert response.status_code == 422 and "workflow" in response.text
@@ -105,7 +107,11 @@ def test_websocket_unknown_run_and_garbage_frames(stack: LocalStack) -> None:
             run_id = await api.start("load", n=0, asks=1)
             async with websockets.connect(f"{api.ws_url}/v1/runs/{run_id}/stream") as ws:
                 replies = []
-                for frame in ("garbage", json.dumps([1]), json.dumps({"type": "input", "request_id": "ffff", "value": "x"})):
+                for frame in (
+                    "garbage",
+                    json.dumps([1]),
+                    json.dumps({"type": "input", "request_id": "ffff", "value": "x"}),
+                ):
                     await ws.send(frame)
                 question = None
                 while question is None or len(replies) < 3:
@@ -117,8 +123,8 @@ def test_websocket_unknown_run_and_garbage_frames(stack: LocalStack) -> None:
                 assert "JSON" in replies[0]["detail"] and "expected" in replies[1]["detail"]
                 assert replies[2]["request_id"] == "ffff" and "no question" in replies[2]["detail"]
                 await ws.send(json.dumps({"type": "input", "request_id": question["request_id"], "value": "ok"}))
-                async for frame in ws:
-                    last = json.loads(frame)
+                async for final in ws:
+                    last = json.loads(final)
                 assert last["type"] == "workflow_completed" and last["status"] == "completed"
                 assert ws.close_code == 1000
 

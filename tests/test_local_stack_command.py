@@ -4,7 +4,6 @@ whole stack; SIGINT or SIGTERM stops every process it started."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -49,7 +48,11 @@ def test_one_command_starts_everything_and_a_signal_stops_everything(stop_signal
         env.update(FLOTILLA_DATA_DIR=str(Path(tmp) / "data"), FLOTILLA_WORKERS="2")
         env.pop("FLOTILLA_UI_STACK", None)
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "flotilla.ui.main"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+            [sys.executable, "-m", "flotilla.ui.main"],
+            env=env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
         )
         try:
             gateway = f"http://127.0.0.1:{ports['GATEWAY']}"
@@ -57,7 +60,9 @@ def test_one_command_starts_everything_and_a_signal_stops_everything(stop_signal
             while True:
                 assert launcher.poll() is None, launcher.stderr.read() if launcher.stderr else ""
                 try:
-                    if json.loads(_get(f"{gateway}/v1/workflows")) and b"<html" in _get(f"http://127.0.0.1:{ports['UI']}/"):
+                    if json.loads(_get(f"{gateway}/v1/workflows")) and b"<html" in _get(
+                        f"http://127.0.0.1:{ports['UI']}/"
+                    ):
                         break
                 except OSError:
                     pass

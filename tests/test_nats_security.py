@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import nats
+from nats.aio.client import Client
 import pytest
 from nats.errors import Error as NatsError
 
@@ -14,7 +15,7 @@ from flotilla.devstack import LocalStack, find_nats_conf, find_nats_server
 from flotilla.jetstream import JOBS_STREAM, JOBS_SUBJECT
 
 
-async def _connect(stack: LocalStack, user: str, password: str, errors: list[str] | None = None) -> nats.NATS:
+async def _connect(stack: LocalStack, user: str, password: str, errors: list[str] | None = None) -> Client:
     async def on_error(exc: Exception) -> None:
         if errors is not None:
             errors.append(str(exc))

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import nats
+import nats.aio.msg
 
 from flotilla.devstack import LocalStack, StackConfig
 from flotilla.jetstream import DEAD_STREAM, JOBS_SUBJECT
@@ -51,6 +52,7 @@ def test_garbage_on_the_job_subject_is_dead_lettered_and_workers_go_on(stack: Lo
 
 def test_sigkilled_worker_runs_finish_on_another_worker() -> None:
     with local_stack(workers=2, job_ack_wait_s=2.0) as stack:
+
         async def scenario() -> None:
             async with Api(stack.gateway_url) as api:
                 run_ids = [await api.start("load", n=3, asks=1) for _ in range(20)]
@@ -79,6 +81,7 @@ def test_sigkilled_worker_runs_finish_on_another_worker() -> None:
 
 def test_sigterm_hands_held_runs_back_at_once() -> None:
     with local_stack(workers=2, job_ack_wait_s=30.0) as stack:
+
         async def scenario() -> None:
             async with Api(stack.gateway_url) as api:
                 run_id = await api.start("load", n=1, asks=1)
@@ -86,7 +89,9 @@ def test_sigterm_hands_held_runs_back_at_once() -> None:
                 holder = (await api.run(run_id))["worker_id"]
                 draining = next(w for w in stack.workers if w.name == holder)
                 draining.stop()  # SIGTERM: drain 3 s, then hand back; well before the 30 s ack wait
-                events = await api.wait_for(run_id, lambda es: any(e["type"] == "run_retried" for e in es), timeout_s=15)
+                events = await api.wait_for(
+                    run_id, lambda es: any(e["type"] == "run_retried" for e in es), timeout_s=15
+                )
                 assert (await api.run(run_id))["worker_id"] != holder
                 events, _ = await api.stream(run_id, answer=lambda q: "handed over")
                 assert_well_formed(run_id, events)
@@ -97,10 +102,13 @@ def test_sigterm_hands_held_runs_back_at_once() -> None:
 
 def test_exhausted_attempts_fail_the_run_and_dead_letter_it() -> None:
     with local_stack(workers=2, job_ack_wait_s=1.0, job_max_attempts=2) as stack:
+
         async def scenario() -> None:
             async with Api(stack.gateway_url) as api:
                 run_id = await api.start("crash_worker")
-                await api.wait_for(run_id, lambda es: sum(e["type"] == "workflow_started" for e in es) == 2, timeout_s=20)
+                await api.wait_for(
+                    run_id, lambda es: sum(e["type"] == "workflow_started" for e in es) == 2, timeout_s=20
+                )
                 for _ in range(100):
                     if not any(w.alive() for w in stack.workers):
                         break
@@ -119,10 +127,17 @@ def test_exhausted_attempts_fail_the_run_and_dead_letter_it() -> None:
 
 def test_restart_keeps_run_history() -> None:
     with tempfile.TemporaryDirectory() as tmp:
+
         def config() -> StackConfig:
             return StackConfig(
-                data_dir=Path(tmp) / "data", log_dir=Path(tmp) / "logs", workers=1, with_ui=False,
-                nats_port=0, dispatcher_port=0, gateway_port=0, ui_port=0,
+                data_dir=Path(tmp) / "data",
+                log_dir=Path(tmp) / "logs",
+                workers=1,
+                with_ui=False,
+                nats_port=0,
+                dispatcher_port=0,
+                gateway_port=0,
+                ui_port=0,
                 env={"FLOTILLA_WORKER_WORKFLOWS": TEST_WORKFLOWS},
             )
 

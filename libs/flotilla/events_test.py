@@ -16,7 +16,9 @@ def test_event_to_json_is_flat_with_decoded_json_fields() -> None:
 
 def test_input_requests_carry_request_id_and_lists() -> None:
     event = RunEvent(run_id="r", seq=1)
-    event.multiple_choice.CopyFrom(MultipleChoice(request_id="q1", prompt="?", choices=["a", "b"], default="a", single=True))
+    event.multiple_choice.CopyFrom(
+        MultipleChoice(request_id="q1", prompt="?", choices=["a", "b"], default="a", single=True)
+    )
     out = event_to_json(event)
     assert out["request_id"] == "q1" and out["choices"] == ["a", "b"] and out["single"] is True
     assert request_id_of(event) == "q1"

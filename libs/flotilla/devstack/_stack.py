@@ -121,14 +121,16 @@ class LocalStack:
         self.nats = self._nats_child()
         self.nats.start()
         self.nats.wait_ready(timeout_s)
-        self.dispatcher = self._service("dispatcher", "flotilla.dispatcher.main", self._dispatcher_env(),
-                                        lambda: port_open(cfg.dispatcher_port))
+        self.dispatcher = self._service(
+            "dispatcher", "flotilla.dispatcher.main", self._dispatcher_env(), lambda: port_open(cfg.dispatcher_port)
+        )
         self.dispatcher.start()
         self.dispatcher.wait_ready(timeout_s)
         for i in range(cfg.workers):
             self.add_worker(f"worker-{i + 1}")
-        self.gateway = self._service("gateway", "flotilla.gateway.main", self._gateway_env(),
-                                     lambda: _http_ok(f"{self.gateway_url}/readyz"))
+        self.gateway = self._service(
+            "gateway", "flotilla.gateway.main", self._gateway_env(), lambda: _http_ok(f"{self.gateway_url}/readyz")
+        )
         self.gateway.start()
         if cfg.with_ui:
             self.ui = self._service("ui", "flotilla.ui.main", self._ui_env(), lambda: port_open(cfg.ui_port))
@@ -167,7 +169,10 @@ class LocalStack:
         while not received.wait(0.5):
             for child in self.children():
                 if not child.alive() and not self._stopping.is_set():
-                    print(f"[flotilla] {child.name} exited ({child.process.returncode if child.process else '?'}); restarting", file=sys.stderr)
+                    print(
+                        f"[flotilla] {child.name} exited ({child.process.returncode if child.process else '?'}); restarting",
+                        file=sys.stderr,
+                    )
                     child.start()
         print("[flotilla] stopping...", file=sys.stderr)
         self.stop()

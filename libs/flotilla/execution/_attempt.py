@@ -113,9 +113,15 @@ class RunAttempt:
             if self._attempt > 1:
                 reason = "the previous attempt stopped (its worker died or handed the run back)"
                 await writer.emit("run_retried", RunRetried(attempt=self._attempt, reason=reason), sender="system")
-            started = WorkflowStarted(workflow=self._job.workflow, params_json=self._job.params_json, attempt=self._attempt)
+            started = WorkflowStarted(
+                workflow=self._job.workflow, params_json=self._job.params_json, attempt=self._attempt
+            )
             await writer.emit("workflow_started", started, sender="system")
-            outcome = await self._run_workflow(writer) if not record.cancel_requested else Outcome("cancelled", error="cancelled")
+            outcome = (
+                await self._run_workflow(writer)
+                if not record.cancel_requested
+                else Outcome("cancelled", error="cancelled")
+            )
         completed = WorkflowCompleted(status=outcome.status, result_json=outcome.result_json, error=outcome.error)
         await writer.emit("workflow_completed", completed, sender="system")
         await writer.flush()

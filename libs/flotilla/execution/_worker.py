@@ -143,4 +143,3 @@ class Worker:
         for task in pending:
             task.cancel()  # RunAttempt naks the job: another worker takes it over
         await asyncio.gather(*pending, return_exceptions=True)
-

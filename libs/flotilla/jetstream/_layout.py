@@ -1,12 +1,12 @@
 """Names of every stream, subject, consumer and bucket, and their idempotent provisioning.
 
-    jobs      FLOTILLA_JOBS    work queue  flotilla.jobs.run          durable pull consumer "workers"
-    events    FLOTILLA_EVENTS  limits      flotilla.runs.<run>.events  per-run log, Nats-Msg-Id run:seq
-    inputs    FLOTILLA_INPUTS  limits      flotilla.inputs.<run>.<request>  human answers, durable
-    dead      FLOTILLA_DEAD    limits      flotilla.dead.<reason>     jobs no worker could run
-    control   (core NATS)                  flotilla.control.<run>     "cancel" to the holding worker
-    KV flotilla_runs (run records), flotilla_requests (open questions),
-       flotilla_idempotency (key -> run_id), flotilla_workflows (catalogue, expires without heartbeat)
+jobs      FLOTILLA_JOBS    work queue  flotilla.jobs.run          durable pull consumer "workers"
+events    FLOTILLA_EVENTS  limits      flotilla.runs.<run>.events  per-run log, Nats-Msg-Id run:seq
+inputs    FLOTILLA_INPUTS  limits      flotilla.inputs.<run>.<request>  human answers, durable
+dead      FLOTILLA_DEAD    limits      flotilla.dead.<reason>     jobs no worker could run
+control   (core NATS)                  flotilla.control.<run>     "cancel" to the holding worker
+KV flotilla_runs (run records), flotilla_requests (open questions),
+   flotilla_idempotency (key -> run_id), flotilla_workflows (catalogue, expires without heartbeat)
 """
 
 from __future__ import annotations

@@ -37,7 +37,9 @@ class JobConsumer:
     `refill()` whenever its capacity changes.
     """
 
-    def __init__(self, nc: Client, on_job: Callable[[Msg], None], credit: Callable[[], int], *, expires_s: float = 30.0) -> None:
+    def __init__(
+        self, nc: Client, on_job: Callable[[Msg], None], credit: Callable[[], int], *, expires_s: float = 30.0
+    ) -> None:
         self._nc = nc
         self._on_job = on_job
         self._credit = credit

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import nats.errors
@@ -39,6 +39,11 @@ from flotilla.protocol import (
 
 T = TypeVar("T")
 
+if TYPE_CHECKING:
+    Context = aio.ServicerContext[Any, Any]
+else:
+    Context = aio.ServicerContext
+
 _CODES: list[tuple[type[FlotillaError], grpc.StatusCode]] = [
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (Conflict, grpc.StatusCode.FAILED_PRECONDITION),
@@ -54,7 +59,7 @@ def status_code(exc: FlotillaError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-async def _call(context: aio.ServicerContext, operation: Callable[[], Awaitable[T]]) -> T:
+async def _call(context: Context, operation: Callable[[], Awaitable[T]]) -> T:
     try:
         return await operation()
     except FlotillaError as exc:
@@ -68,46 +73,46 @@ class Dispatcher(DispatcherServicer):
     def __init__(self, service: RunService) -> None:
         self._service = service
 
-    async def StartRun(self, request: StartRunRequest, context: aio.ServicerContext) -> StartRunResponse:
+    async def StartRun(self, request: StartRunRequest, context: Context) -> StartRunResponse:
         async def start() -> StartRunResponse:
             run, created = await self._service.start_run(request.workflow, request.params_json, request.idempotency_key)
             return StartRunResponse(run=run, created=created)
 
         return await _call(context, start)
 
-    async def GetRun(self, request: GetRunRequest, context: aio.ServicerContext) -> Run:
+    async def GetRun(self, request: GetRunRequest, context: Context) -> Run:
         return await _call(context, lambda: self._service.get_run(request.run_id))
 
-    async def ListRuns(self, request: ListRunsRequest, context: aio.ServicerContext) -> ListRunsResponse:
+    async def ListRuns(self, request: ListRunsRequest, context: Context) -> ListRunsResponse:
         return ListRunsResponse(runs=self._service.list_runs(limit=request.limit, status=request.status))
 
-    async def WatchRun(self, request: WatchRunRequest, context: aio.ServicerContext) -> AsyncIterator[WatchRunResponse]:
+    async def WatchRun(self, request: WatchRunRequest, context: Context) -> AsyncIterator[WatchRunResponse]:
         try:
             async for batch in self._service.watch(request.run_id, request.after_seq):
                 yield WatchRunResponse(events=batch)
         except FlotillaError as exc:
             await context.abort(status_code(exc), str(exc))
 
-    async def ListEvents(self, request: ListEventsRequest, context: aio.ServicerContext) -> ListEventsResponse:
+    async def ListEvents(self, request: ListEventsRequest, context: Context) -> ListEventsResponse:
         async def list_events() -> ListEventsResponse:
             return ListEventsResponse(events=await self._service.list_events(request.run_id, request.after_seq))
 
         return await _call(context, list_events)
 
-    async def SubmitInput(self, request: SubmitInputRequest, context: aio.ServicerContext) -> SubmitInputResponse:
+    async def SubmitInput(self, request: SubmitInputRequest, context: Context) -> SubmitInputResponse:
         async def submit() -> SubmitInputResponse:
             await self._service.submit_input(request.run_id, request.request_id, request.value)
             return SubmitInputResponse()
 
         return await _call(context, submit)
 
-    async def CancelRun(self, request: CancelRunRequest, context: aio.ServicerContext) -> CancelRunResponse:
+    async def CancelRun(self, request: CancelRunRequest, context: Context) -> CancelRunResponse:
         async def cancel() -> CancelRunResponse:
             return CancelRunResponse(run=await self._service.cancel(request.run_id))
 
         return await _call(context, cancel)
 
-    async def ListWorkflows(self, request: ListWorkflowsRequest, context: aio.ServicerContext) -> ListWorkflowsResponse:
+    async def ListWorkflows(self, request: ListWorkflowsRequest, context: Context) -> ListWorkflowsResponse:
         async def list_workflows() -> ListWorkflowsResponse:
             return ListWorkflowsResponse(workflows=await self._service.list_workflows())
 

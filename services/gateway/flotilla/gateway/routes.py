@@ -42,8 +42,13 @@ async def list_workflows(dispatcher: Dispatcher) -> list[dict[str, str]]:
     return [{"name": w.name, "description": w.description} for w in reply.workflows]
 
 
-@router.post("/runs", status_code=201, response_model=RunOut, summary="Start a run",
-             responses={200: {"description": "The idempotency key named an existing run"}})
+@router.post(
+    "/runs",
+    status_code=201,
+    response_model=RunOut,
+    summary="Start a run",
+    responses={200: {"description": "The idempotency key named an existing run"}},
+)
 async def start_run(body: StartRunBody, dispatcher: Dispatcher, response: Response) -> dict[str, Any]:
     request = StartRunRequest(
         workflow=body.workflow,
@@ -82,9 +87,7 @@ async def get_run(run_id: str, dispatcher: Dispatcher) -> dict[str, Any]:
 
 
 @router.get("/runs/{run_id}/events", response_model=EventsOut, summary="A run's events after a seq")
-async def list_events(
-    run_id: str, dispatcher: Dispatcher, after: Annotated[int, Query(ge=0)] = 0
-) -> dict[str, Any]:
+async def list_events(run_id: str, dispatcher: Dispatcher, after: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
     try:
         reply = await dispatcher.stub.ListEvents(ListEventsRequest(run_id=run_id, after_seq=after))
     except aio.AioRpcError as exc:
@@ -95,7 +98,9 @@ async def list_events(
 @router.post("/runs/{run_id}/input", status_code=202, response_model=Accepted, summary="Answer a question")
 async def submit_input(run_id: str, body: InputBody, dispatcher: Dispatcher) -> dict[str, str]:
     try:
-        await dispatcher.stub.SubmitInput(SubmitInputRequest(run_id=run_id, request_id=body.request_id, value=body.value))
+        await dispatcher.stub.SubmitInput(
+            SubmitInputRequest(run_id=run_id, request_id=body.request_id, value=body.value)
+        )
     except aio.AioRpcError as exc:
         raise http_error(exc) from None
     return {"status": "accepted", "run_id": run_id}

@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class StartRunBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"workflow": "load", "params": {"n": 3}}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"workflow": "load", "params": {"n": 3}}]}
+    )
 
     workflow: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
     params: dict[str, Any] = Field(default_factory=dict)
@@ -16,7 +18,9 @@ class StartRunBody(BaseModel):
 
 
 class InputBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"request_id": "9f2c51d0a1b2c3d4", "value": "Math"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"request_id": "9f2c51d0a1b2c3d4", "value": "Math"}]}
+    )
 
     request_id: str = Field(min_length=1, max_length=64)
     value: str = Field(max_length=256 * 1024)

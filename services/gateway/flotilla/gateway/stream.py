@@ -56,7 +56,9 @@ async def _send_events(websocket: WebSocket, dispatcher: DispatcherClient, run_i
             await websocket.close(code=CLOSE_UNKNOWN_RUN, reason=(exc.details() or "")[:120])
             return
         log.warning("watch ended", code=exc.code().name, detail=exc.details())
-        await websocket.close(code=CLOSE_UNAVAILABLE, reason="the dispatcher stream ended; reconnect with after=<last seq>")
+        await websocket.close(
+            code=CLOSE_UNAVAILABLE, reason="the dispatcher stream ended; reconnect with after=<last seq>"
+        )
     finally:
         call.cancel()
 
