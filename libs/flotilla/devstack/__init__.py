@@ -1,6 +1,15 @@
 """The local stack: every Flotilla process on one machine, no Docker, no internet."""
 
 from flotilla.devstack._processes import Child, find_nats_server, free_port, port_open
-from flotilla.devstack._stack import LocalStack, StackConfig, find_nats_conf
+from flotilla.devstack._stack import LocalStack, StackConfig, find_nats_conf, stop_on_signals
 
-__all__ = ["Child", "LocalStack", "StackConfig", "find_nats_conf", "find_nats_server", "free_port", "port_open"]
+__all__ = [
+    "Child",
+    "LocalStack",
+    "StackConfig",
+    "find_nats_conf",
+    "find_nats_server",
+    "free_port",
+    "port_open",
+    "stop_on_signals",
+]

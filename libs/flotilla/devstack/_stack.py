@@ -160,19 +160,14 @@ class LocalStack:
         for child in reversed(self.children()):
             child.stop()
 
-    def run_until_signalled(self) -> None:
-        """Print where everything is, restart a child that dies, and stop all on SIGINT/SIGTERM."""
-        received = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: received.set())
+    def run_until(self, stop: threading.Event) -> None:
+        """Print where everything is, restart a child that dies, and stop all once `stop` is set."""
         self.print_summary()
-        while not received.wait(0.5):
+        while not stop.wait(0.5):
             for child in self.children():
                 if not child.alive() and not self._stopping.is_set():
-                    print(
-                        f"[flotilla] {child.name} exited ({child.process.returncode if child.process else '?'}); restarting",
-                        file=sys.stderr,
-                    )
+                    code = child.process.returncode if child.process else "?"
+                    print(f"[flotilla] {child.name} exited ({code}); restarting", file=sys.stderr)
                     child.start()
         print("[flotilla] stopping...", file=sys.stderr)
         self.stop()
@@ -246,3 +241,12 @@ class LocalStack:
                 pass
             time.sleep(0.1)
         raise TimeoutError("no worker advertised its workflows in time")
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM; install it before starting, so a signal that arrives
+    during start-up still stops everything in order."""
+    received = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: received.set())
+    return received

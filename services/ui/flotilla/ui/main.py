@@ -39,7 +39,9 @@ def serve_ui(settings: UiSettings) -> None:
 
 
 def run_local_stack(stack: StackSettings) -> None:
-    from flotilla.devstack import LocalStack, StackConfig
+    from flotilla.devstack import LocalStack, StackConfig, stop_on_signals
+
+    stop = stop_on_signals()
 
     config = StackConfig(
         data_dir=Path(stack.data_dir),
@@ -53,7 +55,7 @@ def run_local_stack(stack: StackSettings) -> None:
     local = LocalStack(config)
     print("[flotilla] starting the local stack...", file=sys.stderr, flush=True)
     local.start()
-    local.run_until_signalled()
+    local.run_until(stop)
 
 
 def main() -> None:
