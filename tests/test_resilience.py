@@ -158,3 +158,35 @@ def test_restart_keeps_run_history() -> None:
             run_id, events = asyncio.run(first(stack))
         with LocalStack(config()) as stack:
             asyncio.run(second(stack, run_id, events))
+
+
+def test_nats_restart_mid_run_loses_nothing() -> None:
+    with local_stack(workers=1) as stack:
+
+        async def scenario() -> None:
+            async with Api(stack.gateway_url) as api:
+                run_id = await api.start("load", n=2, asks=2)
+                events = await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
+                assert stack.nats is not None
+                stack.nats.stop()  # JetStream keeps its files; every client reconnects
+                stack.nats.start()
+                stack.nats.wait_ready(30)
+                question = next(e for e in events if e["type"] == "text_input")
+                for _ in range(100):  # the dispatcher needs a moment to reconnect
+                    response = await api.answer(run_id, question["request_id"], "after restart")
+                    if response.status_code != 503:
+                        break
+                    await asyncio.sleep(0.1)
+                assert response.status_code == 202, response.text
+                first = question["request_id"]
+                events, close_code = await api.stream(
+                    run_id, answer=lambda q: None if q["request_id"] == first else "second"
+                )
+                assert close_code == 1000
+                assert_well_formed(run_id, events)
+                assert events[-1]["result"]["answers"] == ["after restart", "second"]
+                fresh = await api.start("load", n=1)  # the worker pulls new jobs again
+                events, _ = await api.stream(fresh)
+                assert events[-1]["status"] == "completed"
+
+        asyncio.run(scenario())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import traceback
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from flotilla.execution._session import RunSession
 from flotilla.jetstream import (
     EventLog,
     Layout,
+    Reconnects,
     Requests,
     RunEventWriter,
     RunStore,
@@ -57,6 +59,7 @@ class WorkerContext:
     runs: RunStore
     events: EventLog
     requests: Requests
+    reconnects: Reconnects
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class RunAttempt:
 
     async def execute(self) -> None:
         sub = await self._ctx.nc.subscribe(control_subject(self._job.run_id), cb=self._on_control)
+        catch_up = asyncio.create_task(self._check_cancel_after_reconnects())
         try:
             await self._execute()
         except asyncio.CancelledError:
@@ -86,7 +90,18 @@ class RunAttempt:
             log.info("run handed back")
             raise
         finally:
+            catch_up.cancel()
             await sub.unsubscribe()
+
+    async def _check_cancel_after_reconnects(self) -> None:
+        """A cancel sent while we were disconnected missed the control subscription; the run
+        record still says it."""
+        while True:
+            await self._ctx.reconnects.wait()
+            with contextlib.suppress(Exception):
+                run, _ = await self._ctx.runs.get(self._job.run_id)
+                if run.cancel_requested:
+                    self._cancel.set()
 
     async def _on_control(self, msg: Msg) -> None:
         if msg.data == b"cancel":
@@ -158,7 +173,7 @@ class RunAttempt:
         except (FlotillaError, ValueError) as exc:
             await writer.emit("error", Error(short=str(exc)), sender="system")
             return Outcome("failed", error=str(exc))
-        session = RunSession(self._ctx.nc, writer, self._ctx.requests, self._job.run_id)
+        session = RunSession(self._ctx.nc, writer, self._ctx.requests, self._job.run_id, self._ctx.reconnects)
         task: asyncio.Task[Any] = asyncio.create_task(workflow.function(session, params))
         cancel = asyncio.create_task(self._cancel.wait())
         try:

@@ -11,7 +11,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from flotilla.ids import new_request_id
-from flotilla.jetstream import Requests, RunEventWriter, input_subject
+from flotilla.jetstream import Reconnects, Requests, RunEventWriter, input_subject
 from flotilla.protocol import (
     Error,
     InputAnswered,
@@ -25,11 +25,14 @@ from flotilla.protocol import (
 class RunSession:
     """Implements `flotilla.workflows.Session` for one attempt of one run."""
 
-    def __init__(self, nc: Client, writer: RunEventWriter, requests: Requests, run_id: str) -> None:
+    def __init__(
+        self, nc: Client, writer: RunEventWriter, requests: Requests, run_id: str, reconnects: Reconnects
+    ) -> None:
         self._nc = nc
         self._writer = writer
         self._requests = requests
         self._run_id = run_id
+        self._reconnects = reconnects
 
     @property
     def run_id(self) -> str:
@@ -95,7 +98,7 @@ class RunSession:
         sub = await self._nc.subscribe(input_subject(self._run_id, request_id), cb=on_answer)
         try:
             await self._writer.emit(kind, question, sender=sender, recipient=recipient)
-            value = (await answered).decode(errors="replace")
+            value = (await self._answer(answered, request_id)).decode(errors="replace")
         finally:
             await sub.unsubscribe()
         shown = "*" * 8 if mask else value
@@ -103,3 +106,19 @@ class RunSession:
             "input_answered", InputAnswered(request_id=request_id, value=shown), sender=recipient, recipient=sender
         )
         return value
+
+    async def _answer(self, answered: asyncio.Future[bytes], request_id: str) -> bytes:
+        """The answer from the live subscription; after a reconnect, also look in the stream
+        (an answer published while we were disconnected never reached the subscription)."""
+        while not answered.done():
+            reconnected: asyncio.Future[None] = asyncio.ensure_future(self._reconnects.wait())
+            waiting: set[asyncio.Future[Any]] = {answered, reconnected}
+            try:
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                reconnected.cancel()
+            if not answered.done():
+                stored = await self._requests.stored_answer(self._run_id, request_id)
+                if stored is not None:
+                    return stored
+        return answered.result()

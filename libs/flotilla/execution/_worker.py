@@ -117,13 +117,14 @@ class Worker:
                     await msg.in_progress()
 
     async def _keep_requesting(self) -> None:
-        """Re-issue pull requests after a reconnect (the server forgot ours) or a lost status."""
-        reconnects = self._ctx.nc.stats["reconnects"]
+        """Re-issue pull requests after a reconnect (the server forgot ours), and now and then in
+        case a request's expiry notice was lost."""
         while True:
-            await asyncio.sleep(1.0)
-            if self._ctx.nc.stats["reconnects"] != reconnects:
-                reconnects = self._ctx.nc.stats["reconnects"]
+            try:
+                await asyncio.wait_for(self._ctx.reconnects.wait(), timeout=5.0)
                 self._consumer.forget_requests()
+            except TimeoutError:
+                pass
             with contextlib.suppress(Exception):
                 await self._consumer.refill()
 

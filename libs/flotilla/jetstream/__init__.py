@@ -2,7 +2,7 @@
 queue, questions and answers, the workflow catalogue."""
 
 from flotilla.jetstream._catalogue import Catalogue
-from flotilla.jetstream._connect import connect
+from flotilla.jetstream._connect import Reconnects, connect
 from flotilla.jetstream._events import EventLog, LostOwnership, RunEventWriter
 from flotilla.jetstream._idempotency import IdempotencyKeys
 from flotilla.jetstream._inputs import Requests
@@ -25,6 +25,7 @@ from flotilla.jetstream._runs import RunStore
 __all__ = [
     # connection and layout
     "connect",
+    "Reconnects",
     "Layout",
     "provision",
     "read_layout",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
 import nats
@@ -13,7 +14,22 @@ from flotilla.settings import NatsSettings
 log = structlog.get_logger(__name__)
 
 
-async def connect(settings: NatsSettings, *, name: str) -> Client:
+class Reconnects:
+    """Core subscriptions miss what is published while the connection is down: code that
+    relies on them waits here and catches up from JetStream after each reconnect."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+async def connect(settings: NatsSettings, *, name: str, reconnects: Reconnects | None = None) -> Client:
     """Connect (reconnecting forever afterwards); the password is never logged."""
 
     async def on_error(exc: Exception) -> None:
@@ -24,6 +40,8 @@ async def connect(settings: NatsSettings, *, name: str) -> Client:
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
+        if reconnects is not None:
+            reconnects.notify()
 
     tls = ssl.create_default_context(cafile=settings.nats_tls_ca_file) if settings.nats_tls_ca_file else None
     return await nats.connect(

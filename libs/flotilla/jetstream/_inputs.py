@@ -7,11 +7,11 @@ compare-and-set before it publishes the answer, so a request is answered at most
 from __future__ import annotations
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from flotilla.errors import RequestAlreadyAnswered, RequestNotFound
-from flotilla.jetstream._layout import REQUESTS_BUCKET, input_subject
+from flotilla.jetstream._layout import INPUTS_STREAM, REQUESTS_BUCKET, input_subject
 
 _OPEN = b"open"
 _ANSWERED = b"answered"
@@ -33,6 +33,14 @@ class Requests:
     async def open(self, run_id: str, request_id: str) -> None:
         """Record that the run now waits for an answer to `request_id`."""
         await self._kv.create(_key(run_id, request_id), _OPEN)
+
+    async def stored_answer(self, run_id: str, request_id: str) -> bytes | None:
+        """The answer already published for the request, if any (for catching up)."""
+        try:
+            raw = await self._js.get_last_msg(INPUTS_STREAM, input_subject(run_id, request_id), direct=True)
+        except NotFoundError:
+            return None
+        return raw.data or b""
 
     async def answer(self, run_id: str, request_id: str, value: str) -> None:
         """Claim the request, then publish the answer durably for the worker to pick up."""

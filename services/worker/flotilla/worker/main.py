@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 
 from flotilla.errors import ConfigurationError
 from flotilla.execution import Worker, WorkerContext
-from flotilla.jetstream import EventLog, Layout, Requests, RunStore, connect, read_layout
+from flotilla.jetstream import EventLog, Layout, Reconnects, Requests, RunStore, connect, read_layout
 from flotilla.lifecycle import run_service, wait_for_shutdown
 from flotilla.logs import configure_logging
 from flotilla.settings import WorkerSettings
@@ -43,7 +43,8 @@ async def _wait_for_layout(js: JetStreamContext) -> Layout:
 
 async def serve(settings: WorkerSettings) -> None:
     registry = load_registry(settings.workflows)
-    nc = await connect(settings, name=f"flotilla-worker-{settings.worker_id}")
+    reconnects = Reconnects()
+    nc = await connect(settings, name=f"flotilla-worker-{settings.worker_id}", reconnects=reconnects)
     js = nc.jetstream()
     layout = await _wait_for_layout(js)
     ctx = WorkerContext(
@@ -55,6 +56,7 @@ async def serve(settings: WorkerSettings) -> None:
         runs=await RunStore.open(js),
         events=EventLog(nc),
         requests=await Requests.open_store(js),
+        reconnects=reconnects,
     )
     worker = Worker(
         ctx,
