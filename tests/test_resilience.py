@@ -190,3 +190,27 @@ def test_nats_restart_mid_run_loses_nothing() -> None:
                 assert events[-1]["status"] == "completed"
 
         asyncio.run(scenario())
+
+
+def test_dispatcher_down_gives_503_and_recovers() -> None:
+    with local_stack(workers=1) as stack:
+
+        async def scenario() -> None:
+            assert stack.dispatcher is not None
+            async with Api(stack.gateway_url) as api:
+                run_id = await api.start("load", n=1, asks=1)
+                stack.dispatcher.stop()
+                ready = await api.http.get("/readyz")
+                assert ready.status_code == 503 and "not ready" in ready.json()["status"]
+                down = await api.http.get(f"/v1/runs/{run_id}")
+                assert down.status_code == 503 and "dispatcher" in down.json()["detail"]
+                stack.dispatcher.start()
+                stack.dispatcher.wait_ready(30)
+                for _ in range(100):
+                    if (await api.http.get("/readyz")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.1)
+                events, close_code = await api.stream(run_id, answer=lambda q: "back")
+                assert close_code == 1000 and events[-1]["status"] == "completed"
+
+        asyncio.run(scenario())

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from grpc import aio
 
 from flotilla.gateway import routes, stream
-from flotilla.gateway.dispatcher import DispatcherClient
+from flotilla.gateway.dispatcher import DispatcherClient, rpc_error_response
 from flotilla.gateway.limits import BodyLimit
 from flotilla.settings import GatewaySettings
 
@@ -28,6 +29,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(aio.AioRpcError, rpc_error_response)
     app.include_router(routes.health)
     app.include_router(routes.router)
     app.include_router(stream.router)

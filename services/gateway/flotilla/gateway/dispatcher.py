@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from fastapi import HTTPException
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -20,12 +21,14 @@ _HTTP_STATUS = {
 }
 
 
-def http_error(error: aio.AioRpcError) -> HTTPException:
+async def rpc_error_response(request: Request, error: Exception) -> JSONResponse:
+    """The app's handler for gRPC errors from the dispatcher: its status code becomes HTTP's."""
+    assert isinstance(error, aio.AioRpcError)
     status = _HTTP_STATUS.get(error.code(), 502)
     detail = error.details() or error.code().name
     if status in (502, 503, 504):
         detail = f"the dispatcher could not answer: {detail}"
-    return HTTPException(status_code=status, detail=detail)
+    return JSONResponse({"detail": detail}, status_code=status)
 
 
 class DispatcherClient:

@@ -7,10 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from grpc import aio
 
 from flotilla.events import STATUS_BY_NAME, event_to_json, run_to_json
-from flotilla.gateway.dispatcher import DispatcherClient, http_error
+from flotilla.gateway.dispatcher import DispatcherClient
 from flotilla.gateway.schemas import Accepted, EventsOut, InputBody, RunOut, StartRunBody, WorkflowOut
 from flotilla.protocol import (
     CancelRunRequest,
@@ -35,10 +34,7 @@ Dispatcher = Annotated[DispatcherClient, Depends(get_dispatcher)]
 
 @router.get("/workflows", response_model=list[WorkflowOut], summary="Workflows some live worker serves")
 async def list_workflows(dispatcher: Dispatcher) -> list[dict[str, str]]:
-    try:
-        reply = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
-    except aio.AioRpcError as exc:
-        raise http_error(exc) from None
+    reply = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
     return [{"name": w.name, "description": w.description} for w in reply.workflows]
 
 
@@ -55,10 +51,7 @@ async def start_run(body: StartRunBody, dispatcher: Dispatcher, response: Respon
         params_json=json.dumps(body.params),
         idempotency_key=body.idempotency_key or "",
     )
-    try:
-        reply = await dispatcher.stub.StartRun(request)
-    except aio.AioRpcError as exc:
-        raise http_error(exc) from None
+    reply = await dispatcher.stub.StartRun(request)
     if not reply.created:
         response.status_code = 200
     return run_to_json(reply.run)
@@ -71,47 +64,30 @@ async def list_runs(
     status: Annotated[str | None, Query(pattern="^(queued|running|completed|failed|cancelled)$")] = None,
 ) -> list[dict[str, Any]]:
     request = ListRunsRequest(limit=limit, status=STATUS_BY_NAME[status] if status else 0)  # type: ignore[arg-type]
-    try:
-        reply = await dispatcher.stub.ListRuns(request)
-    except aio.AioRpcError as exc:
-        raise http_error(exc) from None
+    reply = await dispatcher.stub.ListRuns(request)
     return [run_to_json(run) for run in reply.runs]
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, summary="One run")
 async def get_run(run_id: str, dispatcher: Dispatcher) -> dict[str, Any]:
-    try:
-        return run_to_json(await dispatcher.stub.GetRun(GetRunRequest(run_id=run_id)))
-    except aio.AioRpcError as exc:
-        raise http_error(exc) from None
+    return run_to_json(await dispatcher.stub.GetRun(GetRunRequest(run_id=run_id)))
 
 
 @router.get("/runs/{run_id}/events", response_model=EventsOut, summary="A run's events after a seq")
 async def list_events(run_id: str, dispatcher: Dispatcher, after: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
-    try:
-        reply = await dispatcher.stub.ListEvents(ListEventsRequest(run_id=run_id, after_seq=after))
-    except aio.AioRpcError as exc:
-        raise http_error(exc) from None
+    reply = await dispatcher.stub.ListEvents(ListEventsRequest(run_id=run_id, after_seq=after))
     return {"events": [event_to_json(event) for event in reply.events]}
 
 
 @router.post("/runs/{run_id}/input", status_code=202, response_model=Accepted, summary="Answer a question")
 async def submit_input(run_id: str, body: InputBody, dispatcher: Dispatcher) -> dict[str, str]:
-    try:
-        await dispatcher.stub.SubmitInput(
-            SubmitInputRequest(run_id=run_id, request_id=body.request_id, value=body.value)
-        )
-    except aio.AioRpcError as exc:
-        raise http_error(exc) from None
+    await dispatcher.stub.SubmitInput(SubmitInputRequest(run_id=run_id, request_id=body.request_id, value=body.value))
     return {"status": "accepted", "run_id": run_id}
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202, response_model=Accepted, summary="Cancel a run")
 async def cancel_run(run_id: str, dispatcher: Dispatcher) -> dict[str, str]:
-    try:
-        await dispatcher.stub.CancelRun(CancelRunRequest(run_id=run_id))
-    except aio.AioRpcError as exc:
-        raise http_error(exc) from None
+    await dispatcher.stub.CancelRun(CancelRunRequest(run_id=run_id))
     return {"status": "accepted", "run_id": run_id}
 
 
