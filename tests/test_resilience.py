@@ -214,3 +214,19 @@ def test_dispatcher_down_gives_503_and_recovers() -> None:
                 assert close_code == 1000 and events[-1]["status"] == "completed"
 
         asyncio.run(scenario())
+
+
+def test_in_progress_acks_keep_a_long_run_on_its_worker() -> None:
+    with local_stack(workers=2, job_ack_wait_s=1.0) as stack:
+
+        async def scenario() -> None:
+            async with Api(stack.gateway_url) as api:
+                run_id = await api.start("load", n=1, asks=1)
+                await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
+                await asyncio.sleep(3.5)  # over three ack waits with the question open
+                events, _ = await api.stream(run_id, answer=lambda q: "late")
+                assert_well_formed(run_id, events)
+                assert not [e for e in events if e["type"] == "run_retried"]
+                assert (await api.run(run_id))["attempts"] == 1
+
+        asyncio.run(scenario())
