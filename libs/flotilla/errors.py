@@ -52,3 +52,16 @@ class Unavailable(FlotillaError):
 
 class ConfigurationError(FlotillaError):
     """The service was started with settings that cannot work; the message says what to set."""
+
+
+class InputTimeout(FlotillaError):
+    """Nobody answered a question in time and it has no default."""
+
+
+class RunCancelled(FlotillaError):
+    """The run was cancelled (or handed to another worker): the workflow must stop."""
+
+
+class RequestExpired(Conflict):
+    def __init__(self, run_id: str, request_id: str) -> None:
+        super().__init__(f"request {request_id!r} of run {run_id!r} expired before it was answered")

@@ -28,6 +28,8 @@ TERMINAL_STATUSES = frozenset(
     {RunStatus.RUN_STATUS_COMPLETED, RunStatus.RUN_STATUS_FAILED, RunStatus.RUN_STATUS_CANCELLED}
 )
 INPUT_REQUEST_KINDS = frozenset({"text_input", "multiple_choice"})
+HIDDEN_KINDS = frozenset({"llm_completion"})
+"""Recorded for resume and audit, not shown in a person's transcript."""
 
 
 def now() -> Timestamp:
@@ -83,6 +85,8 @@ def event_to_json(event: RunEvent) -> dict[str, Any]:
     }
     if kind != "unknown":
         out.update(_message_fields(getattr(event, kind)))
+    if kind in HIDDEN_KINDS:
+        out["hidden"] = True
     return out
 
 

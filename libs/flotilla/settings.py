@@ -84,6 +84,8 @@ class WorkerSettings(NatsSettings):
     """Runs one worker holds at once (each an asyncio task)."""
     drain_timeout_s: float = Field(default=20.0, ge=0, validation_alias=_env("worker", "drain_timeout_s"))
     """On SIGTERM, how long to let held runs finish before handing them back to the queue."""
+    input_timeout_s: float = Field(default=86400.0, gt=0, validation_alias=_env("worker", "input_timeout_s"))
+    """How long a question waits for an answer unless the workflow says otherwise."""
     heartbeat_s: float = Field(default=5.0, gt=0, validation_alias=_env("worker", "heartbeat_s"))
     """How often the worker re-advertises its workflows."""
     log_format: LogFormat = Field(default="auto", validation_alias=_env("worker", "log_format", shared=True))

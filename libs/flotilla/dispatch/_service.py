@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
+from jsonschema import Draft202012Validator
 from nats.aio.client import Client
 
 from flotilla.dispatch._fanout import EventFanout
@@ -56,7 +59,9 @@ class RunService:
         params_json = _valid_params(params_json)
         if len(idempotency_key) > 256:
             raise InvalidArgument("idempotency_key is longer than 256 characters")
-        await self._catalogue.get(workflow)  # WorkflowNotFound when no live worker serves it
+        info = await self._catalogue.get(workflow)  # WorkflowNotFound when no live worker serves it
+        if info.params_schema_json:
+            check_params(workflow, info.params_schema_json, json.loads(params_json))
         run_id = new_run_id()
         if idempotency_key:
             bound = await self._idempotency.claim(idempotency_key, run_id)
@@ -148,6 +153,19 @@ class RunService:
 
     async def list_workflows(self) -> list[WorkflowInfo]:
         return await self._catalogue.list()
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def check_params(workflow: str, schema_json: str, params: Any) -> None:
+    """InvalidArgument naming every field that does not fit the workflow's declared params."""
+    errors = sorted(_validator(schema_json).iter_errors(params), key=lambda e: list(e.absolute_path))
+    if errors:
+        problems = "; ".join(f"{'.'.join(map(str, e.absolute_path)) or '(params)'}: {e.message}" for e in errors[:10])
+        raise InvalidArgument(f"params of {workflow!r} do not fit its declaration: {problems}")
 
 
 def _check_run_id(run_id: str) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import json
+import sys
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +19,7 @@ from nats.js import JetStreamContext
 
 from flotilla.errors import FlotillaError, InvalidArgument
 from flotilla.events import TERMINAL_STATUSES, is_terminal, now
-from flotilla.execution._session import RunSession
+from flotilla.execution._session import RunSession, SyncRunSession
 from flotilla.jetstream import (
     EventLog,
     Layout,
@@ -36,7 +39,7 @@ from flotilla.protocol import (
     WorkflowCompleted,
     WorkflowStarted,
 )
-from flotilla.workflows import WorkflowRegistry
+from flotilla.workflows import Workflow, WorkflowRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +63,9 @@ class WorkerContext:
     events: EventLog
     requests: Requests
     reconnects: Reconnects
+    executor: concurrent.futures.Executor
+    """Threads for plain `def` workflows (one per run while it runs)."""
+    input_timeout_s: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -170,17 +176,36 @@ class RunAttempt:
             params = json.loads(self._job.params_json or "{}")
             if not isinstance(params, dict):
                 raise InvalidArgument("params must be a JSON object")
+            params = workflow.validate_params(params)
         except (FlotillaError, ValueError) as exc:
             await writer.emit("error", Error(short=str(exc)), sender="system")
             return Outcome("failed", error=str(exc))
-        session = RunSession(self._ctx.nc, writer, self._ctx.requests, self._job.run_id, self._ctx.reconnects)
-        task: asyncio.Task[Any] = asyncio.create_task(workflow.function(session, params))
+        session = RunSession(
+            self._ctx.nc,
+            writer,
+            self._ctx.requests,
+            self._job.run_id,
+            self._ctx.reconnects,
+            input_timeout_s=self._ctx.input_timeout_s,
+        )
+        loop = asyncio.get_running_loop()
+        sync_session = None if workflow.is_async else SyncRunSession(session, loop)
+        if sync_session is None:
+            task: asyncio.Future[Any] = asyncio.ensure_future(workflow.function(session, params))
+        else:
+            # A plain `def` workflow (AG2's initiate_chat is synchronous) gets a thread of its own;
+            # the copied context keeps the run's log bindings.
+            context = contextvars.copy_context()
+            task = loop.run_in_executor(self._ctx.executor, context.run, _run_sync, workflow, sync_session, params)
         cancel = asyncio.create_task(self._cancel.wait())
         try:
             await asyncio.wait({task, cancel}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             cancel.cancel()
             if not task.done():
+                session.close()
+                if sync_session is not None:
+                    sync_session.cancel()  # the thread stops at its next call on the session
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         if task.cancelled():
@@ -200,6 +225,16 @@ class RunAttempt:
         await dead_letter(self._ctx.js, "attempts", self._msg.data, detail=reason)
         await writer.emit("error", Error(short=reason), sender="system")
         return Outcome("failed", error=reason)
+
+
+def _run_sync(workflow: Workflow, session: SyncRunSession, params: dict[str, Any]) -> Any:
+    """In the workflow's thread: AG2 agents created here report to the run's session."""
+    if "autogen" in sys.modules:
+        from flotilla.ag2 import bridge
+
+        with bridge(session):
+            return workflow.function(session, params)
+    return workflow.function(session, params)
 
 
 def _finish(run: Run, outcome: Outcome) -> bool:

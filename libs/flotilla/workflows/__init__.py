@@ -1,6 +1,6 @@
 """Authoring workflows: register a function, use the session it receives."""
 
 from flotilla.workflows._registry import Workflow, WorkflowFunction, WorkflowRegistry
-from flotilla.workflows._session import Session
+from flotilla.workflows._session import Session, SyncSession
 
-__all__ = ["Session", "Workflow", "WorkflowFunction", "WorkflowRegistry"]
+__all__ = ["Session", "SyncSession", "Workflow", "WorkflowFunction", "WorkflowRegistry"]

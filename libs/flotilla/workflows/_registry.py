@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import inspect
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flotilla.errors import WorkflowNotFound
-from flotilla.protocol import WorkflowInfo
-from flotilla.workflows._session import Session
+from pydantic import BaseModel, ValidationError
 
-WorkflowFunction = Callable[[Session, dict[str, Any]], Coroutine[Any, Any, Any]]
-"""`async def workflow(session, params) -> result` (the result must be JSON-serialisable)."""
+from flotilla.errors import InvalidArgument, WorkflowNotFound
+from flotilla.protocol import WorkflowInfo
+
+WorkflowFunction = Callable[[Any, dict[str, Any]], Any]
+"""`async def workflow(session: Session, params) -> result`, or a plain `def workflow(session:
+SyncSession, params) -> result` (run in a thread). The result must be JSON-serialisable."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,24 @@ class Workflow:
     name: str
     description: str
     function: WorkflowFunction
+    params: type[BaseModel] | None = None
+    """Declared params: validated before a run is created; None accepts any JSON object."""
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.function)
+
+    def params_schema(self) -> dict[str, Any] | None:
+        return self.params.model_json_schema() if self.params is not None else None
+
+    def validate_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The params as the workflow will see them (defaults filled in); InvalidArgument if wrong."""
+        if self.params is None:
+            return params
+        try:
+            return self.params.model_validate(params).model_dump(mode="json")
+        except ValidationError as exc:
+            raise InvalidArgument(f"params of {self.name!r}: {exc.errors(include_url=False)}") from None
 
 
 class WorkflowRegistry:
@@ -27,14 +49,16 @@ class WorkflowRegistry:
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow] = {}
 
-    def register(self, *, name: str, description: str) -> Callable[[WorkflowFunction], WorkflowFunction]:
+    def register(
+        self, *, name: str, description: str, params: type[BaseModel] | None = None
+    ) -> Callable[[WorkflowFunction], WorkflowFunction]:
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"workflow name {name!r}: use letters, digits, '_' and '-'")
 
         def decorator(function: WorkflowFunction) -> WorkflowFunction:
             if name in self._workflows:
                 raise ValueError(f"workflow {name!r} is registered twice")
-            self._workflows[name] = Workflow(name, description, function)
+            self._workflows[name] = Workflow(name, description, function, params)
             return function
 
         return decorator
@@ -42,7 +66,9 @@ class WorkflowRegistry:
     def include(self, other: WorkflowRegistry) -> None:
         """Serve `other`'s workflows too."""
         for workflow in other._workflows.values():
-            self.register(name=workflow.name, description=workflow.description)(workflow.function)
+            self.register(name=workflow.name, description=workflow.description, params=workflow.params)(
+                workflow.function
+            )
 
     def get(self, name: str) -> Workflow:
         try:
@@ -51,7 +77,15 @@ class WorkflowRegistry:
             raise WorkflowNotFound(name) from None
 
     def infos(self) -> list[WorkflowInfo]:
-        return [WorkflowInfo(name=w.name, description=w.description) for w in self._workflows.values()]
+        infos = []
+        for w in self._workflows.values():
+            schema = w.params_schema()
+            infos.append(
+                WorkflowInfo(
+                    name=w.name, description=w.description, params_schema_json=json.dumps(schema) if schema else ""
+                )
+            )
+        return infos
 
     def __contains__(self, name: object) -> bool:
         return name in self._workflows

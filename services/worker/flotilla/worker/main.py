@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 from nats.js import JetStreamContext
@@ -57,6 +58,8 @@ async def serve(settings: WorkerSettings) -> None:
         events=EventLog(nc),
         requests=await Requests.open_store(js),
         reconnects=reconnects,
+        executor=ThreadPoolExecutor(max_workers=settings.max_concurrent_runs, thread_name_prefix="workflow"),
+        input_timeout_s=settings.input_timeout_s,
     )
     worker = Worker(
         ctx,
