@@ -28,6 +28,8 @@ log "./pants package (PEXes, then images)"
   services/gateway/docker:image \
   services/ui/docker:image
 
-# The classic builder keeps each Dockerfile's first stage as an untagged image; drop ours.
+# The classic builder keeps each Dockerfile's first stage as an untagged image, and a rebuild
+# leaves the previous image untagged: drop those (only ours, only untagged ones).
 docker image prune -f --filter label=flotilla.build-stage=true >/dev/null
+docker image prune -f --filter label=flotilla.component >/dev/null
 docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E '^flotilla(-base)?[/:]' >&2

@@ -6,8 +6,13 @@ import asyncio
 import os
 from typing import Any
 
+import autogen
+from autogen import ConversableAgent
+from autogen.testing import TestAgent, ToolCall
+from pydantic import BaseModel, Field
+
 from flotilla.examples import registry as examples
-from flotilla.workflows import Session, WorkflowRegistry
+from flotilla.workflows import Session, SyncSession, WorkflowRegistry
 
 registry = WorkflowRegistry()
 registry.include(examples)
@@ -29,3 +34,77 @@ async def raises(session: Session, params: dict[str, Any]) -> None:
 @registry.register(name="choose", description="Asks a multiple-choice question.")
 async def choose(session: Session, params: dict[str, Any]) -> str:
     return await session.multiple_choice("Approve?", ["yes", "no"], default="no")
+
+
+class GreetingParams(BaseModel):
+    name: str = Field(min_length=1, max_length=40)
+    times: int = Field(default=1, ge=1, le=5)
+
+
+@registry.register(name="typed_params", description="Declares its params.", params=GreetingParams)
+async def typed_params(session: Session, params: dict[str, Any]) -> str:
+    return " ".join([f"hello {params['name']}"] * params["times"])
+
+
+@registry.register(name="every_kind", description="A plain def workflow that uses every session call.")
+def every_kind(ui: SyncSession, params: dict[str, Any]) -> dict[str, Any]:
+    ui.text_message(body="hello", sender="alice", recipient="bob")
+    ui.system_message({"note": "system notice"})
+    ui.error(short="a visible error", long="with details")
+    ui.suggested_function_call("add", {"a": 1, "b": 2}, call_id="c1", sender="alice", recipient="bob")
+    ui.function_call_execution("add", 3, call_id="c1", sender="bob")
+    secret = ui.text_input(prompt="password?", password=True, suggestions=["hunter2"])
+    picked = ui.multiple_choice(prompt="pick some", choices=["a", "b", "c"], default="b", single=False)
+    return {"secret_length": len(secret), "picked": picked}
+
+
+@registry.register(name="timeouts", description="Questions that time out.")
+async def timeouts(session: Session, params: dict[str, Any]) -> str:
+    first = await session.text_input("answer quickly", timeout_s=params.get("timeout_s", 0.5), default="the default")
+    if params.get("fail"):
+        await session.multiple_choice("no default", ["x", "y"], timeout_s=params.get("timeout_s", 0.5))
+    return first
+
+
+def _scripted(agent: ConversableAgent, replies: list[Any]) -> TestAgent:
+    return TestAgent(agent, replies, suppress_messages_end=True)
+
+
+@registry.register(name="ag2_chat", description="Two scripted AG2 agents talk.")
+def ag2_chat(ui: SyncSession, params: dict[str, Any]) -> str:
+    student = ConversableAgent("student", llm_config=False, human_input_mode="NEVER")
+    teacher = ConversableAgent("teacher", llm_config=False, human_input_mode="NEVER")
+    with _scripted(student, ["What is 2+2?", "Thanks!"]), _scripted(teacher, ["It is 4.", "You are welcome."]):
+        result = student.initiate_chat(teacher, message="Hi teacher", max_turns=2, summary_method="last_msg")
+    return str(result.summary)
+
+
+@registry.register(name="ag2_human", description="An AG2 agent that asks the person every turn.")
+def ag2_human(ui: SyncSession, params: dict[str, Any]) -> str:
+    assistant = ConversableAgent("assistant", llm_config=False, human_input_mode="NEVER")
+    person = ConversableAgent("person", llm_config=False, human_input_mode="ALWAYS", code_execution_config=False)
+    with _scripted(assistant, ["What should I do?", "Done."]):
+        result = person.initiate_chat(assistant, message="Help me", max_turns=2, summary_method="last_msg")
+    return str(result.summary)
+
+
+@registry.register(name="ag2_tool_approval", description="An AG2 agent proposes a tool call; the person approves it.")
+def ag2_tool_approval(ui: SyncSession, params: dict[str, Any]) -> str:
+    # Tools need an llm_config to register; TestAgent replaces the client, so nothing is called.
+    unused = {"config_list": [{"model": "scripted", "api_key": "unused", "base_url": "http://127.0.0.1:9/v1"}]}
+    assistant = ConversableAgent("assistant", llm_config=unused, human_input_mode="NEVER")
+    executor = ConversableAgent("executor", llm_config=False, human_input_mode="NEVER")
+
+    def get_weather(city: str) -> str:
+        choice = ui.multiple_choice(
+            prompt=f"Allow get_weather(city={city!r})?",
+            choices=["approve", "reject"],
+            default="reject",
+            sender="executor",
+        )
+        return f"sunny in {city}" if choice == "approve" else "the person rejected the call"
+
+    autogen.register_function(get_weather, caller=assistant, executor=executor, description="Weather of a city")
+    with _scripted(assistant, [ToolCall("get_weather", city="Paris").to_message(), "All done."]):
+        result = executor.initiate_chat(assistant, message="Weather in Paris?", max_turns=2, summary_method="last_msg")
+    return str(result.summary)
