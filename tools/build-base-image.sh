@@ -90,7 +90,7 @@ log "docker import -> $TAG"
 $SUDO tar -C "$ROOTFS" --numeric-owner -c . | docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV LANG=C.UTF-8' \
-  --change 'LABEL org.opencontainers.image.title=flotilla-base org.opencontainers.image.description="Debian bookworm minbase + python3 (3.11), ca-certificates, wget"' \
+  --change 'LABEL flotilla.component=base' \
   --change 'CMD ["/bin/bash"]' \
   - "$TAG" >/dev/null
 docker image ls "$TAG" --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}' >&2

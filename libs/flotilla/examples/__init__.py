@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flotilla.errors import InvalidArgument
-from flotilla.workflows import Session, WorkflowRegistry
+from flotilla.workflows import Session, SyncSession, WorkflowRegistry
 
 registry = WorkflowRegistry()
 
@@ -57,4 +57,21 @@ async def load(session: Session, params: dict[str, Any]) -> dict[str, Any]:
         answer = await session.text_input(f"question {i + 1} of {asks}")
         answers.append(answer)
         await session.text_message(f"echo: {answer}", sender="load", recipient="user")
+    return {"messages": n, "answers": answers}
+
+
+@registry.register(
+    name="load_sync",
+    description="`load` as a plain def workflow (runs in a thread, as AG2 workflows do); for benchmarks.",
+)
+def load_sync(session: SyncSession, params: dict[str, Any]) -> dict[str, Any]:
+    n = _int_param(params, "n", 10, low=0, high=100_000)
+    size = _int_param(params, "size", 100, low=0, high=1_000_000)
+    asks = _int_param(params, "asks", 0, low=0, high=1_000)
+    for _ in range(n):
+        session.text_message("x" * size, sender="load", recipient="user")
+    answers = []
+    for i in range(asks):
+        answers.append(session.text_input(f"question {i + 1} of {asks}"))
+        session.text_message(f"echo: {answers[-1]}", sender="load", recipient="user")
     return {"messages": n, "answers": answers}
