@@ -19,7 +19,9 @@ TEST_WORKFLOWS = "testing_workflows:registry"
 
 
 @contextmanager
-def local_stack(*, workers: int = 2, job_ack_wait_s: float = 30.0, job_max_attempts: int = 3) -> Iterator[LocalStack]:
+def local_stack(
+    *, workers: int = 2, job_ack_wait_s: float = 30.0, job_max_attempts: int = 3, env: dict[str, str] | None = None
+) -> Iterator[LocalStack]:
     """A fresh stack: real nats-server with the repo's config, real services, free ports."""
     with tempfile.TemporaryDirectory(prefix="flotilla-test-") as tmp:
         config = StackConfig(
@@ -33,7 +35,7 @@ def local_stack(*, workers: int = 2, job_ack_wait_s: float = 30.0, job_max_attem
             with_ui=False,
             job_ack_wait_s=job_ack_wait_s,
             job_max_attempts=job_max_attempts,
-            env={"FLOTILLA_WORKER_WORKFLOWS": TEST_WORKFLOWS, "FLOTILLA_LOG_FORMAT": "json"},
+            env={"FLOTILLA_WORKER_WORKFLOWS": TEST_WORKFLOWS, "FLOTILLA_LOG_FORMAT": "json", **(env or {})},
         )
         stack = LocalStack(config)
         stack.start()

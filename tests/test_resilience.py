@@ -230,3 +230,44 @@ def test_in_progress_acks_keep_a_long_run_on_its_worker() -> None:
                 assert (await api.run(run_id))["attempts"] == 1
 
         asyncio.run(scenario())
+
+
+def test_catalogue_shows_only_what_live_workers_serve() -> None:
+    fast = {"FLOTILLA_DISPATCHER_WORKFLOW_TTL_S": "1.5", "FLOTILLA_WORKER_HEARTBEAT_S": "0.3"}
+    with local_stack(workers=1, env=fast) as stack:
+
+        async def scenario() -> None:
+            async with Api(stack.gateway_url) as api:
+                assert "load" in {w["name"] for w in (await api.http.get("/v1/workflows")).json()}
+                stack.workers[0].stop()
+                for _ in range(100):
+                    if (await api.http.get("/v1/workflows")).json() == []:
+                        break
+                    await asyncio.sleep(0.1)
+                assert (await api.http.get("/v1/workflows")).json() == []
+                refused = await api.http.post("/v1/runs", json={"workflow": "load"})
+                assert refused.status_code == 404 and "not served by any worker" in refused.json()["detail"]
+                stack.add_worker("worker-2", wait=True)
+                assert (await api.http.post("/v1/runs", json={"workflow": "load"})).status_code == 201
+
+        asyncio.run(scenario())
+
+
+def test_answer_given_while_no_worker_holds_the_run_is_used_on_takeover() -> None:
+    with local_stack(workers=1, job_ack_wait_s=1.0) as stack:
+
+        async def scenario() -> None:
+            async with Api(stack.gateway_url) as api:
+                run_id = await api.start("load", n=1, asks=1)
+                events = await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
+                stack.workers[0].kill()
+                question = next(e for e in events if e["type"] == "text_input")
+                assert (await api.answer(run_id, question["request_id"], "kept")).status_code == 202
+                stack.add_worker("worker-2")
+                events, _ = await api.stream(run_id, timeout_s=30)
+                assert_well_formed(run_id, events)
+                assert sum(e["type"] == "text_input" for e in events) == 1  # never asked twice
+                assert any(e["type"] == "run_retried" for e in events)
+                assert events[-1]["status"] == "completed" and events[-1]["result"]["answers"] == ["kept"]
+
+        asyncio.run(scenario())

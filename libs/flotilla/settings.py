@@ -59,6 +59,8 @@ class DispatcherSettings(NatsSettings):
     """How many workers may start a run before it is marked failed (dead-lettered)."""
     event_max_age_s: float = Field(default=7 * 86400, gt=0, validation_alias=_env("dispatcher", "event_max_age_s"))
     """How long run events, answers and records are kept."""
+    workflow_ttl_s: float = Field(default=15.0, gt=0, validation_alias=_env("dispatcher", "workflow_ttl_s"))
+    """A workflow whose workers stopped advertising it for this long leaves the catalogue."""
     jetstream_replicas: int = Field(default=1, ge=1, le=5, validation_alias=_env("dispatcher", "jetstream_replicas"))
     """Replicas of every stream and bucket (3 on a NATS cluster)."""
     log_format: LogFormat = Field(default="auto", validation_alias=_env("dispatcher", "log_format", shared=True))

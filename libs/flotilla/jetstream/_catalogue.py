@@ -34,25 +34,27 @@ class Catalogue:
         cached = self._cache.get(name)
         if cached is not None and time.monotonic() - cached[0] < self._cache_s:
             return cached[1]
-        try:
-            entry = await self._kv.get(name)
-        except KeyNotFoundError:
-            raise WorkflowNotFound(name) from None
-        if not entry.value:
+        info = await self._read(name)
+        if info is None:
+            self._cache.pop(name, None)
             raise WorkflowNotFound(name)
-        info = WorkflowInfo.FromString(entry.value)
         self._cache[name] = (time.monotonic(), info)
         return info
 
     async def list(self) -> list[WorkflowInfo]:
+        """What live workers serve now (read through, and refreshing the cache)."""
         try:
             names = await self._kv.keys()
         except NoKeysError:
-            return []
-        found = []
-        for name in sorted(names):
-            try:
-                found.append(await self.get(name))
-            except WorkflowNotFound:
-                continue  # expired between listing and reading
+            names = []
+        found = [info for info in [await self._read(name) for name in sorted(names)] if info is not None]
+        now = time.monotonic()
+        self._cache = {info.name: (now, info) for info in found}
         return found
+
+    async def _read(self, name: str) -> WorkflowInfo | None:
+        try:
+            entry = await self._kv.get(name)
+        except KeyNotFoundError:
+            return None  # never advertised, or expired between listing and reading
+        return WorkflowInfo.FromString(entry.value) if entry.value else None

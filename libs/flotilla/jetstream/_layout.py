@@ -11,7 +11,7 @@ KV flotilla_runs (run records), flotilla_requests (open questions),
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 from nats.js import JetStreamContext
@@ -145,6 +145,11 @@ async def provision(js: JetStreamContext, layout: Layout) -> None:
             await js.key_value(kv.bucket)
         except BucketNotFoundError:
             await js.create_key_value(kv)
+            continue
+        info = await js.stream_info(f"KV_{kv.bucket}")
+        if info.config.max_age != kv.ttl:  # e.g. a changed workflow TTL or retention
+            await js.update_stream(replace(info.config, max_age=kv.ttl))
+            log.info("bucket updated", bucket=kv.bucket, ttl_s=kv.ttl)
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

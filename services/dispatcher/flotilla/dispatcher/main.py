@@ -26,6 +26,7 @@ async def serve(settings: DispatcherSettings) -> None:
         job_ack_wait_s=settings.job_ack_wait_s,
         job_max_attempts=settings.job_max_attempts,
         max_age_s=settings.event_max_age_s,
+        workflow_ttl_s=settings.workflow_ttl_s,
         replicas=settings.jetstream_replicas,
     )
     await provision(js, layout)
