@@ -34,7 +34,7 @@ log() { echo "[build-base-image $(date +%T)] $*" >&2; }
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
-command -v docker >/dev/null || { log "docker is not installed (apt-get install docker.io)"; exit 1; }
+command -v docker >/dev/null || { log "no docker CLI on PATH (compose/README.md: Build the images)"; exit 1; }
 docker info >/dev/null 2>&1 || { log "no Docker engine answers (is dockerd running? DOCKER_HOST=${DOCKER_HOST:-unset})"; exit 1; }
 if [ -z "$REBUILD" ] && docker image inspect "$TAG" >/dev/null 2>&1; then
   log "$TAG exists already (--rebuild to build it again)"
