@@ -21,6 +21,7 @@ class Catalogue:
         self._kv = kv
         self._cache_s = cache_s
         self._cache: dict[str, tuple[float, WorkflowInfo]] = {}
+        self._listed: tuple[float, list[WorkflowInfo]] | None = None
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> Catalogue:
@@ -42,7 +43,9 @@ class Catalogue:
         return info
 
     async def list(self) -> list[WorkflowInfo]:
-        """What live workers serve now (read through, and refreshing the cache)."""
+        """What live workers serve (at most `cache_s` old); refreshes the cache for `get`."""
+        if self._listed is not None and time.monotonic() - self._listed[0] < self._cache_s:
+            return self._listed[1]
         try:
             names = await self._kv.keys()
         except NoKeysError:
@@ -50,6 +53,7 @@ class Catalogue:
         found = [info for info in [await self._read(name) for name in sorted(names)] if info is not None]
         now = time.monotonic()
         self._cache = {info.name: (now, info) for info in found}
+        self._listed = (now, found)
         return found
 
     async def _read(self, name: str) -> WorkflowInfo | None:
