@@ -16,6 +16,7 @@ import websockets
 from flotilla.devstack import LocalStack, StackConfig
 
 TEST_WORKFLOWS = "testing_workflows:registry"
+SCRIPTED_REPLIES = ["Could you explain that more simply?", "Start with one small example, then generalise."]
 
 
 @contextmanager
@@ -35,7 +36,14 @@ def local_stack(
             with_ui=False,
             job_ack_wait_s=job_ack_wait_s,
             job_max_attempts=job_max_attempts,
-            env={"FLOTILLA_WORKER_WORKFLOWS": TEST_WORKFLOWS, "FLOTILLA_LOG_FORMAT": "json", **(env or {})},
+            env={
+                "FLOTILLA_WORKER_WORKFLOWS": TEST_WORKFLOWS,
+                "FLOTILLA_LOG_FORMAT": "json",
+                # Deterministic agents: the scripted model (each run starts from the first reply).
+                "FLOTILLA_LLM_BACKEND": "scripted",
+                "FLOTILLA_LLM_SCRIPTED_REPLIES": json.dumps(SCRIPTED_REPLIES),
+                **(env or {}),
+            },
         )
         stack = LocalStack(config)
         stack.start()

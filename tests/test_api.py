@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 from flotilla.devstack import LocalStack
-from support import Api, assert_well_formed
+from support import SCRIPTED_REPLIES, Api, assert_well_formed
 
 
 def test_lists_the_served_workflows(stack: LocalStack) -> None:
@@ -44,16 +44,21 @@ def test_load_run_streams_every_event_and_completes(stack: LocalStack) -> None:
 def test_learning_chat_over_rest_and_websocket(stack: LocalStack) -> None:
     async def scenario() -> None:
         async with Api(stack.gateway_url) as api:
-            run_id = await api.start("learning_chat")
+            run_id = await api.start("learning_chat", turns=2)
             events, close_code = await api.stream(run_id, answer=lambda q: "Physics")
             assert close_code == 1000
             assert_well_formed(run_id, events)
             question = next(e for e in events if e["type"] == "text_input")
             assert question["request_id"] and question["suggestions"]
             messages = [e for e in events if e["type"] == "text_message"]
-            assert {(m["sender"], m["recipient"]) for m in messages} == {("student", "teacher"), ("teacher", "student")}
-            assert all("Physics" in m["body"] for m in messages)
-            assert events[-1]["status"] == "completed" and "Physics" in events[-1]["result"]["summary"]
+            pairs = [(m["sender"], m["recipient"]) for m in messages]
+            assert pairs == [("student", "teacher"), ("teacher", "student")] * 2
+            assert messages[0]["body"] == "Teach me about Physics."
+            assert messages[1]["body"] == SCRIPTED_REPLIES[0]  # the teacher speaks through the model
+            completions = [e for e in events if e["type"] == "llm_completion"]
+            assert len(completions) == 3 and all(e["hidden"] for e in completions)
+            assert completions[0]["completion"]["choices"][0]["message"]["content"] == SCRIPTED_REPLIES[0]
+            assert events[-1]["status"] == "completed" and events[-1]["result"] == messages[-1]["body"]
 
     asyncio.run(scenario())
 

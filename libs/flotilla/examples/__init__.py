@@ -1,37 +1,121 @@
-"""The workflows the local stack serves: `learning_chat` (the seed's example) and `load`."""
+"""The workflows the local stack serves: `learning_chat` (the seed's example), `tool_approval`,
+`group_chat` (AG2 agents on the configured LLM), and `load` / `load_sync` (tests, benchmarks)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from autogen import Agent, ConversableAgent, GroupChat, GroupChatManager, register_function
+from pydantic import BaseModel, Field
+
 from flotilla.errors import InvalidArgument
+from flotilla.llm import llm_config, register_llm
 from flotilla.workflows import Session, SyncSession, WorkflowRegistry
 
 registry = WorkflowRegistry()
 
-_TEACHER_LINES = [
-    "Good question. {topic} is easiest to learn from one concrete example before the theory.",
-    "Exactly. Now try to explain {topic} in one sentence, in your own words.",
-    "That is a solid summary of {topic}. Keep practising with small examples.",
-]
-_STUDENT_LINES = [
-    "I would like to learn about {topic}. Where should I start?",
-    "So the idea behind {topic} is to start small and build up?",
-    "Thank you! I think I understand {topic} much better now.",
-]
+
+class LearningParams(BaseModel):
+    turns: int = Field(default=3, ge=1, le=10, description="Student-teacher exchanges")
 
 
 @registry.register(
     name="learning_chat",
-    description="A student and a teacher agent talk about a topic you choose.",
+    description="A student and a teacher agent talk about a topic you choose (the seed's example).",
+    params=LearningParams,
 )
-async def learning_chat(session: Session, params: dict[str, Any]) -> dict[str, Any]:
-    topic = (await session.text_input("What do you want to learn about?", suggestions=["Math", "Physics"])).strip()
-    topic = topic or "learning"
-    for student, teacher in zip(_STUDENT_LINES, _TEACHER_LINES):
-        await session.text_message(student.format(topic=topic), sender="student", recipient="teacher")
-        await session.text_message(teacher.format(topic=topic), sender="teacher", recipient="student")
-    return {"topic": topic, "summary": f"The student and the teacher talked about {topic} for 3 turns."}
+def learning_chat(ui: SyncSession, params: dict[str, Any]) -> str:
+    topic = ui.text_input(
+        prompt="What do you want to learn about?", suggestions=["Math", "Physics", "History"], sender="workflow"
+    ).strip()
+    student = ConversableAgent(
+        "student",
+        system_message="You are a curious student. Ask the teacher short questions about the topic.",
+        llm_config=llm_config(),
+        human_input_mode="NEVER",
+    )
+    teacher = ConversableAgent(
+        "teacher",
+        system_message="You are a patient teacher. Answer the student's questions briefly and clearly.",
+        llm_config=llm_config(),
+        human_input_mode="NEVER",
+    )
+    register_llm(student)
+    register_llm(teacher)
+    chat = student.initiate_chat(
+        teacher,
+        message=f"Teach me about {topic or 'something new'}.",
+        max_turns=params["turns"],
+        summary_method="last_msg",
+    )
+    return str(chat.summary)
+
+
+class WeatherParams(BaseModel):
+    city: str = Field(default="Paris", min_length=1, max_length=80)
+
+
+@registry.register(
+    name="tool_approval",
+    description="An assistant proposes a function call; you approve or reject it before it runs.",
+    params=WeatherParams,
+)
+def tool_approval(ui: SyncSession, params: dict[str, Any]) -> str:
+    assistant = ConversableAgent(
+        "assistant",
+        system_message="You answer weather questions. Call get_weather to learn the weather of a city.",
+        llm_config=llm_config(),
+        human_input_mode="NEVER",
+    )
+    executor = ConversableAgent("executor", llm_config=False, human_input_mode="NEVER", code_execution_config=False)
+
+    def get_weather(city: str) -> str:
+        choice = ui.multiple_choice(
+            prompt=f"The assistant wants to call get_weather(city={city!r}). Allow it?",
+            choices=["approve", "reject"],
+            default="reject",
+            sender="executor",
+        )
+        if choice != "approve":
+            return "The person rejected this call."
+        return f"It is sunny and 21 degrees in {city}."
+
+    register_function(get_weather, caller=assistant, executor=executor, description="The weather of a city")
+    register_llm(assistant)
+    chat = executor.initiate_chat(
+        assistant, message=f"What is the weather in {params['city']}?", max_turns=2, summary_method="last_msg"
+    )
+    return str(chat.summary)
+
+
+class PanelParams(BaseModel):
+    question: str = Field(default="How should a team of three plan a small software project?", max_length=500)
+    rounds: int = Field(default=4, ge=2, le=12)
+
+
+@registry.register(
+    name="group_chat",
+    description="Three agents (planner, critic, writer) discuss a question in turn and answer it.",
+    params=PanelParams,
+)
+def group_chat(ui: SyncSession, params: dict[str, Any]) -> str:
+    roles = {
+        "planner": "You break the question into a short plan of steps.",
+        "critic": "You point out one weakness in the plan so far, in one or two sentences.",
+        "writer": "You write the final short answer, taking the plan and the criticism into account.",
+    }
+    agents: list[Agent] = []
+    for name, role in roles.items():
+        agent = ConversableAgent(name, system_message=role, llm_config=llm_config(), human_input_mode="NEVER")
+        register_llm(agent)
+        agents.append(agent)
+    chat = GroupChat(agents=agents, messages=[], max_round=params["rounds"], speaker_selection_method="round_robin")
+    manager = GroupChatManager(groupchat=chat, llm_config=llm_config())
+    register_llm(manager)
+    first = agents[0]
+    assert isinstance(first, ConversableAgent)
+    result = first.initiate_chat(manager, message=params["question"], summary_method="last_msg")
+    return str(result.summary)
 
 
 def _int_param(params: dict[str, Any], name: str, default: int, *, low: int, high: int) -> int:

@@ -39,6 +39,7 @@ from flotilla.protocol import (
     WorkflowCompleted,
     WorkflowStarted,
 )
+from flotilla.llm import Completion, llm_run
 from flotilla.workflows import Workflow, WorkflowRegistry
 
 log = structlog.get_logger(__name__)
@@ -190,13 +191,19 @@ class RunAttempt:
         )
         loop = asyncio.get_running_loop()
         sync_session = None if workflow.is_async else SyncRunSession(session, loop)
-        if sync_session is None:
-            task: asyncio.Future[Any] = asyncio.ensure_future(workflow.function(session, params))
-        else:
-            # A plain `def` workflow (AG2's initiate_chat is synchronous) gets a thread of its own;
-            # the copied context keeps the run's log bindings.
-            context = contextvars.copy_context()
-            task = loop.run_in_executor(self._ctx.executor, context.run, _run_sync, workflow, sync_session, params)
+
+        async def record(messages: Any, completion: Completion) -> None:
+            await session.llm_completion(completion.model, messages, completion.to_dict())
+
+        # Every LLM completion the run's agents use is recorded in its log, in order.
+        with llm_run(recorder=record):
+            if sync_session is None:
+                task: asyncio.Future[Any] = asyncio.ensure_future(workflow.function(session, params))
+            else:
+                # A plain `def` workflow (AG2's initiate_chat is synchronous) gets a thread of its
+                # own; the copied context carries the run's log bindings and LLM recorder.
+                context = contextvars.copy_context()
+                task = loop.run_in_executor(self._ctx.executor, context.run, _run_sync, workflow, sync_session, params)
         cancel = asyncio.create_task(self._cancel.wait())
         try:
             await asyncio.wait({task, cancel}, return_when=asyncio.FIRST_COMPLETED)

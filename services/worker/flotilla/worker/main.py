@@ -13,6 +13,7 @@ from flotilla.errors import ConfigurationError
 from flotilla.execution import Worker, WorkerContext
 from flotilla.jetstream import EventLog, Layout, Reconnects, Requests, RunStore, connect, read_layout
 from flotilla.lifecycle import run_service, wait_for_shutdown
+from flotilla.llm import LlmSettings, configure_llm
 from flotilla.logs import configure_logging
 from flotilla.settings import WorkerSettings
 from flotilla.workflows import WorkflowRegistry
@@ -42,8 +43,11 @@ async def _wait_for_layout(js: JetStreamContext) -> Layout:
             await asyncio.sleep(1.0)
 
 
-async def serve(settings: WorkerSettings) -> None:
+async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
     registry = load_registry(settings.workflows)
+    # The model behind the agents: fails here, naming what to set, when misconfigured; the
+    # bundled local model is fetched (first start) and loaded before any job is taken.
+    await asyncio.to_thread(configure_llm, llm, loop=asyncio.get_running_loop())
     reconnects = Reconnects()
     nc = await connect(settings, name=f"flotilla-worker-{settings.worker_id}", reconnects=reconnects)
     js = nc.jetstream()
@@ -80,7 +84,7 @@ def main() -> None:
     settings = WorkerSettings()
     configure_logging("worker", log_format=settings.log_format, level=settings.log_level)
     structlog.contextvars.bind_contextvars(worker_id=settings.worker_id)
-    run_service(serve(settings))
+    run_service(serve(settings, LlmSettings.from_env()))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,67 @@
+"""Flotilla's LLM layer: the model behind a workflow's agents is configuration.
+
+- **Settings**: `LlmSettings` (`FLOTILLA_LLM_*`); `backend` is `local` (the bundled small model,
+  in-process, offline, the default), `openai` (any OpenAI-compatible endpoint) or `scripted`
+  (fixed replies, for tests).
+- **Backends**: `create_backend(settings)`; all speak `Backend.complete(messages, tools=...)`.
+- **Process service**: `configure_llm(settings)` at process start, `get_llm()` anywhere; one
+  backend serves every run, from async code (`complete`) and from threads (`complete_sync`).
+- **AG2**: `llm_config()` for an agent, `register_llm(agent)` to activate `FlotillaModelClient`,
+  `GroupChat(..., **group_chat_options())` for automatic speaker selection.
+- **Per run**: `llm_run(recorder=..., replay=...)` records every completion a run uses and
+  replays recorded ones on resume.
+"""
+
+from flotilla.llm._ag2 import FlotillaModelClient, FlotillaResponse, group_chat_options, llm_config, register_llm
+from flotilla.llm._errors import LlmConfigError, LlmError, ModelFetchError, ScriptExhausted
+from flotilla.llm._factory import create_backend
+from flotilla.llm._local import LocalBackend
+from flotilla.llm._model import BUNDLED_MODEL, BundledModel, ensure_local_model
+from flotilla.llm._openai import OpenAIBackend
+from flotilla.llm._run import LlmRun, Recorder, Replay, current_run, llm_run
+from flotilla.llm._scripted import ScriptedBackend, ScriptedReply, load_script
+from flotilla.llm._service import LlmService, configure_llm, get_llm, set_llm
+from flotilla.llm._settings import LlmSettings
+from flotilla.llm._types import Backend, Completion, Message, Tool, ToolCall
+
+__all__ = [
+    # settings and errors
+    "LlmSettings",
+    "LlmError",
+    "LlmConfigError",
+    "ModelFetchError",
+    "ScriptExhausted",
+    # completions and backends
+    "Backend",
+    "Completion",
+    "Message",
+    "Tool",
+    "ToolCall",
+    "create_backend",
+    "LocalBackend",
+    "OpenAIBackend",
+    "ScriptedBackend",
+    "ScriptedReply",
+    "load_script",
+    # the bundled model
+    "BUNDLED_MODEL",
+    "BundledModel",
+    "ensure_local_model",
+    # the process's service
+    "LlmService",
+    "configure_llm",
+    "get_llm",
+    "set_llm",
+    # AG2
+    "FlotillaModelClient",
+    "FlotillaResponse",
+    "group_chat_options",
+    "llm_config",
+    "register_llm",
+    # per-run recording and replay
+    "LlmRun",
+    "Recorder",
+    "Replay",
+    "current_run",
+    "llm_run",
+]

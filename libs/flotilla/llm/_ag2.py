@@ -1,0 +1,185 @@
+"""AG2 (classic `autogen`) integration: a model client routing agents to the process's LLM.
+
+    agent = ConversableAgent("teacher", llm_config=llm_config(), ...)
+    register_llm(agent)
+
+`llm_config()` names `FlotillaModelClient` in its config entry; AG2 then waits for the class to
+be registered on the agent, which `register_llm` does. A group chat's manager is an agent like
+the others; its automatic speaker selection runs on internal agents of AG2's, which
+`GroupChat(..., **group_chat_options())` equips (they use the process's service, `get_llm()`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from flotilla.llm._service import LlmService, get_llm
+from flotilla.llm._types import Completion, Message
+
+MODEL_LABEL = "flotilla"
+"""The `model` of the config entry; the configured backend decides the real model."""
+
+FORWARDED_PARAMS = frozenset(
+    {
+        "temperature",
+        "max_tokens",
+        "max_completion_tokens",
+        "top_p",
+        "stop",
+        "seed",
+        "tool_choice",
+        "parallel_tool_calls",
+        "frequency_penalty",
+        "presence_penalty",
+    }
+)
+"""The create() parameters passed on to the backend (AG2 adds others of its own)."""
+
+
+@dataclass
+class ResponseMessage:
+    """`choices[i].message` of a response."""
+
+    content: str | None
+    role: str = "assistant"
+    tool_calls: list[dict[str, Any]] | None = None
+    function_call: None = None
+
+
+@dataclass
+class ResponseChoice:
+    """`choices[i]` of a response."""
+
+    message: ResponseMessage
+    finish_reason: str = "stop"
+    index: int = 0
+
+
+@dataclass
+class ResponseUsage:
+    """`usage` of a response."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+@dataclass
+class FlotillaResponse:
+    """What `FlotillaModelClient.create` returns: AG2's ModelClientResponseProtocol, plus the
+    `Completion` itself."""
+
+    id: str
+    model: str
+    choices: list[ResponseChoice]
+    usage: ResponseUsage
+    completion: Completion
+    cost: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, completion: Completion) -> FlotillaResponse:
+        tool_calls = [call.to_dict() for call in completion.tool_calls] or None
+        message = ResponseMessage(content=completion.content, tool_calls=tool_calls)
+        usage = ResponseUsage(
+            completion.prompt_tokens,
+            completion.completion_tokens,
+            completion.prompt_tokens + completion.completion_tokens,
+        )
+        choice = ResponseChoice(message=message, finish_reason=completion.finish_reason)
+        return cls(id=completion.id, model=completion.model, choices=[choice], usage=usage, completion=completion)
+
+
+class FlotillaModelClient:
+    """AG2 `ModelClient` (create, message_retrieval, cost, get_usage) over an `LlmService`.
+
+    AG2 builds it from the config entry when `register_llm(agent)` registers it; `llm` is the
+    service to use (default: the process's, `get_llm()`, looked up at the first call).
+    """
+
+    def __init__(self, config: dict[str, Any], *, llm: LlmService | None = None, **_: Any) -> None:
+        self.config = config
+        self._llm = llm
+
+    def create(self, params: dict[str, Any]) -> FlotillaResponse:
+        """One completion for AG2's request (called synchronously, from the agent's thread)."""
+        messages: list[Message] = params.get("messages") or [{"role": "user", "content": params.get("prompt", "")}]
+        tools = params.get("tools") or None
+        forwarded = {key: value for key, value in params.items() if key in FORWARDED_PARAMS and value is not None}
+        llm = self._llm or get_llm()
+        return FlotillaResponse.of(llm.complete_sync(messages, tools=tools, **forwarded))
+
+    def message_retrieval(self, response: FlotillaResponse) -> list[str | dict[str, Any]]:
+        """The reply's text, or the whole assistant message (a dict) when it calls tools."""
+        completion = response.completion
+        return [completion.message() if completion.tool_calls else completion.text]
+
+    def cost(self, response: FlotillaResponse) -> float:
+        """Always 0: a local model costs nothing, and endpoint prices are not known here."""
+        return 0.0
+
+    @staticmethod
+    def get_usage(response: FlotillaResponse) -> dict[str, Any]:
+        """Token counts for AG2's usage summary."""
+        usage = response.usage
+        return {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "cost": response.cost,
+            "model": response.model,
+        }
+
+
+def llm_config(*, temperature: float | None = None, max_tokens: int | None = None, **options: Any) -> dict[str, Any]:
+    """The plain-dict `llm_config` for an agent served by Flotilla's LLM (ag2 0.14 refuses
+    `LLMConfig(config_list=...)`). `temperature`/`max_tokens` override the backend's defaults for
+    this agent; `options` are further top-level llm_config keys. AG2's response cache is off, so
+    every completion reaches the backend and the run's recorder."""
+    entry: dict[str, Any] = {"model": MODEL_LABEL, "model_client_cls": FlotillaModelClient.__name__}
+    if temperature is not None:
+        entry["temperature"] = temperature
+    if max_tokens is not None:
+        entry["max_tokens"] = max_tokens
+    return {"config_list": [entry], "cache_seed": None, **options}
+
+
+def group_chat_options() -> dict[str, Any]:
+    """Keyword arguments for `GroupChat(...)` so its automatic speaker selection runs on
+    Flotilla's LLM (the process's service)."""
+    return {"select_speaker_auto_model_client_cls": FlotillaModelClient, "select_speaker_auto_llm_config": llm_config()}
+
+
+class _RegistersModelClients(Protocol):
+    def register_model_client(self, model_client_cls: Any, **kwargs: Any) -> None: ...
+
+
+# AG2 rebuilds an agent's client (losing registered model clients) whenever a tool or function is
+# registered for the LLM; these are the methods that do it.
+_CLIENT_REBUILDERS = ("update_tool_signature", "update_function_signature")
+
+
+def register_llm(agent: _RegistersModelClients, *, llm: LlmService | None = None) -> None:
+    """Activate `FlotillaModelClient` on an agent built with `llm_config()` (default service:
+    the process's). Call it once, before or after registering tools: it stays active when AG2
+    rebuilds the agent's client for a new tool."""
+    agent.register_model_client(FlotillaModelClient, llm=llm)
+    for name in _CLIENT_REBUILDERS:
+        rebuild = getattr(agent, name, None)
+        if rebuild is None or getattr(rebuild, "flotilla_llm", False):
+            continue
+        setattr(agent, name, _reactivating(agent, rebuild, llm))
+
+
+def _reactivating(agent: _RegistersModelClients, rebuild: Callable[..., Any], llm: LlmService | None) -> Any:
+    @functools.wraps(rebuild)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = rebuild(*args, **kwargs)
+        agent.register_model_client(FlotillaModelClient, llm=llm)
+        return result
+
+    wrapper.flotilla_llm = True  # type: ignore[attr-defined]
+    return wrapper

@@ -1,0 +1,101 @@
+"""Per-run hooks: record every completion a run uses, and replay recorded ones on resume.
+
+The worker wraps a run in `llm_run(recorder=..., replay=...)`; the hooks live in a context
+variable, so they follow the run into the thread of a plain `def` workflow (the worker starts it
+with a copy of its context) and never reach another run.
+
+- **recorder** `(request_messages, completion)` is called with every completion the backend
+  produced for the run, in order, and the completion is returned to the caller only once the
+  recorder is done. It is the place to store an `llm_completion` event
+  (`completion.model, messages, completion.to_dict()`). A plain function runs in the caller's
+  thread or task (a threaded workflow: `sync_session.llm_completion(...)`); a recorder returning
+  an awaitable (an async workflow: `session.llm_completion(...)`) is awaited, on the service's
+  event loop when the caller is a thread, so give the service the loop the session lives on. If
+  it raises, the call fails with that error (e.g. the run was cancelled).
+- **replay** hands out completions recorded by an earlier attempt, in order: while it has some,
+  they are returned instead of calling the backend (and are not recorded again); once it runs
+  out, the run continues live.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from flotilla.llm._types import Completion, Message
+
+Recorder = Callable[[list[Message], Completion], Awaitable[None] | None]
+"""Called with (the request's messages, the completion) for every live completion of a run; may
+return an awaitable, which is awaited before the completion is used."""
+
+
+class Replay:
+    """Completions recorded by an earlier attempt of a run, handed out once each, in order."""
+
+    def __init__(self, completions: Iterable[Completion | Mapping[str, Any]]) -> None:
+        self._items = [item if isinstance(item, Completion) else Completion.from_dict(item) for item in completions]
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> Completion | None:
+        """The next recorded completion, or None once all were handed out."""
+        with self._lock:
+            if self._next >= len(self._items):
+                return None
+            item, self._next = self._items[self._next], self._next + 1
+            return item
+
+    @property
+    def replayed(self) -> int:
+        """How many were handed out."""
+        return self._next
+
+    @property
+    def exhausted(self) -> bool:
+        """True once every recorded completion was handed out (the run is live again)."""
+        return self._next >= len(self._items)
+
+
+class LlmRun:
+    """One run's LLM hooks and counters (see the module docstring)."""
+
+    def __init__(self, *, recorder: Recorder | None = None, replay: Replay | None = None) -> None:
+        self.recorder = recorder
+        self.replay = replay
+        self._counters: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def completions(self) -> int:
+        """Completions the run used so far, replayed and live."""
+        return self._counters.get("completions", 0)
+
+    def next_index(self, key: str) -> int:
+        """0, 1, 2, ... per `key`, counted for this run only (thread-safe)."""
+        with self._lock:
+            n = self._counters.get(key, 0)
+            self._counters[key] = n + 1
+            return n
+
+
+_CURRENT: ContextVar[LlmRun | None] = ContextVar("flotilla_llm_run", default=None)
+
+
+def current_run() -> LlmRun | None:
+    """The hooks of the run this code belongs to, if any."""
+    return _CURRENT.get()
+
+
+@contextmanager
+def llm_run(*, recorder: Recorder | None = None, replay: Replay | None = None) -> Iterator[LlmRun]:
+    """Inside the `with` (and in threads started with a copy of its context), completions are
+    replayed from `replay` while it lasts, and every live one is passed to `recorder`."""
+    run = LlmRun(recorder=recorder, replay=replay)
+    token = _CURRENT.set(run)
+    try:
+        yield run
+    finally:
+        _CURRENT.reset(token)

@@ -1,0 +1,193 @@
+"""`LlmService`: one backend shared by every run of a process, for async code and for threads.
+
+Backends are async. AG2 calls its model client synchronously from a workflow's thread, so the
+service runs every backend call on ONE event loop (the worker's, when given; otherwise a daemon
+thread of its own) and lets threads wait for the result. Many runs therefore share one backend
+(one HTTP connection pool, one loaded local model) safely. The per-run hooks (`llm_run`) are
+applied here, in the caller's own thread or task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import threading
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
+
+from flotilla.llm._factory import create_backend
+from flotilla.llm._run import LlmRun, current_run
+from flotilla.llm._settings import LlmSettings
+from flotilla.llm._types import Backend, Completion, Message, Tool
+
+T = TypeVar("T")
+
+
+class LlmService:
+    """Completions for every run of a process, replayed or recorded per run (see `llm_run`)."""
+
+    def __init__(self, backend: Backend, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """`loop`: where backend calls run (the worker's loop); without one, the service starts
+        a daemon thread with its own loop on first use."""
+        self._backend = backend
+        self._loop = loop
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def model(self) -> str:
+        """The backend's model name."""
+        return self._backend.model
+
+    async def complete(self, messages: list[Message], *, tools: list[Tool] | None = None, **params: Any) -> Completion:
+        """A completion for `messages`, from the run's replay while it lasts, else the backend."""
+        run = current_run()
+        replayed = _replayed(run)
+        if replayed is not None:
+            return replayed
+        call = self._backend.complete(messages, tools=tools, **params)
+        loop = self._event_loop()
+        if loop is asyncio.get_running_loop():
+            completion = await call
+        else:
+            completion = await asyncio.wrap_future(_submit(loop, call, contextvars.copy_context()))
+        if run is not None and run.recorder is not None:
+            recorded = run.recorder(messages, completion)
+            if recorded is not None:
+                await recorded
+        return completion
+
+    def complete_sync(self, messages: list[Message], *, tools: list[Tool] | None = None, **params: Any) -> Completion:
+        """`complete` for code running in a thread (AG2's model client); blocks that thread only.
+
+        Must not be called from the service loop's own thread (it would wait for itself).
+        """
+        run = current_run()
+        replayed = _replayed(run)
+        if replayed is not None:
+            return replayed
+        loop = self._event_loop()
+        if _running_loop() is loop:
+            raise RuntimeError("complete_sync() was called on the LLM service's event loop; await complete() there")
+        call = self._backend.complete(messages, tools=tools, **params)
+        completion = _submit(loop, call, contextvars.copy_context()).result()
+        if run is not None and run.recorder is not None:
+            recorded = run.recorder(messages, completion)
+            if recorded is not None:
+                _submit(loop, _awaited(recorded), contextvars.copy_context()).result()
+        return completion
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=loop.run_forever, name="flotilla-llm", daemon=True)
+                self._thread.start()
+                self._loop = loop
+            return self._loop
+
+    async def aclose(self) -> None:
+        """Close the backend, and stop the service's own loop if it started one."""
+        loop = self._event_loop()
+        if loop is asyncio.get_running_loop():
+            await self._backend.aclose()
+        else:
+            await asyncio.wrap_future(_submit(loop, self._backend.aclose(), contextvars.copy_context()))
+        self._stop_own_loop()
+
+    def close(self) -> None:
+        """`aclose` for synchronous code (not on the service loop's thread)."""
+        loop = self._event_loop()
+        _submit(loop, self._backend.aclose(), contextvars.copy_context()).result()
+        self._stop_own_loop()
+
+    def _stop_own_loop(self) -> None:
+        with self._lock:
+            thread, loop = self._thread, self._loop
+            if thread is None or loop is None:
+                return
+            self._thread = self._loop = None
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not threading.current_thread():
+            thread.join()
+        loop.close()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _replayed(run: LlmRun | None) -> Completion | None:
+    if run is None:
+        return None
+    run.next_index("completions")
+    return run.replay.next() if run.replay is not None else None
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _submit(
+    loop: asyncio.AbstractEventLoop, call: Coroutine[Any, Any, T], context: contextvars.Context
+) -> concurrent.futures.Future[T]:
+    """Run `call` on `loop` in `context` (so the backend sees the caller's run), from any thread."""
+    result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def start() -> None:
+        if not result.set_running_or_notify_cancel():
+            call.close()
+            return
+        task = loop.create_task(call, context=context)
+        task.add_done_callback(finish)
+
+    def finish(task: asyncio.Task[T]) -> None:
+        if task.cancelled():
+            result.set_exception(concurrent.futures.CancelledError())
+        elif (error := task.exception()) is not None:
+            result.set_exception(error)
+        else:
+            result.set_result(task.result())
+
+    loop.call_soon_threadsafe(start)
+    return result
+
+
+_default: LlmService | None = None
+_default_lock = threading.Lock()
+
+
+def configure_llm(settings: LlmSettings | None = None, *, loop: asyncio.AbstractEventLoop | None = None) -> LlmService:
+    """Build the process's LLM service and make it the default (`get_llm`). Call it at process
+    start: a misconfiguration raises `LlmConfigError` naming what to set, and the local model is
+    fetched and loaded here rather than in the first run. Blocking; from async code use
+    `await asyncio.to_thread(configure_llm, settings, loop=asyncio.get_running_loop())`."""
+    service = LlmService(create_backend(settings or LlmSettings.from_env()), loop=loop)
+    set_llm(service)
+    return service
+
+
+def set_llm(service: LlmService | None) -> None:
+    """Make `service` the process's default (None: the next `get_llm` builds one from the
+    environment). For tests and embedding; `configure_llm` is the usual way."""
+    global _default
+    with _default_lock:
+        _default = service
+
+
+def get_llm() -> LlmService:
+    """The process's LLM service; built from the environment on first use when `configure_llm`
+    was not called."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = LlmService(create_backend(LlmSettings.from_env()))
+        return _default
