@@ -161,9 +161,9 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         log.info("stream created", stream=config.name)
         return
     current = info.config
-    if (current.subjects, current.max_age, current.num_replicas) != (
+    if (current.subjects, current.max_age or 0, current.num_replicas) != (
         config.subjects,
-        config.max_age,
+        config.max_age or 0,
         config.num_replicas,
     ):
         await js.update_stream(config)
