@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine, Iterable
+import sys
+from contextlib import contextmanager
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any
 
 from grpc import aio
+from pydantic import ValidationError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from flotilla.errors import ConfigurationError
 
 
 async def wait_for_shutdown() -> signal.Signals:
@@ -67,3 +72,14 @@ def run_service(main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
         return
     uvloop.run(main)
+
+
+@contextmanager
+def exit_on_bad_configuration(service: str) -> Iterator[None]:
+    """Settings that cannot work end the process with one clear line and exit code 2, not a
+    traceback: the message names the variable to set."""
+    try:
+        yield
+    except (ConfigurationError, ValidationError) as exc:
+        print(f"{service}: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

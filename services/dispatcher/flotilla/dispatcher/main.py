@@ -11,7 +11,7 @@ from nats.aio.client import Client
 from flotilla.dispatch import RunService
 from flotilla.dispatcher.servicer import Dispatcher
 from flotilla.jetstream import Layout, connect, provision
-from flotilla.lifecycle import GrpcServer, run_service, wait_for_shutdown
+from flotilla.lifecycle import exit_on_bad_configuration, GrpcServer, run_service, wait_for_shutdown
 from flotilla.logs import configure_logging
 from flotilla.protocol import DISPATCHER_SERVICE, add_DispatcherServicer_to_server
 from flotilla.settings import DispatcherSettings
@@ -60,9 +60,10 @@ async def _report_health(server: GrpcServer, nc: Client) -> None:
 
 
 def main() -> None:
-    settings = DispatcherSettings()
-    configure_logging("dispatcher", log_format=settings.log_format, level=settings.log_level)
-    run_service(serve(settings))
+    with exit_on_bad_configuration("dispatcher"):
+        settings = DispatcherSettings()
+        configure_logging("dispatcher", log_format=settings.log_format, level=settings.log_level)
+        run_service(serve(settings))
 
 
 if __name__ == "__main__":

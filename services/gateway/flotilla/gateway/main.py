@@ -5,12 +5,14 @@ from __future__ import annotations
 import uvicorn
 
 from flotilla.gateway.app import create_app
+from flotilla.lifecycle import exit_on_bad_configuration
 from flotilla.logs import configure_logging
 from flotilla.settings import GatewaySettings
 
 
 def main() -> None:
-    settings = GatewaySettings()
+    with exit_on_bad_configuration("gateway"):
+        settings = GatewaySettings()
     configure_logging("gateway", log_format=settings.log_format, level=settings.log_level)
     uvicorn.run(
         create_app(settings),

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from flotilla.lifecycle import exit_on_bad_configuration
 from flotilla.logs import configure_logging
 from flotilla.settings import StackSettings, UiSettings
 
@@ -59,7 +60,8 @@ def run_local_stack(stack: StackSettings) -> None:
 
 
 def main() -> None:
-    settings = UiSettings()
+    with exit_on_bad_configuration("ui"):
+        settings = UiSettings()
     configure_logging("ui", log_format=settings.log_format, level=settings.log_level)
     if settings.stack == "local":
         run_local_stack(StackSettings())

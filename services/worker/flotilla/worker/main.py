@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 from flotilla.errors import ConfigurationError
 from flotilla.execution import Worker, WorkerContext
 from flotilla.jetstream import EventLog, Layout, Reconnects, Requests, RunStore, connect, read_layout
-from flotilla.lifecycle import run_service, wait_for_shutdown
+from flotilla.lifecycle import exit_on_bad_configuration, run_service, wait_for_shutdown
 from flotilla.llm import LlmSettings, configure_llm
 from flotilla.logs import configure_logging
 from flotilla.settings import WorkerSettings
@@ -81,10 +81,11 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
 
 
 def main() -> None:
-    settings = WorkerSettings()
-    configure_logging("worker", log_format=settings.log_format, level=settings.log_level)
-    structlog.contextvars.bind_contextvars(worker_id=settings.worker_id)
-    run_service(serve(settings, LlmSettings.from_env()))
+    with exit_on_bad_configuration("worker"):
+        settings = WorkerSettings()
+        configure_logging("worker", log_format=settings.log_format, level=settings.log_level)
+        structlog.contextvars.bind_contextvars(worker_id=settings.worker_id)
+        run_service(serve(settings, LlmSettings.from_env()))
 
 
 if __name__ == "__main__":
