@@ -1,6 +1,6 @@
 """Benchmark: run latency, answer round trip, and many concurrent runs through the whole stack.
 
-    ./pants run bench -- [--runs 500] [--workers 2] [--gateway http://127.0.0.1:8000]
+    ./pants run bench:runs -- [--runs 500] [--workers 2] [--gateway http://127.0.0.1:8000]
 
 Without --gateway it starts its own local stack (real nats-server, dispatcher, workers, gateway)
 on free ports. Every run's events are checked: its own run_id only, seq 1..N once each, in

@@ -23,6 +23,9 @@ def main() -> None:
         ws_max_size=1024 * 1024,
         ws_per_message_deflate=False,  # small JSON frames: compression costs more CPU than it saves
         timeout_graceful_shutdown=5,
+        # Longer than a load balancer's usual 60 s idle timeout, so the server never closes a
+        # kept-alive connection just as a client (or the balancer) reuses it.
+        timeout_keep_alive=75,
     )
 
 
