@@ -55,7 +55,8 @@ async def one_run(
     events: list[dict[str, Any]] = []
     asked: dict[str, float] = {}
     round_trips: list[float] = []
-    async with websockets.connect(f"{ws_url}/v1/runs/{run_id}/stream", max_size=None) as ws:
+    headers = {"Authorization": http.headers["Authorization"]}
+    async with websockets.connect(f"{ws_url}/v1/runs/{run_id}/stream", max_size=None, additional_headers=headers) as ws:
         async for frame in ws:
             event = json.loads(frame)
             events.append(event)
@@ -69,10 +70,11 @@ async def one_run(
     return elapsed, round_trips, run_id, events
 
 
-async def bench(gateway: str, runs: int, concurrency: int) -> None:
+async def bench(gateway: str, token: str, runs: int, concurrency: int) -> None:
     ws_url = gateway.replace("http://", "ws://")
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=gateway, timeout=60, limits=limits) as http:
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=gateway, timeout=60, limits=limits, headers=auth) as http:
         for _ in range(20):  # warm up connections, caches and both workers
             await one_run(http, ws_url, {"n": 10, "asks": 1})
 
@@ -131,10 +133,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=500, help="runs in flight at once")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--gateway", help="benchmark a running stack instead of starting one")
+    parser.add_argument("--token", default="", help="API key for --gateway (the local stack prints one)")
     args = parser.parse_args()
     with ExitStack() as stack:
         local: LocalStack | None = None
-        gateway = args.gateway
+        gateway, token = args.gateway, args.token
         if gateway is None:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flotilla-bench-")))
             config = StackConfig(
@@ -143,11 +146,11 @@ def main() -> None:
                 env={"FLOTILLA_LOG_LEVEL": "warning"},
             )  # fmt: skip
             local = stack.enter_context(LocalStack(config))
-            gateway = local.gateway_url
+            gateway, token = local.gateway_url, local.dev_api_key
             print(f"local stack: {args.workers} workers, logs in {tmp / 'logs'}", file=sys.stderr)
         cpu_before = {c.name: cpu_seconds(c.pid) for c in local.children() if c.pid} if local else {}
         client_before = time.process_time()
-        asyncio.run(bench(gateway, args.runs, args.concurrency))
+        asyncio.run(bench(gateway, token, args.runs, args.concurrency))
         if local is not None:
             used = {c.name: cpu_seconds(c.pid) - cpu_before[c.name] for c in local.children() if c.pid}
             used["benchmark client"] = time.process_time() - client_before

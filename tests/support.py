@@ -17,6 +17,16 @@ from flotilla.devstack import LocalStack, StackConfig
 
 TEST_WORKFLOWS = "testing_workflows:registry"
 SCRIPTED_REPLIES = ["Could you explain that more simply?", "Start with one small example, then generalise."]
+USER_SCOPES = ["runs:read", "runs:write", "workflows:read"]
+IDENTITIES = {
+    "alice": {"name": "alice", "key": "flk_test_alice", "scopes": USER_SCOPES},
+    "bob": {"name": "bob", "key": "flk_test_bob", "scopes": USER_SCOPES},
+    "reader": {"name": "reader", "key": "flk_test_reader", "scopes": ["runs:read"]},
+    "auditor": {"name": "auditor", "key": "flk_test_auditor", "scopes": ["admin"]},
+}
+JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256"
+JWT_ISSUER = "https://issuer.test"
+JWT_AUDIENCE = "flotilla-tests"
 
 
 @contextmanager
@@ -36,7 +46,11 @@ def local_stack(
             with_ui=False,
             job_ack_wait_s=job_ack_wait_s,
             job_max_attempts=job_max_attempts,
+            api_keys=list(IDENTITIES.values()),  # type: ignore[arg-type]
             env={
+                "FLOTILLA_GATEWAY_JWT_HS256_SECRET": JWT_SECRET,
+                "FLOTILLA_GATEWAY_JWT_ISSUER": JWT_ISSUER,
+                "FLOTILLA_GATEWAY_JWT_AUDIENCE": JWT_AUDIENCE,
                 "FLOTILLA_WORKER_WORKFLOWS": TEST_WORKFLOWS,
                 "FLOTILLA_LOG_FORMAT": "json",
                 # Deterministic agents: the scripted model (each run starts from the first reply).
@@ -56,10 +70,13 @@ def local_stack(
 class Api:
     """A thin async client of the gateway's v1 API."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        """`token`: a bearer token; None means the stack's developer key (set by `for_stack`)."""
         self.base_url = base_url
         self.ws_url = base_url.replace("http://", "ws://")
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=30.0)
+        self.token = token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=30.0, headers=headers)
 
     async def __aenter__(self) -> Api:
         return self
@@ -96,7 +113,10 @@ class Api:
         """Every event over the WebSocket until the server closes; answers questions over the same
         socket with `answer(event)`. Returns the events and the close code."""
         received: list[dict[str, Any]] = []
-        async with websockets.connect(f"{self.ws_url}/v1/runs/{run_id}/stream?after={after}") as ws:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        async with websockets.connect(
+            f"{self.ws_url}/v1/runs/{run_id}/stream?after={after}", additional_headers=headers
+        ) as ws:
 
             async def consume() -> None:
                 async for frame in ws:

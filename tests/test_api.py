@@ -11,7 +11,7 @@ from support import SCRIPTED_REPLIES, Api, assert_well_formed
 
 def test_lists_the_served_workflows(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             response = await api.http.get("/v1/workflows")
             assert response.status_code == 200
             names = {w["name"]: w["description"] for w in response.json()}
@@ -23,7 +23,7 @@ def test_lists_the_served_workflows(stack: LocalStack) -> None:
 
 def test_load_run_streams_every_event_and_completes(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("load", n=5, size=10, asks=2)
             events, close_code = await api.stream(run_id, answer=lambda q: f"answer to {q['prompt']}")
             assert close_code == 1000
@@ -43,7 +43,7 @@ def test_load_run_streams_every_event_and_completes(stack: LocalStack) -> None:
 
 def test_learning_chat_over_rest_and_websocket(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("learning_chat", turns=2)
             events, close_code = await api.stream(run_id, answer=lambda q: "Physics")
             assert close_code == 1000
@@ -65,7 +65,7 @@ def test_learning_chat_over_rest_and_websocket(stack: LocalStack) -> None:
 
 def test_answer_over_rest_and_stream_resumes_after_seq(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("load", n=2, asks=1)
             events = await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
             question = next(e for e in events if e["type"] == "text_input")
@@ -83,7 +83,7 @@ def test_answer_over_rest_and_stream_resumes_after_seq(stack: LocalStack) -> Non
 
 def test_multiple_choice_carries_choices_and_default(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("choose")
             events, _ = await api.stream(run_id, answer=lambda q: "yes")
             question = next(e for e in events if e["type"] == "multiple_choice")
@@ -95,7 +95,7 @@ def test_multiple_choice_carries_choices_and_default(stack: LocalStack) -> None:
 
 def test_idempotency_key_returns_the_same_run(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             body = {"workflow": "load", "params": {"n": 1}, "idempotency_key": f"key-{uuid.uuid4()}"}
             first = await api.http.post("/v1/runs", json=body)
             second = await api.http.post("/v1/runs", json=body)
@@ -109,7 +109,7 @@ def test_idempotency_key_returns_the_same_run(stack: LocalStack) -> None:
 
 def test_list_runs_newest_first_with_filters(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             older = await api.start("load", n=1)
             newer = await api.start("load", n=1, asks=1)
             await api.wait_for(older, lambda es: bool(es) and es[-1]["type"] == "workflow_completed")
@@ -127,7 +127,7 @@ def test_list_runs_newest_first_with_filters(stack: LocalStack) -> None:
 
 def test_cancel_while_waiting_for_input(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("load", n=1, asks=1)
             await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
             response = await api.http.post(f"/v1/runs/{run_id}/cancel")
@@ -145,7 +145,7 @@ def test_cancel_while_waiting_for_input(stack: LocalStack) -> None:
 
 def test_failing_workflow_ends_failed_with_an_error_event(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("raises")
             events, _ = await api.stream(run_id)
             assert_well_formed(run_id, events)
@@ -159,7 +159,7 @@ def test_failing_workflow_ends_failed_with_an_error_event(stack: LocalStack) -> 
 
 def test_health_and_openapi(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             assert (await api.http.get("/healthz")).json() == {"status": "ok"}
             assert (await api.http.get("/readyz")).status_code == 200
             spec = (await api.http.get("/openapi.json")).json()

@@ -15,7 +15,7 @@ UNKNOWN_RUN = "0" * 26
 
 def test_malformed_json_body_is_422(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             response = await api.http.post(
                 "/v1/runs", content=b"{not json", headers={"content-type": "application/json"}
             )
@@ -32,7 +32,7 @@ def test_malformed_json_body_is_422(stack: LocalStack) -> None:
 
 def test_unknown_workflow_is_404(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             response = await api.http.post("/v1/runs", json={"workflow": "no_such_workflow"})
             assert response.status_code == 404
             assert "no_such_workflow" in response.json()["detail"]
@@ -42,7 +42,7 @@ def test_unknown_workflow_is_404(stack: LocalStack) -> None:
 
 def test_unknown_or_malformed_run_is_404(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             for run_id in (UNKNOWN_RUN, "not-a-run", "a.b.>", "*"):
                 for method, path in (
                     ("GET", f"/v1/runs/{run_id}"),
@@ -60,7 +60,7 @@ def test_unknown_or_malformed_run_is_404(stack: LocalStack) -> None:
 
 def test_answers_to_unknown_or_answered_requests_are_refused(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("load", n=0, asks=1)
             events = await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
             request_id = next(e for e in events if e["type"] == "text_input")["request_id"]
@@ -80,7 +80,7 @@ def test_answers_to_unknown_or_answered_requests_are_refused(stack: LocalStack) 
 
 def test_oversized_body_is_413(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             body = json.dumps({"workflow": "load", "params": {"blob": "x" * 2_000_000}})
             response = await api.http.post("/v1/runs", content=body, headers={"content-type": "application/json"})
             assert response.status_code == 413 and "larger than" in response.json()["detail"]
@@ -90,7 +90,7 @@ def test_oversized_body_is_413(stack: LocalStack) -> None:
 
 def test_bad_query_parameters_are_422(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             assert (await api.http.get("/v1/runs", params={"limit": 0})).status_code == 422
             assert (await api.http.get("/v1/runs", params={"status": "bogus"})).status_code == 422
             assert (await api.http.get(f"/v1/runs/{UNKNOWN_RUN}/events", params={"after": -1})).status_code == 422
@@ -100,12 +100,12 @@ def test_bad_query_parameters_are_422(stack: LocalStack) -> None:
 
 def test_websocket_unknown_run_and_garbage_frames(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
-            async with websockets.connect(f"{api.ws_url}/v1/runs/{UNKNOWN_RUN}/stream") as ws:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
+            async with websockets.connect(f"{api.ws_url}/v1/runs/{UNKNOWN_RUN}/stream?token={api.token}") as ws:
                 await asyncio.wait_for(ws.wait_closed(), 10)
                 assert ws.close_code == 4404
             run_id = await api.start("load", n=0, asks=1)
-            async with websockets.connect(f"{api.ws_url}/v1/runs/{run_id}/stream") as ws:
+            async with websockets.connect(f"{api.ws_url}/v1/runs/{run_id}/stream?token={api.token}") as ws:
                 replies = []
                 for frame in (
                     "garbage",

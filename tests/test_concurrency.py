@@ -13,7 +13,7 @@ RUNS = 150
 
 def test_concurrent_runs_are_isolated(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_ids = await asyncio.gather(*(api.start("load", n=5, size=20, asks=2) for _ in range(RUNS)))
             assert len(set(run_ids)) == RUNS
 

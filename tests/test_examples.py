@@ -11,7 +11,7 @@ from support import Api, assert_well_formed, local_stack
 
 def test_group_chat_of_three_agents_in_turn(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("group_chat", rounds=4, question="Plan a picnic.")
             events, _ = await api.stream(run_id)
             assert_well_formed(run_id, events)
@@ -30,7 +30,7 @@ def test_tool_approval_example_approved_and_rejected() -> None:
     with local_stack(workers=1, env={"FLOTILLA_LLM_SCRIPTED_REPLIES": json.dumps(script)}) as stack:
 
         async def scenario() -> None:
-            async with Api(stack.gateway_url) as api:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 for decision, expected in (("approve", "sunny"), ("reject", "rejected")):
                     run_id = await api.start("tool_approval", city="Oslo")
                     events, _ = await api.stream(run_id, answer=lambda q: decision)

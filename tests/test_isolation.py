@@ -30,7 +30,7 @@ def test_answers_in_random_order_reach_their_own_runs(workflow: str) -> None:
             assert all(response.status_code == 202 for response in responses)
 
         async def scenario() -> None:
-            async with Api(stack.gateway_url) as api:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 run_ids = list(await asyncio.gather(*(api.start(workflow, n=2, asks=2) for _ in range(RUNS))))
                 await answer_round(api, run_ids, 1)
                 await answer_round(api, run_ids, 2)

@@ -36,7 +36,8 @@ def _alive(pid: int) -> bool:
 
 
 def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer flk_cmd_test"})
+    with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
         return bytes(response.read())
 
 
@@ -45,7 +46,9 @@ def test_one_command_starts_everything_and_a_signal_stops_everything(stop_signal
     with tempfile.TemporaryDirectory() as tmp:
         ports = {name: free_port() for name in ("NATS", "DISPATCHER_GRPC", "GATEWAY", "UI")}
         env = python_env({f"FLOTILLA_{name}_PORT": str(port) for name, port in ports.items()})
-        env.update(FLOTILLA_DATA_DIR=str(Path(tmp) / "data"), FLOTILLA_WORKERS="2")
+        env.update(FLOTILLA_DATA_DIR=str(Path(tmp) / "data"), FLOTILLA_WORKERS="2", FLOTILLA_DEV_API_KEY="flk_cmd_test")
+        # Each worker loads the model it is configured with; the scripted one keeps this test fast.
+        env.update(FLOTILLA_LLM_BACKEND="scripted", FLOTILLA_LLM_SCRIPTED_REPLIES='["ok"]')
         env.pop("FLOTILLA_UI_STACK", None)
         launcher = subprocess.Popen(
             [sys.executable, "-m", "flotilla.ui.main"],

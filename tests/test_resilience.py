@@ -37,7 +37,7 @@ def test_garbage_on_the_job_subject_is_dead_lettered_and_workers_go_on(stack: Lo
                 await nc.jetstream().publish(JOBS_SUBJECT, garbage)
         finally:
             await nc.close()
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("load", n=3)
             events, _ = await api.stream(run_id)
             assert_well_formed(run_id, events)
@@ -54,7 +54,7 @@ def test_sigkilled_worker_runs_finish_on_another_worker() -> None:
     with local_stack(workers=2, job_ack_wait_s=3.0) as stack:
 
         async def scenario() -> None:
-            async with Api(stack.gateway_url) as api:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 run_ids = [await api.start("load", n=3, asks=1) for _ in range(20)]
                 for run_id in run_ids:
                     await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
@@ -83,7 +83,7 @@ def test_sigterm_hands_held_runs_back_at_once() -> None:
     with local_stack(workers=2, job_ack_wait_s=120.0) as stack:
 
         async def scenario() -> None:
-            async with Api(stack.gateway_url) as api:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 run_id = await api.start("load", n=1, asks=1)
                 await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
                 holder = (await api.run(run_id))["worker_id"]
@@ -104,7 +104,7 @@ def test_exhausted_attempts_fail_the_run_and_dead_letter_it() -> None:
     with local_stack(workers=2, job_ack_wait_s=1.0, job_max_attempts=2) as stack:
 
         async def scenario() -> None:
-            async with Api(stack.gateway_url) as api:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 run_id = await api.start("crash_worker")
                 await api.wait_for(
                     run_id, lambda es: sum(e["type"] == "workflow_started" for e in es) == 2, timeout_s=60
@@ -142,13 +142,13 @@ def test_restart_keeps_run_history() -> None:
             )
 
         async def first(stack: LocalStack) -> tuple[str, list[dict[str, object]]]:
-            async with Api(stack.gateway_url) as api:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 run_id = await api.start("load", n=2)
                 events, _ = await api.stream(run_id)
                 return run_id, events
 
         async def second(stack: LocalStack, run_id: str, events: list[dict[str, object]]) -> None:
-            async with Api(stack.gateway_url) as api:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 assert (await api.run(run_id))["status"] == "completed"
                 assert await api.events(run_id) == events
                 listed = (await api.http.get("/v1/runs")).json()
@@ -164,7 +164,7 @@ def test_nats_restart_mid_run_loses_nothing() -> None:
     with local_stack(workers=1) as stack:
 
         async def scenario() -> None:
-            async with Api(stack.gateway_url) as api:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 run_id = await api.start("load", n=2, asks=2)
                 events = await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
                 assert stack.nats is not None
@@ -197,7 +197,7 @@ def test_dispatcher_down_gives_503_and_recovers() -> None:
 
         async def scenario() -> None:
             assert stack.dispatcher is not None
-            async with Api(stack.gateway_url) as api:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 run_id = await api.start("load", n=1, asks=1)
                 stack.dispatcher.stop()
                 ready = await api.http.get("/readyz")
@@ -220,7 +220,7 @@ def test_in_progress_acks_keep_a_long_run_on_its_worker() -> None:
     with local_stack(workers=2, job_ack_wait_s=3.0) as stack:
 
         async def scenario() -> None:
-            async with Api(stack.gateway_url) as api:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 run_id = await api.start("load", n=1, asks=1)
                 await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
                 await asyncio.sleep(7.0)  # over two ack waits with the question open
@@ -237,7 +237,7 @@ def test_catalogue_shows_only_what_live_workers_serve() -> None:
     with local_stack(workers=1, env=fast) as stack:
 
         async def scenario() -> None:
-            async with Api(stack.gateway_url) as api:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 assert "load" in {w["name"] for w in (await api.http.get("/v1/workflows")).json()}
                 stack.workers[0].stop()
                 for _ in range(300):
@@ -257,7 +257,7 @@ def test_answer_given_while_no_worker_holds_the_run_is_used_on_takeover() -> Non
     with local_stack(workers=1, job_ack_wait_s=1.0) as stack:
 
         async def scenario() -> None:
-            async with Api(stack.gateway_url) as api:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 run_id = await api.start("load", n=1, asks=1)
                 events = await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
                 stack.workers[0].kill()

@@ -16,7 +16,7 @@ def _kinds(events: list[dict[str, Any]]) -> list[str]:
 
 def test_plain_def_workflow_emits_every_kind(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("every_kind")
             answers = {"text_input": "hunter2", "multiple_choice": "a,c"}
             events, _ = await api.stream(run_id, answer=lambda q: answers[q["type"]])
@@ -41,7 +41,7 @@ def test_plain_def_workflow_emits_every_kind(stack: LocalStack) -> None:
 
 def test_timeout_uses_the_default_or_fails_the_run(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("timeouts", timeout_s=0.3)
             events, _ = await api.stream(run_id)
             answered = next(e for e in events if e["type"] == "input_answered")
@@ -61,7 +61,7 @@ def test_timeout_uses_the_default_or_fails_the_run(stack: LocalStack) -> None:
 
 def test_declared_params_are_checked_before_a_run_exists(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             bad = await api.http.post("/v1/runs", json={"workflow": "typed_params", "params": {"times": 9}})
             assert bad.status_code == 422
             detail = bad.json()["detail"]
@@ -79,7 +79,7 @@ def test_declared_params_are_checked_before_a_run_exists(stack: LocalStack) -> N
 
 def test_ag2_agents_become_run_events(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("ag2_chat")
             events, _ = await api.stream(run_id)
             assert_well_formed(run_id, events)
@@ -97,7 +97,7 @@ def test_ag2_agents_become_run_events(stack: LocalStack) -> None:
 
 def test_ag2_human_input_mode_always_asks_the_person(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("ag2_human")
             replies = iter(["do the thing", "exit"])
             events, _ = await api.stream(run_id, answer=lambda q: next(replies))
@@ -113,7 +113,7 @@ def test_ag2_human_input_mode_always_asks_the_person(stack: LocalStack) -> None:
 
 def test_ag2_tool_call_approved_and_rejected(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             for decision, expected in (("approve", "sunny in Paris"), ("reject", "the person rejected the call")):
                 run_id = await api.start("ag2_tool_approval")
                 events, _ = await api.stream(run_id, answer=lambda q: decision)
@@ -136,7 +136,7 @@ def test_ag2_tool_call_approved_and_rejected(stack: LocalStack) -> None:
 
 def test_cancel_while_a_plain_def_workflow_waits(stack: LocalStack) -> None:
     async def scenario() -> None:
-        async with Api(stack.gateway_url) as api:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("ag2_human")
             await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
             assert (await api.http.post(f"/v1/runs/{run_id}/cancel")).status_code == 202

@@ -6,6 +6,7 @@ Code outside libs/ imports them from here, so the generated module layout can ch
 from __future__ import annotations
 
 from flotilla.v1.dispatcher_pb2 import (
+    Caller,
     CancelRunRequest,
     CancelRunResponse,
     GetRunRequest,
@@ -69,6 +70,7 @@ __all__ = [
     "WorkflowCompleted",
     "WorkflowStarted",
     # dispatcher service
+    "Caller",
     "CancelRunRequest",
     "CancelRunResponse",
     "DispatcherServicer",

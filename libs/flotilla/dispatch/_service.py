@@ -25,12 +25,14 @@ from flotilla.jetstream import (
     control_subject,
     enqueue,
 )
-from flotilla.protocol import Job, Run, RunEvent, RunStatus, WorkflowCompleted, WorkflowInfo
+from flotilla.protocol import Caller, Job, Run, RunEvent, RunStatus, WorkflowCompleted, WorkflowInfo
 
 log = structlog.get_logger(__name__)
 
 MAX_PARAMS_BYTES = 256 * 1024
 MAX_LIST_LIMIT = 1000
+SYSTEM = Caller()
+"""No identity: an internal caller, which sees every run."""
 
 
 class RunService:
@@ -54,8 +56,11 @@ class RunService:
         await self._fanout.stop()
         await self._index.stop()
 
-    async def start_run(self, workflow: str, params_json: str, idempotency_key: str = "") -> tuple[Run, bool]:
-        """Create the run and queue its job; with a known idempotency key, return that run."""
+    async def start_run(
+        self, workflow: str, params_json: str, idempotency_key: str = "", caller: Caller = SYSTEM
+    ) -> tuple[Run, bool]:
+        """Create the run (owned by the caller) and queue its job; with an idempotency key the
+        caller used before, return that run."""
         params_json = _valid_params(params_json)
         if len(idempotency_key) > 256:
             raise InvalidArgument("idempotency_key is longer than 256 characters")
@@ -64,10 +69,11 @@ class RunService:
             check_params(workflow, info.params_schema_json, json.loads(params_json))
         run_id = new_run_id()
         if idempotency_key:
-            bound = await self._idempotency.claim(idempotency_key, run_id)
+            # Keys are per identity: one caller can neither collide with nor discover another's run.
+            bound = await self._idempotency.claim(f"{caller.identity}\n{idempotency_key}", run_id)
             if bound != run_id:
                 try:
-                    return await self.get_run(bound), False
+                    return await self.get_run(bound, caller), False
                 except RunNotFound:
                     run_id = bound  # the first caller died before creating it: finish its work
         run = Run(
@@ -76,6 +82,7 @@ class RunService:
             params_json=params_json,
             status=RunStatus.RUN_STATUS_QUEUED,
             idempotency_key=idempotency_key,
+            owner=caller.identity,
         )
         await self._runs.create(run)
         self._index.put(run)
@@ -84,29 +91,36 @@ class RunService:
             log.info("run queued", workflow=workflow)
         return run, True
 
-    async def get_run(self, run_id: str) -> Run:
+    async def get_run(self, run_id: str, caller: Caller = SYSTEM) -> Run:
+        """The run, if the caller may see it (another identity's run is "not found")."""
         _check_run_id(run_id)
         run, _ = await self._runs.get(run_id)
+        if not _visible(run, caller):
+            raise RunNotFound(run_id)
         return run
 
-    def list_runs(self, *, limit: int, status: int) -> list[Run]:
+    def list_runs(self, *, limit: int, status: int, caller: Caller = SYSTEM) -> list[Run]:
         if limit <= 0:
             limit = 50
-        return self._index.list(limit=min(limit, MAX_LIST_LIMIT), status=status)
+        owner = None if _sees_all(caller) else caller.identity
+        return self._index.list(limit=min(limit, MAX_LIST_LIMIT), status=status, owner=owner)
 
-    async def watch(self, run_id: str, after_seq: int) -> AsyncIterator[list[RunEvent]]:
+    async def watch(self, run_id: str, after_seq: int, caller: Caller = SYSTEM) -> AsyncIterator[list[RunEvent]]:
         _check_run_id(run_id)
-        if after_seq:
-            await self.get_run(run_id)
-        async for batch in self._fanout.follow(run_id, after_seq=after_seq, exists=lambda: self.get_run(run_id)):
+        if after_seq or not _sees_all(caller):
+            await self.get_run(run_id, caller)
+        follow = self._fanout.follow(run_id, after_seq=after_seq, exists=lambda: self.get_run(run_id, caller))
+        async for batch in follow:
             yield batch
 
-    async def list_events(self, run_id: str, after_seq: int) -> list[RunEvent]:
-        await self.get_run(run_id)
+    async def list_events(self, run_id: str, after_seq: int, caller: Caller = SYSTEM) -> list[RunEvent]:
+        await self.get_run(run_id, caller)
         return await self._events.read(run_id, after_seq=after_seq)
 
-    async def submit_input(self, run_id: str, request_id: str, value: str) -> None:
+    async def submit_input(self, run_id: str, request_id: str, value: str, caller: Caller = SYSTEM) -> None:
         _check_run_id(run_id)
+        if not _sees_all(caller):
+            await self.get_run(run_id, caller)
         if not request_id.isalnum() or len(request_id) > 64:
             raise RequestNotFound(run_id, request_id)
         if len(value.encode()) > MAX_PARAMS_BYTES:
@@ -119,13 +133,15 @@ class RunService:
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             log.info("answer submitted", request_id=request_id)
 
-    async def cancel(self, run_id: str) -> Run:
+    async def cancel(self, run_id: str, caller: Caller = SYSTEM) -> Run:
         """A queued run is cancelled here at once; a running one by its worker, told now."""
         _check_run_id(run_id)
         cancelled_here = False
 
         def request_cancel(run: Run) -> bool:
             nonlocal cancelled_here
+            if not _visible(run, caller):
+                raise RunNotFound(run_id)
             if run.status in TERMINAL_STATUSES:
                 raise RunFinished(run_id, STATUS_NAMES[run.status])
             if run.status == RunStatus.RUN_STATUS_QUEUED:
@@ -166,6 +182,14 @@ def check_params(workflow: str, schema_json: str, params: Any) -> None:
     if errors:
         problems = "; ".join(f"{'.'.join(map(str, e.absolute_path)) or '(params)'}: {e.message}" for e in errors[:10])
         raise InvalidArgument(f"params of {workflow!r} do not fit its declaration: {problems}")
+
+
+def _sees_all(caller: Caller) -> bool:
+    return not caller.identity or caller.admin
+
+
+def _visible(run: Run, caller: Caller) -> bool:
+    return _sees_all(caller) or run.owner == caller.identity
 
 
 def _check_run_id(run_id: str) -> None:

@@ -75,40 +75,46 @@ class Dispatcher(DispatcherServicer):
 
     async def StartRun(self, request: StartRunRequest, context: Context) -> StartRunResponse:
         async def start() -> StartRunResponse:
-            run, created = await self._service.start_run(request.workflow, request.params_json, request.idempotency_key)
+            run, created = await self._service.start_run(
+                request.workflow, request.params_json, request.idempotency_key, request.caller
+            )
             return StartRunResponse(run=run, created=created)
 
         return await _call(context, start)
 
     async def GetRun(self, request: GetRunRequest, context: Context) -> Run:
-        return await _call(context, lambda: self._service.get_run(request.run_id))
+        return await _call(context, lambda: self._service.get_run(request.run_id, request.caller))
 
     async def ListRuns(self, request: ListRunsRequest, context: Context) -> ListRunsResponse:
-        return ListRunsResponse(runs=self._service.list_runs(limit=request.limit, status=request.status))
+        return ListRunsResponse(
+            runs=self._service.list_runs(limit=request.limit, status=request.status, caller=request.caller)
+        )
 
     async def WatchRun(self, request: WatchRunRequest, context: Context) -> AsyncIterator[WatchRunResponse]:
         try:
-            async for batch in self._service.watch(request.run_id, request.after_seq):
+            async for batch in self._service.watch(request.run_id, request.after_seq, request.caller):
                 yield WatchRunResponse(events=batch)
         except FlotillaError as exc:
             await context.abort(status_code(exc), str(exc))
 
     async def ListEvents(self, request: ListEventsRequest, context: Context) -> ListEventsResponse:
         async def list_events() -> ListEventsResponse:
-            return ListEventsResponse(events=await self._service.list_events(request.run_id, request.after_seq))
+            return ListEventsResponse(
+                events=await self._service.list_events(request.run_id, request.after_seq, request.caller)
+            )
 
         return await _call(context, list_events)
 
     async def SubmitInput(self, request: SubmitInputRequest, context: Context) -> SubmitInputResponse:
         async def submit() -> SubmitInputResponse:
-            await self._service.submit_input(request.run_id, request.request_id, request.value)
+            await self._service.submit_input(request.run_id, request.request_id, request.value, request.caller)
             return SubmitInputResponse()
 
         return await _call(context, submit)
 
     async def CancelRun(self, request: CancelRunRequest, context: Context) -> CancelRunResponse:
         async def cancel() -> CancelRunResponse:
-            return CancelRunResponse(run=await self._service.cancel(request.run_id))
+            return CancelRunResponse(run=await self._service.cancel(request.run_id, request.caller))
 
         return await _call(context, cancel)
 

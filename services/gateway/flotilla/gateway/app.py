@@ -10,14 +10,18 @@ from grpc import aio
 
 from flotilla.gateway import routes, stream
 from flotilla.gateway.dispatcher import DispatcherClient, rpc_error_response
+from flotilla.gateway.identity import build_authenticator
 from flotilla.gateway.limits import BodyLimit
 from flotilla.settings import GatewaySettings
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
+    authenticator = build_authenticator(settings)  # fails at start, naming what to set
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.dispatcher = DispatcherClient(settings.dispatcher_address)
+        app.state.authenticator = authenticator
         yield
         await app.state.dispatcher.close()
 

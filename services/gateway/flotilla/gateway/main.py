@@ -13,9 +13,10 @@ from flotilla.settings import GatewaySettings
 def main() -> None:
     with exit_on_bad_configuration("gateway"):
         settings = GatewaySettings()
+        app = create_app(settings)
     configure_logging("gateway", log_format=settings.log_format, level=settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

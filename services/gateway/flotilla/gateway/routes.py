@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from flotilla.events import STATUS_BY_NAME, event_to_json, run_to_json
+from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity
 from flotilla.gateway.dispatcher import DispatcherClient
+from flotilla.gateway.identity import caller, require
 from flotilla.gateway.schemas import Accepted, EventsOut, InputBody, RunOut, StartRunBody, WorkflowOut
 from flotilla.protocol import (
     CancelRunRequest,
@@ -30,10 +32,13 @@ def get_dispatcher(request: Request) -> DispatcherClient:
 
 
 Dispatcher = Annotated[DispatcherClient, Depends(get_dispatcher)]
+Reader = Annotated[Identity, Depends(require(SCOPE_RUNS_READ))]
+Writer = Annotated[Identity, Depends(require(SCOPE_RUNS_WRITE))]
+CatalogueReader = Annotated[Identity, Depends(require(SCOPE_WORKFLOWS_READ))]
 
 
 @router.get("/workflows", response_model=list[WorkflowOut], summary="Workflows some live worker serves")
-async def list_workflows(dispatcher: Dispatcher) -> list[dict[str, str]]:
+async def list_workflows(dispatcher: Dispatcher, identity: CatalogueReader) -> list[dict[str, str]]:
     reply = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
     return [{"name": w.name, "description": w.description} for w in reply.workflows]
 
@@ -45,11 +50,12 @@ async def list_workflows(dispatcher: Dispatcher) -> list[dict[str, str]]:
     summary="Start a run",
     responses={200: {"description": "The idempotency key named an existing run"}},
 )
-async def start_run(body: StartRunBody, dispatcher: Dispatcher, response: Response) -> dict[str, Any]:
+async def start_run(body: StartRunBody, dispatcher: Dispatcher, identity: Writer, response: Response) -> dict[str, Any]:
     request = StartRunRequest(
         workflow=body.workflow,
         params_json=json.dumps(body.params),
         idempotency_key=body.idempotency_key or "",
+        caller=caller(identity),
     )
     reply = await dispatcher.stub.StartRun(request)
     if not reply.created:
@@ -60,34 +66,39 @@ async def start_run(body: StartRunBody, dispatcher: Dispatcher, response: Respon
 @router.get("/runs", response_model=list[RunOut], summary="Runs, newest first")
 async def list_runs(
     dispatcher: Dispatcher,
+    identity: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     status: Annotated[str | None, Query(pattern="^(queued|running|completed|failed|cancelled)$")] = None,
 ) -> list[dict[str, Any]]:
-    request = ListRunsRequest(limit=limit, status=STATUS_BY_NAME[status] if status else 0)  # type: ignore[arg-type]
+    request = ListRunsRequest(limit=limit, status=STATUS_BY_NAME[status] if status else 0, caller=caller(identity))  # type: ignore[arg-type]
     reply = await dispatcher.stub.ListRuns(request)
     return [run_to_json(run) for run in reply.runs]
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, summary="One run")
-async def get_run(run_id: str, dispatcher: Dispatcher) -> dict[str, Any]:
-    return run_to_json(await dispatcher.stub.GetRun(GetRunRequest(run_id=run_id)))
+async def get_run(run_id: str, dispatcher: Dispatcher, identity: Reader) -> dict[str, Any]:
+    return run_to_json(await dispatcher.stub.GetRun(GetRunRequest(run_id=run_id, caller=caller(identity))))
 
 
 @router.get("/runs/{run_id}/events", response_model=EventsOut, summary="A run's events after a seq")
-async def list_events(run_id: str, dispatcher: Dispatcher, after: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
-    reply = await dispatcher.stub.ListEvents(ListEventsRequest(run_id=run_id, after_seq=after))
+async def list_events(
+    run_id: str, dispatcher: Dispatcher, identity: Reader, after: Annotated[int, Query(ge=0)] = 0
+) -> dict[str, Any]:
+    reply = await dispatcher.stub.ListEvents(ListEventsRequest(run_id=run_id, after_seq=after, caller=caller(identity)))
     return {"events": [event_to_json(event) for event in reply.events]}
 
 
 @router.post("/runs/{run_id}/input", status_code=202, response_model=Accepted, summary="Answer a question")
-async def submit_input(run_id: str, body: InputBody, dispatcher: Dispatcher) -> dict[str, str]:
-    await dispatcher.stub.SubmitInput(SubmitInputRequest(run_id=run_id, request_id=body.request_id, value=body.value))
+async def submit_input(run_id: str, body: InputBody, dispatcher: Dispatcher, identity: Writer) -> dict[str, str]:
+    await dispatcher.stub.SubmitInput(
+        SubmitInputRequest(run_id=run_id, request_id=body.request_id, value=body.value, caller=caller(identity))
+    )
     return {"status": "accepted", "run_id": run_id}
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202, response_model=Accepted, summary="Cancel a run")
-async def cancel_run(run_id: str, dispatcher: Dispatcher) -> dict[str, str]:
-    await dispatcher.stub.CancelRun(CancelRunRequest(run_id=run_id))
+async def cancel_run(run_id: str, dispatcher: Dispatcher, identity: Writer) -> dict[str, str]:
+    await dispatcher.stub.CancelRun(CancelRunRequest(run_id=run_id, caller=caller(identity)))
     return {"status": "accepted", "run_id": run_id}
 
 

@@ -12,8 +12,10 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from grpc import aio
 
 from flotilla.events import event_to_json, is_terminal
+from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, Identity, Unauthenticated
 from flotilla.gateway.dispatcher import DispatcherClient
-from flotilla.protocol import SubmitInputRequest, WatchRunRequest
+from flotilla.gateway.identity import authenticate_websocket, caller
+from flotilla.protocol import Caller, SubmitInputRequest, WatchRunRequest
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1")
@@ -21,6 +23,8 @@ router = APIRouter(prefix="/v1")
 CLOSE_NORMAL = 1000
 CLOSE_UNKNOWN_RUN = 4404
 CLOSE_UNAVAILABLE = 1013  # try again later
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
 MAX_FRAME_BYTES = 256 * 1024
 
 
@@ -28,13 +32,22 @@ MAX_FRAME_BYTES = 256 * 1024
 async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
     dispatcher: DispatcherClient = websocket.app.state.dispatcher
     await websocket.accept()
+    try:
+        identity = authenticate_websocket(websocket)
+    except Unauthenticated as exc:
+        await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=str(exc)[:120])
+        return
+    if not identity.allows(SCOPE_RUNS_READ):
+        await websocket.close(code=CLOSE_FORBIDDEN, reason=f"lacks the {SCOPE_RUNS_READ!r} scope")
+        return
     if after < 0:
         await websocket.close(code=1008, reason="after must be >= 0")
         return
+    who = caller(identity)
     with structlog.contextvars.bound_contextvars(run_id=run_id):
-        inputs = asyncio.create_task(_receive_inputs(websocket, dispatcher, run_id))
+        inputs = asyncio.create_task(_receive_inputs(websocket, dispatcher, run_id, who, identity))
         try:
-            await _send_events(websocket, dispatcher, run_id, after)
+            await _send_events(websocket, dispatcher, run_id, after, who)
         except WebSocketDisconnect:
             pass
         finally:
@@ -42,8 +55,10 @@ async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
             await asyncio.gather(inputs, return_exceptions=True)
 
 
-async def _send_events(websocket: WebSocket, dispatcher: DispatcherClient, run_id: str, after: int) -> None:
-    call = dispatcher.stub.WatchRun(WatchRunRequest(run_id=run_id, after_seq=after))
+async def _send_events(
+    websocket: WebSocket, dispatcher: DispatcherClient, run_id: str, after: int, who: Caller
+) -> None:
+    call = dispatcher.stub.WatchRun(WatchRunRequest(run_id=run_id, after_seq=after, caller=who))
     try:
         async for batch in call:
             for event in batch.events:
@@ -63,16 +78,21 @@ async def _send_events(websocket: WebSocket, dispatcher: DispatcherClient, run_i
         call.cancel()
 
 
-async def _receive_inputs(websocket: WebSocket, dispatcher: DispatcherClient, run_id: str) -> None:
+async def _receive_inputs(
+    websocket: WebSocket, dispatcher: DispatcherClient, run_id: str, who: Caller, identity: Identity
+) -> None:
     """`{"type": "input", "request_id": ..., "value": ...}` frames; anything else gets an error frame."""
     while True:
         text = await websocket.receive_text()
-        reply = await _handle_frame(dispatcher, run_id, text)
+        if not identity.allows(SCOPE_RUNS_WRITE):
+            reply: dict[str, Any] | None = {"type": "client_error", "detail": f"lacks the {SCOPE_RUNS_WRITE!r} scope"}
+        else:
+            reply = await _handle_frame(dispatcher, run_id, text, who)
         if reply is not None:
             await websocket.send_text(json.dumps(reply))
 
 
-async def _handle_frame(dispatcher: DispatcherClient, run_id: str, text: str) -> dict[str, Any] | None:
+async def _handle_frame(dispatcher: DispatcherClient, run_id: str, text: str, who: Caller) -> dict[str, Any] | None:
     if len(text) > MAX_FRAME_BYTES:
         return {"type": "client_error", "detail": f"frame larger than {MAX_FRAME_BYTES} bytes"}
     try:
@@ -85,7 +105,9 @@ async def _handle_frame(dispatcher: DispatcherClient, run_id: str, text: str) ->
     if not isinstance(request_id, str) or not isinstance(value, str):
         return {"type": "client_error", "detail": "request_id and value must be strings"}
     try:
-        await dispatcher.stub.SubmitInput(SubmitInputRequest(run_id=run_id, request_id=request_id, value=value))
+        await dispatcher.stub.SubmitInput(
+            SubmitInputRequest(run_id=run_id, request_id=request_id, value=value, caller=who)
+        )
     except aio.AioRpcError as exc:
         return {"type": "client_error", "request_id": request_id, "detail": exc.details() or exc.code().name}
     return None

@@ -52,6 +52,7 @@ def run_local_stack(stack: StackSettings) -> None:
         gateway_port=stack.gateway_port,
         ui_port=stack.ui_port,
         nats_server=stack.nats_server,
+        dev_api_key=stack.dev_api_key,
     )
     local = LocalStack(config)
     print("[flotilla] starting the local stack...", file=sys.stderr, flush=True)
