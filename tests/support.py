@@ -51,6 +51,9 @@ def local_stack(
                 "FLOTILLA_GATEWAY_JWT_HS256_SECRET": JWT_SECRET,
                 "FLOTILLA_GATEWAY_JWT_ISSUER": JWT_ISSUER,
                 "FLOTILLA_GATEWAY_JWT_AUDIENCE": JWT_AUDIENCE,
+                # Tests poll and start hundreds of runs from one identity; test_limits lowers these.
+                "FLOTILLA_GATEWAY_RATE_LIMIT_PER_S": "100000",
+                "FLOTILLA_GATEWAY_RATE_LIMIT_BURST": "100000",
                 "FLOTILLA_WORKER_WORKFLOWS": TEST_WORKFLOWS,
                 "FLOTILLA_LOG_FORMAT": "json",
                 # Deterministic agents: the scripted model (each run starts from the first reply).

@@ -105,6 +105,16 @@ class GatewaySettings(_Settings):
     """host:port of the dispatcher's gRPC server (FLOTILLA_DISPATCHER_ADDRESS also works)."""
     max_body_bytes: int = Field(default=1_000_000, ge=1024, validation_alias=_env("gateway", "max_body_bytes"))
     """Larger request bodies are refused with 413."""
+    rate_limit_per_s: float = Field(default=100.0, gt=0, validation_alias=_env("gateway", "rate_limit_per_s"))
+    """Requests per second each identity may make (on average); more get 429 with Retry-After."""
+    rate_limit_burst: int = Field(default=200, ge=1, validation_alias=_env("gateway", "rate_limit_burst"))
+    """Requests an identity may make at once before the average applies."""
+    max_streams_per_identity: int = Field(
+        default=500, ge=1, validation_alias=_env("gateway", "max_streams_per_identity")
+    )
+    """Open WebSocket streams per identity; one more is closed with 4429."""
+    max_params_depth: int = Field(default=32, ge=1, validation_alias=_env("gateway", "max_params_depth"))
+    """Deepest nesting of objects/lists allowed in run params (422 beyond)."""
     api_keys: SecretStr = Field(default=SecretStr(""), validation_alias=_env("gateway", "api_keys"))
     """API keys as JSON: `[{"name": ..., "key": ... | "sha256": ..., "scopes": [...]}]`."""
     api_keys_file: str | None = Field(default=None, validation_alias=_env("gateway", "api_keys_file"))

@@ -11,7 +11,7 @@ from grpc import aio
 from flotilla.gateway import routes, stream
 from flotilla.gateway.dispatcher import DispatcherClient, rpc_error_response
 from flotilla.gateway.identity import build_authenticator
-from flotilla.gateway.limits import BodyLimit
+from flotilla.gateway.limits import BodyLimit, RateLimiter, StreamSlots
 from flotilla.settings import GatewaySettings
 
 
@@ -22,6 +22,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.dispatcher = DispatcherClient(settings.dispatcher_address)
         app.state.authenticator = authenticator
+        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        app.state.stream_slots = StreamSlots(settings.max_streams_per_identity)
+        app.state.max_params_depth = settings.max_params_depth
         yield
         await app.state.dispatcher.close()
 

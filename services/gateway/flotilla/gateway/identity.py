@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from fastapi import Depends, HTTPException, Request, WebSocket
 
 from flotilla.auth import Authenticator, Identity, Unauthenticated, load_jwt_config, parse_api_keys
 from flotilla.errors import ConfigurationError
+from flotilla.gateway.limits import RateLimiter
 from flotilla.protocol import Caller
 from flotilla.settings import GatewaySettings
 
@@ -56,10 +58,20 @@ def authenticate_websocket(websocket: WebSocket) -> Identity:
     return authenticator.authenticate(token)
 
 
-def require(scope: str) -> Callable[[Identity], Identity]:
-    def check(identity: Annotated[Identity, Depends(authenticate_http)]) -> Identity:
+def require(scope: str) -> Callable[[Request, Identity], Identity]:
+    """Authenticated, with `scope`, and within the identity's rate limit."""
+
+    def check(request: Request, identity: Annotated[Identity, Depends(authenticate_http)]) -> Identity:
         if not identity.allows(scope):
             raise HTTPException(status_code=403, detail=f"{identity.name!r} lacks the {scope!r} scope")
+        limiter: RateLimiter = request.app.state.rate_limiter
+        wait = limiter.retry_after(identity.name)
+        if wait is not None:
+            raise HTTPException(
+                status_code=429,
+                detail=f"rate limit of {identity.name!r} exceeded; retry in {wait:.2f} s",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         return identity
 
     return check

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from flotilla.events import STATUS_BY_NAME, event_to_json, run_to_json
 from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity
 from flotilla.gateway.dispatcher import DispatcherClient
 from flotilla.gateway.identity import caller, require
+from flotilla.gateway.limits import depth
 from flotilla.gateway.schemas import Accepted, EventsOut, InputBody, RunOut, StartRunBody, WorkflowOut
 from flotilla.protocol import (
     CancelRunRequest,
@@ -50,7 +51,11 @@ async def list_workflows(dispatcher: Dispatcher, identity: CatalogueReader) -> l
     summary="Start a run",
     responses={200: {"description": "The idempotency key named an existing run"}},
 )
-async def start_run(body: StartRunBody, dispatcher: Dispatcher, identity: Writer, response: Response) -> dict[str, Any]:
+async def start_run(
+    body: StartRunBody, dispatcher: Dispatcher, identity: Writer, response: Response, http: Request
+) -> dict[str, Any]:
+    if depth(body.params) > http.app.state.max_params_depth:
+        raise HTTPException(status_code=422, detail=f"params nest deeper than {http.app.state.max_params_depth} levels")
     request = StartRunRequest(
         workflow=body.workflow,
         params_json=json.dumps(body.params),

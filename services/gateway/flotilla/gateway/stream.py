@@ -15,6 +15,7 @@ from flotilla.events import event_to_json, is_terminal
 from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, Identity, Unauthenticated
 from flotilla.gateway.dispatcher import DispatcherClient
 from flotilla.gateway.identity import authenticate_websocket, caller
+from flotilla.gateway.limits import StreamSlots
 from flotilla.protocol import Caller, SubmitInputRequest, WatchRunRequest
 
 log = structlog.get_logger(__name__)
@@ -25,6 +26,7 @@ CLOSE_UNKNOWN_RUN = 4404
 CLOSE_UNAVAILABLE = 1013  # try again later
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_MANY = 4429
 MAX_FRAME_BYTES = 256 * 1024
 
 
@@ -44,15 +46,26 @@ async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
         await websocket.close(code=1008, reason="after must be >= 0")
         return
     who = caller(identity)
+    slots: StreamSlots = websocket.app.state.stream_slots
+    if not slots.acquire(identity.name):
+        await websocket.close(code=CLOSE_TOO_MANY, reason="too many open streams for this identity")
+        return
     with structlog.contextvars.bound_contextvars(run_id=run_id):
-        inputs = asyncio.create_task(_receive_inputs(websocket, dispatcher, run_id, who, identity))
+        # Whichever ends first ends the stream: the run (terminal event) or the client (disconnect),
+        # so a client that leaves while the run is quiet frees its slot and its watch at once.
+        tasks = {
+            asyncio.create_task(_send_events(websocket, dispatcher, run_id, after, who)),
+            asyncio.create_task(_receive_inputs(websocket, dispatcher, run_id, who, identity)),
+        }
         try:
-            await _send_events(websocket, dispatcher, run_id, after, who)
-        except WebSocketDisconnect:
-            pass
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            inputs.cancel()
-            await asyncio.gather(inputs, return_exceptions=True)
+            slots.release(identity.name)
+            for task in tasks:
+                task.cancel()
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(result, Exception) and not isinstance(result, WebSocketDisconnect):
+                    log.warning("stream ended with an error", error=repr(result))
 
 
 async def _send_events(
