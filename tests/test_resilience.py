@@ -271,3 +271,31 @@ def test_answer_given_while_no_worker_holds_the_run_is_used_on_takeover() -> Non
                 assert events[-1]["status"] == "completed" and events[-1]["result"]["answers"] == ["kept"]
 
         asyncio.run(scenario())
+
+
+def test_streams_survive_a_dispatcher_restart() -> None:
+    with local_stack(workers=1) as stack:
+
+        async def scenario() -> None:
+            assert stack.dispatcher is not None
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
+                run_id = await api.start("load", n=2, asks=1)
+                streaming = asyncio.create_task(api.stream(run_id))  # watches, does not answer
+                events = await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
+                await asyncio.sleep(0.3)
+                stack.dispatcher.stop()
+                stack.dispatcher.start()
+                stack.dispatcher.wait_ready(30)
+                question = next(e for e in events if e["type"] == "text_input")
+                for _ in range(100):
+                    response = await api.answer(run_id, question["request_id"], "after the restart")
+                    if response.status_code == 202:
+                        break
+                    await asyncio.sleep(0.1)
+                assert response.status_code == 202, response.text
+                streamed, close_code = await streaming
+                assert close_code == 1000  # the gateway re-watched by itself
+                assert_well_formed(run_id, streamed)
+                assert streamed == await api.events(run_id)
+
+        asyncio.run(scenario())

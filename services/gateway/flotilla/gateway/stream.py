@@ -28,6 +28,9 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY = 4429
 MAX_FRAME_BYTES = 256 * 1024
+WATCH_RETRY_S = 30.0
+"""How long a stream keeps trying to re-watch a dispatcher that went away."""
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED}
 
 
 @router.websocket("/runs/{run_id}/stream")
@@ -71,24 +74,39 @@ async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
 async def _send_events(
     websocket: WebSocket, dispatcher: DispatcherClient, run_id: str, after: int, who: Caller
 ) -> None:
-    call = dispatcher.stub.WatchRun(WatchRunRequest(run_id=run_id, after_seq=after, caller=who))
-    try:
-        async for batch in call:
-            for event in batch.events:
-                await websocket.send_text(json.dumps(event_to_json(event)))
-                if is_terminal(event):
-                    await websocket.close(code=CLOSE_NORMAL)
-                    return
-    except aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.NOT_FOUND:
-            await websocket.close(code=CLOSE_UNKNOWN_RUN, reason=(exc.details() or "")[:120])
-            return
-        log.warning("watch ended", code=exc.code().name, detail=exc.details())
-        await websocket.close(
-            code=CLOSE_UNAVAILABLE, reason="the dispatcher stream ended; reconnect with after=<last seq>"
-        )
-    finally:
-        call.cancel()
+    """Forward the run's events; if the dispatcher goes away (restart, failover), watch again
+    from the last seq sent, so the client sees every event once and in order."""
+    last = after
+    retry_until = None
+    while True:
+        call = dispatcher.stub.WatchRun(WatchRunRequest(run_id=run_id, after_seq=last, caller=who))
+        try:
+            async for batch in call:
+                retry_until = None
+                for event in batch.events:
+                    if event.seq <= last:
+                        continue
+                    await websocket.send_text(json.dumps(event_to_json(event)))
+                    last = event.seq
+                    if is_terminal(event):
+                        await websocket.close(code=CLOSE_NORMAL)
+                        return
+        except aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                await websocket.close(code=CLOSE_UNKNOWN_RUN, reason=(exc.details() or "")[:120])
+                return
+            now = asyncio.get_running_loop().time()
+            retry_until = retry_until or now + WATCH_RETRY_S
+            if exc.code() not in _RETRYABLE or now > retry_until:
+                log.warning("watch ended", code=exc.code().name, detail=exc.details())
+                await websocket.close(
+                    code=CLOSE_UNAVAILABLE, reason=f"the dispatcher stream ended; reconnect with after={last}"
+                )
+                return
+            log.info("watch interrupted; resuming", code=exc.code().name, after=last)
+            await asyncio.sleep(0.2)
+        finally:
+            call.cancel()
 
 
 async def _receive_inputs(
