@@ -108,3 +108,11 @@ def ag2_tool_approval(ui: SyncSession, params: dict[str, Any]) -> str:
     with _scripted(assistant, [ToolCall("get_weather", city="Paris").to_message(), "All done."]):
         result = executor.initiate_chat(assistant, message="Weather in Paris?", max_turns=2, summary_method="last_msg")
     return str(result.summary)
+
+
+@registry.register(name="slow_messages", description="Emits n messages, one every delay_s.")
+async def slow_messages(session: Session, params: dict[str, Any]) -> int:
+    for i in range(params.get("n", 50)):
+        await session.text_message(f"message {i}")
+        await asyncio.sleep(params.get("delay_s", 0.02))
+    return int(params.get("n", 50))
