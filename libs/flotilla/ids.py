@@ -7,6 +7,7 @@ import re
 import time
 
 _RUN_ID = re.compile(r"^[0-9a-f]{26}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def new_run_id() -> str:
@@ -22,3 +23,9 @@ def is_run_id(value: str) -> bool:
 def new_request_id() -> str:
     """An id for one question a run asks."""
     return os.urandom(8).hex()
+
+
+def is_subject_token(value: str) -> bool:
+    """True when `value` is safe as one NATS subject token and KV key part: ASCII letters,
+    digits, '_' and '-' (workflow names, request ids)."""
+    return bool(_TOKEN.match(value))

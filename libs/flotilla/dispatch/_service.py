@@ -13,9 +13,9 @@ from nats.aio.client import Client
 
 from flotilla.dispatch._fanout import EventFanout
 from flotilla.dispatch._index import RunIndex
-from flotilla.errors import InvalidArgument, RequestNotFound, RunFinished, RunNotFound
+from flotilla.errors import InvalidArgument, RequestNotFound, RunFinished, RunNotFound, WorkflowNotFound
 from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, now
-from flotilla.ids import is_run_id, new_run_id
+from flotilla.ids import is_run_id, is_subject_token, new_run_id
 from flotilla.jetstream import (
     Catalogue,
     EventLog,
@@ -64,6 +64,8 @@ class RunService:
         params_json = _valid_params(params_json)
         if len(idempotency_key) > 256:
             raise InvalidArgument("idempotency_key is longer than 256 characters")
+        if not is_subject_token(workflow):
+            raise WorkflowNotFound(workflow)
         info = await self._catalogue.get(workflow)  # WorkflowNotFound when no live worker serves it
         if info.params_schema_json:
             check_params(workflow, info.params_schema_json, json.loads(params_json))
@@ -121,7 +123,7 @@ class RunService:
         _check_run_id(run_id)
         if not _sees_all(caller):
             await self.get_run(run_id, caller)
-        if not request_id.isalnum() or len(request_id) > 64:
+        if not is_subject_token(request_id):
             raise RequestNotFound(run_id, request_id)
         if len(value.encode()) > MAX_PARAMS_BYTES:
             raise InvalidArgument(f"the answer is larger than {MAX_PARAMS_BYTES} bytes")
