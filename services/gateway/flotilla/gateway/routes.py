@@ -25,6 +25,8 @@ from flotilla.protocol import (
 )
 
 router = APIRouter(prefix="/v1")
+MAX_SEQ = 2**63 - 1
+"""Seqs are uint64 on the wire; larger `after` values are refused with 422, not a 500."""
 
 
 def get_dispatcher(request: Request) -> DispatcherClient:
@@ -87,7 +89,7 @@ async def get_run(run_id: str, dispatcher: Dispatcher, identity: Reader) -> dict
 
 @router.get("/runs/{run_id}/events", response_model=EventsOut, summary="A run's events after a seq")
 async def list_events(
-    run_id: str, dispatcher: Dispatcher, identity: Reader, after: Annotated[int, Query(ge=0)] = 0
+    run_id: str, dispatcher: Dispatcher, identity: Reader, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0
 ) -> dict[str, Any]:
     reply = await dispatcher.stub.ListEvents(ListEventsRequest(run_id=run_id, after_seq=after, caller=caller(identity)))
     return {"events": [event_to_json(event) for event in reply.events]}

@@ -16,6 +16,7 @@ from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, Identity, Unauthent
 from flotilla.gateway.dispatcher import DispatcherClient
 from flotilla.gateway.identity import authenticate_websocket, caller
 from flotilla.gateway.limits import StreamSlots
+from flotilla.gateway.routes import MAX_SEQ
 from flotilla.protocol import Caller, SubmitInputRequest, WatchRunRequest
 
 log = structlog.get_logger(__name__)
@@ -45,8 +46,8 @@ async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
     if not identity.allows(SCOPE_RUNS_READ):
         await websocket.close(code=CLOSE_FORBIDDEN, reason=f"lacks the {SCOPE_RUNS_READ!r} scope")
         return
-    if after < 0:
-        await websocket.close(code=1008, reason="after must be >= 0")
+    if not 0 <= after <= MAX_SEQ:
+        await websocket.close(code=1008, reason=f"after must be from 0 to {MAX_SEQ}")
         return
     who = caller(identity)
     slots: StreamSlots = websocket.app.state.stream_slots
