@@ -13,7 +13,7 @@ from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_REA
 from flotilla.gateway.dispatcher import DispatcherClient
 from flotilla.gateway.identity import caller, require
 from flotilla.gateway.limits import depth
-from flotilla.gateway.schemas import Accepted, EventsOut, InputBody, RunOut, StartRunBody, WorkflowOut
+from flotilla.gateway.schemas import ERROR_RESPONSES, Accepted, EventsOut, InputBody, RunOut, StartRunBody, WorkflowOut
 from flotilla.protocol import (
     CancelRunRequest,
     GetRunRequest,
@@ -24,7 +24,7 @@ from flotilla.protocol import (
     SubmitInputRequest,
 )
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 MAX_SEQ = 2**63 - 1
 """Seqs are uint64 on the wire; larger `after` values are refused with 422, not a 500."""
 

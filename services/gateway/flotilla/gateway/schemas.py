@@ -56,3 +56,25 @@ class EventsOut(BaseModel):
 class Accepted(BaseModel):
     status: str = "accepted"
     run_id: str
+
+
+class ErrorOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "run '01a2...' not found"}]})
+
+    detail: Any = Field(description="What went wrong (validation errors list the bad fields)")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "The body could not be read as the declared content type"},
+    401: {"model": ErrorOut, "description": "No token, or not a valid API key or JWT"},
+    403: {"model": ErrorOut, "description": "The token lacks the scope this route needs"},
+    404: {"model": ErrorOut, "description": "Unknown run, workflow or request (or another identity's run)"},
+    409: {"model": ErrorOut, "description": "Answered already, expired, or the run has finished"},
+    413: {"model": ErrorOut, "description": "The request body is too large"},
+    422: {"model": ErrorOut, "description": "Malformed body or parameter; the detail names the field"},
+    429: {"model": ErrorOut, "description": "Rate limit exceeded; see Retry-After"},
+    502: {"model": ErrorOut, "description": "The dispatcher answered with an unexpected error"},
+    503: {"model": ErrorOut, "description": "The dispatcher or NATS does not answer"},
+    504: {"model": ErrorOut, "description": "The dispatcher did not answer in time"},
+}
+"""Documented on every v1 route: all of them can answer so."""
