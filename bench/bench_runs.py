@@ -142,7 +142,7 @@ def main() -> None:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flotilla-bench-")))
             config = StackConfig(
                 data_dir=tmp / "data", log_dir=tmp / "logs", workers=args.workers, with_ui=False,
-                nats_port=0, dispatcher_port=0, gateway_port=0, ui_port=0,
+                nats_port=0, dispatcher_port=0, gateway_port=0, gateway_grpc_port=0, ui_port=0,
                 env={"FLOTILLA_LOG_LEVEL": "warning", "FLOTILLA_GATEWAY_RATE_LIMIT_PER_S": "1000000", "FLOTILLA_GATEWAY_RATE_LIMIT_BURST": "1000000",
                  "FLOTILLA_GATEWAY_MAX_STREAMS_PER_IDENTITY": "100000",},
             )  # fmt: skip

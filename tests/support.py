@@ -42,6 +42,7 @@ def local_stack(
             nats_port=0,
             dispatcher_port=0,
             gateway_port=0,
+            gateway_grpc_port=0,
             ui_port=0,
             with_ui=False,
             job_ack_wait_s=job_ack_wait_s,

@@ -137,6 +137,7 @@ def test_restart_keeps_run_history() -> None:
                 nats_port=0,
                 dispatcher_port=0,
                 gateway_port=0,
+                gateway_grpc_port=0,
                 ui_port=0,
                 env={"FLOTILLA_WORKER_WORKFLOWS": TEST_WORKFLOWS},
             )

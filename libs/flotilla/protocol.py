@@ -28,6 +28,8 @@ from flotilla.v1.dispatcher_pb2_grpc import (
     DispatcherStub,
     add_DispatcherServicer_to_server,
 )
+from flotilla.v1.gateway_pb2 import WhoAmIRequest, WhoAmIResponse
+from flotilla.v1.gateway_pb2_grpc import GatewayServicer, GatewayStub, add_GatewayServicer_to_server
 from flotilla.v1.event_pb2 import (
     Error,
     FunctionCallExecution,
@@ -46,7 +48,8 @@ from flotilla.v1.event_pb2 import (
 from flotilla.v1.run_pb2 import Job, Run, RunStatus, WorkflowInfo
 
 DISPATCHER_SERVICE = "flotilla.v1.Dispatcher"
-"""The fully qualified gRPC service name (health checks, reflection)."""
+GATEWAY_SERVICE = "flotilla.v1.Gateway"
+"""The fully qualified gRPC service names (health checks, reflection)."""
 
 __all__ = [
     "DISPATCHER_SERVICE",
@@ -89,4 +92,11 @@ __all__ = [
     "WatchRunRequest",
     "WatchRunResponse",
     "add_DispatcherServicer_to_server",
+    # gateway service (its requests are the dispatcher's)
+    "GATEWAY_SERVICE",
+    "GatewayServicer",
+    "GatewayStub",
+    "WhoAmIRequest",
+    "WhoAmIResponse",
+    "add_GatewayServicer_to_server",
 ]

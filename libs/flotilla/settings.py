@@ -99,6 +99,8 @@ class GatewaySettings(_Settings):
 
     host: str = Field(default="127.0.0.1", validation_alias=_env("gateway", "host"))
     port: int = Field(default=8000, validation_alias=_env("gateway", "port"))
+    grpc_port: int = Field(default=50052, validation_alias=_env("gateway", "grpc_port"))
+    """Port of the gateway's gRPC API (same host as HTTP); the UI uses it."""
     dispatcher_address: str = Field(
         default="127.0.0.1:50051", validation_alias=_env("gateway", "dispatcher_address", shared=True)
     )
@@ -137,7 +139,11 @@ class UiSettings(_Settings):
     host: str = Field(default="127.0.0.1", validation_alias=_env("ui", "host"))
     port: int = Field(default=8888, validation_alias=_env("ui", "port"))
     gateway_url: str = Field(default="http://127.0.0.1:8000", validation_alias=_env("ui", "gateway_url"))
-    """Where people reach the gateway (shown on the page)."""
+    """Where people reach the gateway's REST API (shown on the page)."""
+    gateway_grpc_address: str = Field(default="127.0.0.1:50052", validation_alias=_env("ui", "gateway_grpc_address"))
+    """host:port of the gateway's gRPC API, the only way the UI reaches runs."""
+    gateway_api_key: SecretStr = Field(default=SecretStr(""), validation_alias=_env("ui", "gateway_api_key"))
+    """The UI's own service identity at the gateway: an API key with the `act_as` scope."""
     stack: Literal["local", "none"] = Field(default="local", validation_alias=_env("ui", "stack"))
     """`local`: also start NATS, dispatcher, workers and gateway (the one-command stack);
     `none`: serve the UI only (containers)."""
@@ -154,6 +160,7 @@ class StackSettings(_Settings):
     nats_port: int = Field(default=4222, validation_alias=AliasChoices("FLOTILLA_NATS_PORT"))
     dispatcher_port: int = Field(default=50051, validation_alias=AliasChoices("FLOTILLA_DISPATCHER_GRPC_PORT"))
     gateway_port: int = Field(default=8000, validation_alias=AliasChoices("FLOTILLA_GATEWAY_PORT"))
+    gateway_grpc_port: int = Field(default=50052, validation_alias=AliasChoices("FLOTILLA_GATEWAY_GRPC_PORT"))
     ui_port: int = Field(default=8888, validation_alias=AliasChoices("FLOTILLA_UI_PORT"))
     dev_api_key: str | None = Field(default=None, validation_alias=AliasChoices("FLOTILLA_DEV_API_KEY"))
     """The developer API key the stack prints (default: a new random one each start)."""

@@ -2,12 +2,14 @@
 
 from flotilla.auth._identity import (
     ALL_SCOPES,
+    SCOPE_ACT_AS,
     SCOPE_ADMIN,
     SCOPE_RUNS_READ,
     SCOPE_RUNS_WRITE,
     SCOPE_WORKFLOWS_READ,
     USER_SCOPES,
     Identity,
+    acting_for,
 )
 from flotilla.auth._tokens import (
     ApiKey,
@@ -21,6 +23,7 @@ from flotilla.auth._tokens import (
 
 __all__ = [
     "ALL_SCOPES",
+    "SCOPE_ACT_AS",
     "SCOPE_ADMIN",
     "SCOPE_RUNS_READ",
     "SCOPE_RUNS_WRITE",
@@ -31,6 +34,7 @@ __all__ = [
     "Identity",
     "JwtConfig",
     "Unauthenticated",
+    "acting_for",
     "hash_key",
     "load_jwt_config",
     "parse_api_keys",

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flotilla.auth import ALL_SCOPES
+from flotilla.auth import SCOPE_ACT_AS, SCOPE_ADMIN, USER_SCOPES
 from flotilla.devstack._processes import Child, find_nats_server, free_port, port_open, python_env
 
 NATS_CONF_NAME = "nats-server.conf"
@@ -49,6 +49,7 @@ class StackConfig:
     nats_port: int = 4222
     dispatcher_port: int = 50051
     gateway_port: int = 8000
+    gateway_grpc_port: int = 50052
     ui_port: int = 8888
     with_ui: bool = True
     log_dir: Path | None = None
@@ -65,7 +66,7 @@ class StackConfig:
     """More gateway identities, as FLOTILLA_GATEWAY_API_KEYS entries."""
 
     def __post_init__(self) -> None:
-        for name in ("nats_port", "dispatcher_port", "gateway_port", "ui_port"):
+        for name in ("nats_port", "dispatcher_port", "gateway_port", "gateway_grpc_port", "ui_port"):
             if getattr(self, name) == 0:
                 setattr(self, name, free_port())
 
@@ -79,6 +80,8 @@ class LocalStack:
         # NATS parses an environment value as a config value: start with a letter so it stays a string.
         self.passwords = {"dispatcher": "pw" + secrets.token_hex(20), "worker": "pw" + secrets.token_hex(20)}
         self.dev_api_key = config.dev_api_key or "flk_dev_" + secrets.token_hex(16)
+        self.ui_api_key = "flk_ui_" + secrets.token_hex(16)
+        """The UI's own service identity (act_as), never printed."""
         self.nats: Child | None = None
         self.dispatcher: Child | None = None
         self.workers: list[Child] = []
@@ -97,6 +100,10 @@ class LocalStack:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.config.gateway_port}"
+
+    @property
+    def gateway_grpc_address(self) -> str:
+        return f"127.0.0.1:{self.config.gateway_grpc_port}"
 
     @property
     def ui_url(self) -> str:
@@ -186,6 +193,7 @@ class LocalStack:
             "Flotilla is running:",
             f"  UI          {self.ui_url}" if self.ui else "",
             f"  REST API    {self.gateway_url}/v1   (OpenAPI: {self.gateway_url}/docs)",
+            f"  gRPC API    {self.gateway_grpc_address} (flotilla.v1.Gateway)",
             f"  API key     {self.dev_api_key}   (Authorization: Bearer <key>; a new one each start)",
             f"  dispatcher  {self.dispatcher_address} (gRPC)",
             f"  NATS        {self.nats_url}  (JetStream data in {self.config.data_dir.resolve()})",
@@ -226,11 +234,13 @@ class LocalStack:
         }
 
     def _gateway_env(self) -> dict[str, str]:
-        developer = {"name": "developer", "key": self.dev_api_key, "scopes": sorted(ALL_SCOPES)}
+        developer = {"name": "developer", "key": self.dev_api_key, "scopes": sorted(USER_SCOPES | {SCOPE_ADMIN})}
+        ui = {"name": "ui", "key": self.ui_api_key, "scopes": [SCOPE_ACT_AS]}
         return {
             "FLOTILLA_GATEWAY_PORT": str(self.config.gateway_port),
+            "FLOTILLA_GATEWAY_GRPC_PORT": str(self.config.gateway_grpc_port),
             "FLOTILLA_DISPATCHER_ADDRESS": self.dispatcher_address,
-            "FLOTILLA_GATEWAY_API_KEYS": json.dumps([developer, *self.config.api_keys]),
+            "FLOTILLA_GATEWAY_API_KEYS": json.dumps([developer, ui, *self.config.api_keys]),
         }
 
     def _ui_env(self) -> dict[str, str]:
@@ -238,6 +248,8 @@ class LocalStack:
             "FLOTILLA_UI_PORT": str(self.config.ui_port),
             "FLOTILLA_UI_STACK": "none",
             "FLOTILLA_UI_GATEWAY_URL": self.gateway_url,
+            "FLOTILLA_UI_GATEWAY_GRPC_ADDRESS": self.gateway_grpc_address,
+            "FLOTILLA_UI_GATEWAY_API_KEY": self.ui_api_key,
         }
 
     def _wait_for_catalogue(self, timeout_s: float) -> None:

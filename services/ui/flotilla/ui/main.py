@@ -50,6 +50,7 @@ def run_local_stack(stack: StackSettings) -> None:
         nats_port=stack.nats_port,
         dispatcher_port=stack.dispatcher_port,
         gateway_port=stack.gateway_port,
+        gateway_grpc_port=stack.gateway_grpc_port,
         ui_port=stack.ui_port,
         nats_server=stack.nats_server,
         dev_api_key=stack.dev_api_key,
