@@ -10,6 +10,7 @@ from grpc import aio
 
 from flotilla.gateway import routes, stream
 from flotilla.gateway.dispatcher import DispatcherClient, rpc_error_response
+from flotilla.gateway.grpc_api import GatewayApi, Limits, gateway_grpc_server
 from flotilla.gateway.identity import build_authenticator
 from flotilla.gateway.limits import BodyLimit, RateLimiter, StreamSlots
 from flotilla.settings import GatewaySettings
@@ -25,7 +26,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         app.state.stream_slots = StreamSlots(settings.max_streams_per_identity)
         app.state.max_params_depth = settings.max_params_depth
+        # The gRPC API shares the process, the dispatcher channel and the limits with REST.
+        api = GatewayApi(
+            app.state.dispatcher,
+            authenticator,
+            app.state.rate_limiter,
+            app.state.stream_slots,
+            Limits(max_params_bytes=settings.max_body_bytes, max_params_depth=settings.max_params_depth),
+        )
+        grpc_server = gateway_grpc_server(settings.host, settings.grpc_port, api)
+        await grpc_server.start()
+        await grpc_server.set_serving(True)
         yield
+        await grpc_server.stop(grace_s=3.0)
         await app.state.dispatcher.close()
 
     app = FastAPI(

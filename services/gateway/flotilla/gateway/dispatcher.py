@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import grpc
+import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from flotilla.protocol import DISPATCHER_SERVICE, DispatcherStub
+from flotilla.events import is_terminal
+from flotilla.protocol import DISPATCHER_SERVICE, Caller, DispatcherStub, RunEvent, WatchRunRequest
+
+log = structlog.get_logger(__name__)
+
+WATCH_RETRY_S = 30.0
+"""How long a watch keeps trying to reach a dispatcher that went away (restart, failover)."""
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED}
 
 _HTTP_STATUS = {
     grpc.StatusCode.NOT_FOUND: 404,
@@ -49,6 +60,36 @@ class DispatcherClient:
         except aio.AioRpcError:
             return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def watch(self, run_id: str, after: int, caller: Caller) -> AsyncIterator[list[RunEvent]]:
+        """The run's events after `after`, in batches, ending after the terminal event. If the
+        dispatcher goes away, watches again from the last seq yielded (for up to WATCH_RETRY_S),
+        so the caller sees every event once and in order. Other errors (NOT_FOUND, ...) and
+        exhausted retries raise the dispatcher's AioRpcError."""
+        last = after
+        retry_until: float | None = None
+        while True:
+            call = self.stub.WatchRun(WatchRunRequest(run_id=run_id, after_seq=last, caller=caller))
+            try:
+                async for batch in call:
+                    retry_until = None
+                    events = [event for event in batch.events if event.seq > last]
+                    if not events:
+                        continue
+                    last = events[-1].seq
+                    yield events
+                    if is_terminal(events[-1]):
+                        return
+                # Ended without the terminal event (a dispatcher shutting down): watch again.
+            except aio.AioRpcError as exc:
+                now = asyncio.get_running_loop().time()
+                retry_until = retry_until or now + WATCH_RETRY_S
+                if exc.code() not in _RETRYABLE or now > retry_until:
+                    raise
+                log.info("watch interrupted; resuming", code=exc.code().name, after=last)
+                await asyncio.sleep(0.2)
+            finally:
+                call.cancel()
 
     async def close(self) -> None:
         await self._channel.close()

@@ -1,0 +1,239 @@
+"""The gateway's gRPC API (flotilla.v1.Gateway): REST's operations for internal clients (the UI).
+
+Each call is authenticated from its metadata, checked for its scope and rate limit, stamped with
+the caller, and forwarded to the dispatcher; the dispatcher's status codes pass through.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import grpc
+import structlog
+from google.protobuf.message import Message
+from grpc import aio
+
+from flotilla.auth import (
+    SCOPE_ACT_AS,
+    SCOPE_RUNS_READ,
+    SCOPE_RUNS_WRITE,
+    SCOPE_WORKFLOWS_READ,
+    Authenticator,
+    Identity,
+    Unauthenticated,
+    acting_for,
+)
+from flotilla.gateway.dispatcher import DispatcherClient
+from flotilla.gateway.identity import caller
+from flotilla.gateway.limits import RateLimiter, StreamSlots, depth
+from flotilla.lifecycle import GrpcServer
+from flotilla.protocol import (
+    GATEWAY_SERVICE,
+    CancelRunRequest,
+    CancelRunResponse,
+    GatewayServicer,
+    GetRunRequest,
+    ListEventsRequest,
+    ListEventsResponse,
+    ListRunsRequest,
+    ListRunsResponse,
+    ListWorkflowsRequest,
+    ListWorkflowsResponse,
+    Run,
+    StartRunRequest,
+    StartRunResponse,
+    SubmitInputRequest,
+    SubmitInputResponse,
+    WatchRunRequest,
+    WatchRunResponse,
+    WhoAmIRequest,
+    WhoAmIResponse,
+    add_GatewayServicer_to_server,
+)
+
+log = structlog.get_logger(__name__)
+
+ACT_AS_METADATA = "flotilla-act-as"
+if TYPE_CHECKING:
+    Context = aio.ServicerContext[Any, Any]
+else:
+    Context = aio.ServicerContext
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_params_bytes: int
+    max_params_depth: int
+
+
+class GatewayApi(GatewayServicer):
+    def __init__(
+        self,
+        dispatcher: DispatcherClient,
+        authenticator: Authenticator,
+        rate_limiter: RateLimiter,
+        stream_slots: StreamSlots,
+        limits: Limits,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._authenticator = authenticator
+        self._rate_limiter = rate_limiter
+        self._stream_slots = stream_slots
+        self._limits = limits
+
+    async def WhoAmI(self, request: WhoAmIRequest, context: Context) -> WhoAmIResponse:  # noqa: N802
+        identity = await self._authenticate(context)
+        return WhoAmIResponse(
+            identity=identity.name, scopes=sorted(identity.scopes), admin=identity.is_admin, via=identity.via
+        )
+
+    async def ListWorkflows(  # noqa: N802
+        self, request: ListWorkflowsRequest, context: Context
+    ) -> ListWorkflowsResponse:
+        await self._authorize(context, SCOPE_WORKFLOWS_READ)
+        reply: ListWorkflowsResponse = await self._forward(context, self._dispatcher.stub.ListWorkflows, request)
+        return reply
+
+    async def StartRun(self, request: StartRunRequest, context: Context) -> StartRunResponse:  # noqa: N802
+        identity = await self._authorize(context, SCOPE_RUNS_WRITE, request)
+        await self._check_params(context, request.params_json)
+        request.caller.CopyFrom(caller(identity))
+        reply: StartRunResponse = await self._forward(context, self._dispatcher.stub.StartRun, request)
+        return reply
+
+    async def GetRun(self, request: GetRunRequest, context: Context) -> Run:  # noqa: N802
+        identity = await self._authorize(context, SCOPE_RUNS_READ, request)
+        request.caller.CopyFrom(caller(identity))
+        reply: Run = await self._forward(context, self._dispatcher.stub.GetRun, request)
+        return reply
+
+    async def ListRuns(self, request: ListRunsRequest, context: Context) -> ListRunsResponse:  # noqa: N802
+        identity = await self._authorize(context, SCOPE_RUNS_READ, request)
+        request.caller.CopyFrom(caller(identity))
+        reply: ListRunsResponse = await self._forward(context, self._dispatcher.stub.ListRuns, request)
+        return reply
+
+    async def ListEvents(self, request: ListEventsRequest, context: Context) -> ListEventsResponse:  # noqa: N802
+        identity = await self._authorize(context, SCOPE_RUNS_READ, request)
+        request.caller.CopyFrom(caller(identity))
+        reply: ListEventsResponse = await self._forward(context, self._dispatcher.stub.ListEvents, request)
+        return reply
+
+    async def SubmitInput(self, request: SubmitInputRequest, context: Context) -> SubmitInputResponse:  # noqa: N802
+        identity = await self._authorize(context, SCOPE_RUNS_WRITE, request)
+        request.caller.CopyFrom(caller(identity))
+        reply: SubmitInputResponse = await self._forward(context, self._dispatcher.stub.SubmitInput, request)
+        return reply
+
+    async def CancelRun(self, request: CancelRunRequest, context: Context) -> CancelRunResponse:  # noqa: N802
+        identity = await self._authorize(context, SCOPE_RUNS_WRITE, request)
+        request.caller.CopyFrom(caller(identity))
+        reply: CancelRunResponse = await self._forward(context, self._dispatcher.stub.CancelRun, request)
+        return reply
+
+    async def WatchRun(  # noqa: N802
+        self, request: WatchRunRequest, context: Context
+    ) -> AsyncIterator[WatchRunResponse]:
+        identity = await self._authorize(context, SCOPE_RUNS_READ, request)
+        if not self._stream_slots.acquire(identity.name):
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open streams for this identity")
+        try:
+            with structlog.contextvars.bound_contextvars(run_id=request.run_id):
+                watch = self._dispatcher.watch(request.run_id, request.after_seq, caller(identity))
+                try:
+                    async for events in watch:
+                        yield WatchRunResponse(events=events)
+                except aio.AioRpcError as exc:
+                    await _abort_like(context, exc)
+        finally:
+            self._stream_slots.release(identity.name)
+
+    async def _authenticate(self, context: Context) -> Identity:
+        metadata = {key: value for key, value in context.invocation_metadata() or ()}
+        header = str(metadata.get("authorization", ""))
+        token = header[7:].strip() if header[:7].lower() == "bearer " else None
+        try:
+            identity = self._authenticator.authenticate(token)
+        except Unauthenticated as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        act_as = metadata.get(ACT_AS_METADATA)
+        if act_as is None:
+            return identity
+        if SCOPE_ACT_AS not in identity.scopes:  # not implied by admin: a service's power only
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"{identity.name!r} lacks the {SCOPE_ACT_AS!r} scope"
+            )
+        if not isinstance(act_as, str) or not act_as or len(act_as) > 256:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{ACT_AS_METADATA} must name an identity")
+        return acting_for(identity, str(act_as))
+
+    async def _authorize(self, context: Context, scope: str, request: Message | None = None) -> Identity:
+        identity = await self._authenticate(context)
+        if not identity.allows(scope):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{identity.name!r} lacks the {scope!r} scope")
+        wait = self._rate_limiter.retry_after(identity.name)
+        if wait is not None:
+            context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(wait)))),))
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"rate limit of {identity.name!r} exceeded; retry in {wait:.2f} s"
+            )
+        if request is not None and request.HasField("caller"):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "leave caller empty: the gateway sets it from your credentials"
+            )
+        return identity
+
+    async def _check_params(self, context: Context, params_json: str) -> None:
+        if len(params_json) > self._limits.max_params_bytes:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"params larger than {self._limits.max_params_bytes} bytes"
+            )
+        try:
+            params = json.loads(params_json) if params_json else {}
+        except ValueError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "params_json is not valid JSON")
+        if not isinstance(params, dict):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "params_json must be a JSON object")
+        if depth(params) > self._limits.max_params_depth:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"params nest deeper than {self._limits.max_params_depth} levels"
+            )
+
+    async def _forward(self, context: Context, method: Any, request: Any) -> Any:
+        try:
+            return await method(request)
+        except aio.AioRpcError as exc:
+            await _abort_like(context, exc)
+
+
+async def _abort_like(context: Context, error: aio.AioRpcError) -> NoReturn:
+    """Pass the dispatcher's status on; an unreachable dispatcher says so."""
+    code, detail = error.code(), error.details() or error.code().name
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        detail = f"the dispatcher could not answer: {detail}"
+    elif code not in _PASSED_THROUGH:
+        log.warning("dispatcher error", code=code.name, detail=detail)
+        code = grpc.StatusCode.INTERNAL
+    await context.abort(code, detail)
+    raise AssertionError("abort returned")  # for the type checker: abort always raises
+
+
+_PASSED_THROUGH = {
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
+def gateway_grpc_server(host: str, port: int, api: GatewayApi) -> GrpcServer:
+    """The gRPC server with health checking and reflection, as every server in the project."""
+    return GrpcServer(host, port, lambda server: add_GatewayServicer_to_server(api, server), [GATEWAY_SERVICE])
