@@ -1,0 +1,475 @@
+"""FastAgency 0.10's FastAPI wire protocol next to v1, so FastAgency's own clients (`FastAPIProvider`
+and the Mesop UI on top of it) list and run Flotilla workflows without changing a line.
+
+The identity is the gateway's usual bearer token, carried one of two ways:
+- `/fastagency/...` with `Authorization: Bearer <token>` (the WebSocket also takes `?token=`);
+- `/fa/<token>/fastagency/...`: the token inside the base URL's path, for the stock client, which
+  sends no headers: `FastAPIProvider(fastapi_url="https://gateway.example/fa/<token>")`.
+
+The routes, as FastAgency's own `FastAPIAdapter` serves them:
+- `GET .../fastagency/discovery` (and `//fastagency/discovery`, which the client requests):
+  `[{name, description}]` (scope workflows:read).
+- `POST .../fastagency/initiate_workflow` `{workflow_name, workflow_uuid, user_id, params}` starts
+  the run, keyed by the client's `workflow_uuid` (per identity: a retry never starts a second run),
+  and answers `{user_id, workflow_uuid, name, params}`; `user_id` is the token's identity, whatever
+  the client sent (scope runs:write).
+- `WS .../fastagency/ws`: the first frame `{name, workflow_uuid, user_id, params}` names the run
+  (starting it, if initiate was skipped, as FastAgency's own server does); then every event of the
+  run from its start, as FastAgency's JSON; after each `text_input`/`multiple_choice` the client
+  sends one plain-text frame, its answer; after `workflow_completed` the server closes with 1000.
+  A question already answered when the client connects is replayed as a `text_message` (it is never
+  asked twice). Flotilla kinds FastAgency has no type for are not sent: `input_answered` (the
+  client gave the answer itself), `run_retried` (a worker took the run over; the conversation goes
+  on unbroken) and the hidden `llm_completion`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import aclosing
+from typing import Annotated, Any
+
+import grpc
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, WebSocket, WebSocketDisconnect
+from grpc import aio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flotilla.auth import SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Authenticator, Identity, Unauthenticated
+from flotilla.events import HIDDEN_KINDS, INPUT_REQUEST_KINDS, decode_json, event_to_json, is_terminal
+from flotilla.gateway.dispatcher import DispatcherClient
+from flotilla.gateway.identity import authenticate_websocket, caller, require
+from flotilla.gateway.limits import RateLimiter, StreamSlots, depth
+from flotilla.gateway.routes import CatalogueReader, Dispatcher, Writer, list_workflows
+from flotilla.gateway.schemas import ERROR_RESPONSES, WorkflowOut
+from flotilla.gateway.stream import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NORMAL,
+    CLOSE_TOO_MANY,
+    CLOSE_UNAUTHENTICATED,
+    CLOSE_UNAVAILABLE,
+    CLOSE_UNKNOWN_RUN,
+    MAX_FRAME_BYTES,
+)
+from flotilla.protocol import (
+    Caller,
+    ListEventsRequest,
+    ListWorkflowsRequest,
+    Run,
+    RunEvent,
+    StartRunRequest,
+    SubmitInputRequest,
+)
+
+log = structlog.get_logger(__name__)
+router = APIRouter(tags=["FastAgency"], responses=ERROR_RESPONSES)
+
+CLOSE_BAD_INPUT = 1008
+CLOSE_CONFLICT = 4409
+FIRST_FRAME_TIMEOUT_S = 30.0
+SKIPPED_KINDS = frozenset({"input_answered", "run_retried", *HIDDEN_KINDS})
+"""Flotilla event kinds FastAgency has no message type for."""
+_CONTENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "text_message": ("body",),
+    "text_input": ("prompt", "suggestions", "password"),
+    "multiple_choice": ("prompt", "choices", "default", "single"),
+    "suggested_function_call": ("function_name", "call_id", "arguments"),
+    "function_call_execution": ("function_name", "call_id", "retval"),
+    "system_message": ("message",),
+    "error": ("short", "long"),
+}
+_CLOSE_CODES = {
+    grpc.StatusCode.NOT_FOUND: CLOSE_UNKNOWN_RUN,
+    grpc.StatusCode.INVALID_ARGUMENT: CLOSE_BAD_INPUT,
+    grpc.StatusCode.FAILED_PRECONDITION: CLOSE_CONFLICT,
+    grpc.StatusCode.ALREADY_EXISTS: CLOSE_CONFLICT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: CLOSE_TOO_MANY,
+}
+_WORKFLOW_NAME = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class InitiateBody(BaseModel):
+    """FastAgency's `InititateChatModel`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"workflow_name": "learning_chat", "workflow_uuid": "6f1c0e0a9b7d4d2e8c1f3a5b7d9e1f20", "params": {}}
+            ]
+        },
+    )
+
+    workflow_name: str = _WORKFLOW_NAME
+    workflow_uuid: uuid.UUID = Field(description="The client's id for the run: the same uuid names the same run")
+    user_id: str | None = Field(default=None, max_length=256, description="Ignored: the token says who calls")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class FirstFrame(BaseModel):
+    """FastAgency's `InitiateWorkflowModel`: the WebSocket client's first frame."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = _WORKFLOW_NAME
+    workflow_uuid: uuid.UUID
+    user_id: str | None = Field(default=None, max_length=256)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class InitiatedOut(BaseModel):
+    user_id: str = Field(description="The identity the run belongs to")
+    workflow_uuid: uuid.UUID
+    name: str
+    params: dict[str, Any]
+
+
+def fastagency_message(
+    event: Mapping[str, Any],
+    workflow_uuid: str,
+    *,
+    description: str | None = None,
+    answered: Mapping[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """A Flotilla event (as `event_to_json` makes it) as FastAgency's `IOMessage.model_dump()`: the
+    common fields, `type`, and the kind's own fields under `content`; None for kinds it lacks.
+    `answered` maps request ids already answered to how to show the answer."""
+    kind = str(event["type"])
+    if kind in SKIPPED_KINDS or kind == "unknown":
+        return None
+    content: dict[str, Any]
+    if kind in INPUT_REQUEST_KINDS and answered is not None and event["request_id"] in answered:
+        kind, content = "text_message", {"body": f"{event['prompt']}\n\n(answered: {answered[event['request_id']]})"}
+    elif kind == "workflow_started":
+        content = {"name": event["workflow"], "description": description, "params": event["params"] or {}}
+    elif kind == "workflow_completed":
+        result = event["result"]
+        if event["status"] != "completed":
+            result = f"{event['status']}: {event['error']}" if event["error"] else event["status"]
+        content = {"result": result if isinstance(result, str) or result is None else json.dumps(result)}
+    else:
+        content = {name: event[name] for name in _CONTENT_FIELDS[kind]}
+        if kind == "multiple_choice":
+            content["default"] = content["default"] or None
+        for name in ("arguments", "message"):  # FastAgency declares these as objects
+            if name in content and not isinstance(content[name], dict):
+                content[name] = {} if content[name] is None else {"value": content[name]}
+    return {
+        "workflow_uuid": workflow_uuid,
+        "sender": event["sender"] or None,
+        "recipient": event["recipient"] or None,
+        "auto_reply": False,
+        "uuid": uuid.uuid5(uuid.NAMESPACE_URL, f"flotilla:{event['run_id']}:{event['seq']}").hex,
+        "type": kind,
+        "content": content,
+    }
+
+
+def _error_message(workflow_uuid: str, short: str, long: str | None = None) -> dict[str, Any]:
+    return {
+        "workflow_uuid": workflow_uuid,
+        "sender": "Flotilla",
+        "recipient": None,
+        "auto_reply": False,
+        "uuid": uuid.uuid4().hex,
+        "type": "error",
+        "content": {"short": short, "long": long},
+    }
+
+
+def _start_request(identity: Identity, name: str, workflow_uuid: uuid.UUID, params: dict[str, Any]) -> StartRunRequest:
+    return StartRunRequest(
+        workflow=name,
+        params_json=json.dumps(params),
+        idempotency_key=f"fastagency:{workflow_uuid.hex}",
+        caller=caller(identity),
+    )
+
+
+def _conflict(run: Run, name: str, workflow_uuid: uuid.UUID) -> str | None:
+    if run.workflow == name:
+        return None
+    return f"workflow_uuid {workflow_uuid.hex} already names a run of {run.workflow!r}, not {name!r}"
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+
+def _by_path_token(scope: str) -> Callable[[Request, str], Identity]:
+    """The token from the path (`/fa/<token>/...`), then the same scope and rate-limit checks as v1."""
+    gate = require(scope)
+
+    def check(
+        request: Request, token: Annotated[str, Path(description="An API key or JWT, as in a bearer header")]
+    ) -> Identity:
+        authenticator: Authenticator = request.app.state.authenticator
+        try:
+            identity = authenticator.authenticate(token)
+        except Unauthenticated as exc:
+            raise HTTPException(status_code=401, detail=str(exc)) from None
+        return gate(request, identity)
+
+    return check
+
+
+PathCatalogueReader = Annotated[Identity, Depends(_by_path_token(SCOPE_WORKFLOWS_READ))]
+PathWriter = Annotated[Identity, Depends(_by_path_token(SCOPE_RUNS_WRITE))]
+
+
+@router.get("/fastagency/discovery", response_model=list[WorkflowOut], summary="FastAgency: workflows")
+@router.get("//fastagency/discovery", response_model=list[WorkflowOut], include_in_schema=False)
+async def discovery(dispatcher: Dispatcher, identity: CatalogueReader) -> list[dict[str, str]]:
+    workflows: list[dict[str, str]] = await list_workflows(dispatcher, identity)
+    return workflows
+
+
+@router.get(
+    "/fa/{token}/fastagency/discovery",
+    response_model=list[WorkflowOut],
+    summary="FastAgency: workflows (token in the path)",
+)
+@router.get("/fa/{token}//fastagency/discovery", response_model=list[WorkflowOut], include_in_schema=False)
+async def discovery_by_path(dispatcher: Dispatcher, identity: PathCatalogueReader) -> list[dict[str, str]]:
+    workflows: list[dict[str, str]] = await list_workflows(dispatcher, identity)
+    return workflows
+
+
+async def _initiate(
+    body: InitiateBody, dispatcher: DispatcherClient, identity: Identity, http: Request
+) -> dict[str, Any]:
+    if depth(body.params) > http.app.state.max_params_depth:
+        raise HTTPException(status_code=422, detail=f"params nest deeper than {http.app.state.max_params_depth} levels")
+    reply = await dispatcher.stub.StartRun(
+        _start_request(identity, body.workflow_name, body.workflow_uuid, body.params)
+    )
+    conflict = _conflict(reply.run, body.workflow_name, body.workflow_uuid)
+    if conflict:
+        raise HTTPException(status_code=409, detail=conflict)
+    return {
+        "user_id": identity.name,
+        "workflow_uuid": body.workflow_uuid,
+        "name": reply.run.workflow,
+        "params": decode_json(reply.run.params_json) or {},
+    }
+
+
+@router.post("/fastagency/initiate_workflow", response_model=InitiatedOut, summary="FastAgency: start a run")
+async def initiate_workflow(
+    body: InitiateBody, dispatcher: Dispatcher, identity: Writer, http: Request
+) -> dict[str, Any]:
+    return await _initiate(body, dispatcher, identity, http)
+
+
+@router.post(
+    "/fa/{token}/fastagency/initiate_workflow",
+    response_model=InitiatedOut,
+    summary="FastAgency: start a run (token in the path)",
+)
+async def initiate_workflow_by_path(
+    body: InitiateBody, dispatcher: Dispatcher, identity: PathWriter, http: Request
+) -> dict[str, Any]:
+    return await _initiate(body, dispatcher, identity, http)
+
+
+# --- WebSocket ----------------------------------------------------------------------------------
+
+
+@router.websocket("/fastagency/ws")
+async def ws(websocket: WebSocket) -> None:
+    await _serve(websocket, None)
+
+
+@router.websocket("/fa/{token}/fastagency/ws")
+async def ws_by_path(websocket: WebSocket, token: str) -> None:
+    await _serve(websocket, token)
+
+
+async def _serve(websocket: WebSocket, token: str | None) -> None:
+    await websocket.accept()
+    try:
+        if token is None:
+            identity = authenticate_websocket(websocket)
+        else:
+            authenticator: Authenticator = websocket.app.state.authenticator
+            identity = authenticator.authenticate(token)
+    except Unauthenticated as exc:
+        await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=str(exc)[:120])
+        return
+    if not identity.allows(SCOPE_RUNS_WRITE):
+        await websocket.close(code=CLOSE_FORBIDDEN, reason=f"lacks the {SCOPE_RUNS_WRITE!r} scope")
+        return
+    limiter: RateLimiter = websocket.app.state.rate_limiter
+    wait = limiter.retry_after(identity.name)
+    if wait is not None:
+        await websocket.close(code=CLOSE_TOO_MANY, reason=f"rate limit exceeded; retry in {wait:.2f} s")
+        return
+    slots: StreamSlots = websocket.app.state.stream_slots
+    if not slots.acquire(identity.name):
+        await websocket.close(code=CLOSE_TOO_MANY, reason="too many open streams for this identity")
+        return
+    try:
+        session = await _open_session(websocket, identity)
+        if session is not None:
+            with structlog.contextvars.bound_contextvars(run_id=session.run_id):
+                await session.serve()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        slots.release(identity.name)
+
+
+async def _receive_text(websocket: WebSocket) -> str:
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    return text if isinstance(text, str) else bytes(message.get("bytes") or b"").decode("utf-8", "replace")
+
+
+async def _open_session(websocket: WebSocket, identity: Identity) -> _Session | None:
+    """Read the first frame and start (or find) its run; on bad input, say why and close."""
+    dispatcher: DispatcherClient = websocket.app.state.dispatcher
+
+    async def refuse(code: int, short: str, workflow_uuid: str = "") -> None:
+        await websocket.send_text(json.dumps(_error_message(workflow_uuid, short)))
+        await websocket.close(code=code, reason=short.encode()[:120].decode("utf-8", "ignore"))
+
+    try:
+        text = await asyncio.wait_for(_receive_text(websocket), FIRST_FRAME_TIMEOUT_S)
+    except TimeoutError:
+        await refuse(CLOSE_BAD_INPUT, f"no first frame within {FIRST_FRAME_TIMEOUT_S:.0f} s")
+        return None
+    problem = f"larger than {MAX_FRAME_BYTES} bytes" if len(text) > MAX_FRAME_BYTES else None
+    try:
+        first = FirstFrame.model_validate_json(text if problem is None else "")
+    except ValidationError as exc:
+        problem = problem or "; ".join(f"{'.'.join(map(str, e['loc'])) or 'frame'}: {e['msg']}" for e in exc.errors())
+        await refuse(
+            CLOSE_BAD_INPUT, f"the first frame must be JSON {{name, workflow_uuid, user_id, params}}: {problem}"
+        )
+        return None
+    workflow_uuid = first.workflow_uuid.hex
+    max_depth: int = websocket.app.state.max_params_depth
+    if depth(first.params) > max_depth:
+        await refuse(CLOSE_BAD_INPUT, f"params nest deeper than {max_depth} levels", workflow_uuid)
+        return None
+    who = caller(identity)
+    try:
+        reply = await dispatcher.stub.StartRun(_start_request(identity, first.name, first.workflow_uuid, first.params))
+        conflict = _conflict(reply.run, first.name, first.workflow_uuid)
+        if conflict:
+            await refuse(CLOSE_CONFLICT, conflict, workflow_uuid)
+            return None
+        answered: dict[str, str] = {}
+        if not reply.created:  # initiate_workflow started it, or a reconnect: which questions are answered?
+            stored = await dispatcher.stub.ListEvents(ListEventsRequest(run_id=reply.run.run_id, caller=who))
+            answered = _answers_so_far(stored.events)
+        catalogue = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
+    except aio.AioRpcError as exc:
+        await refuse(_CLOSE_CODES.get(exc.code(), CLOSE_UNAVAILABLE), exc.details() or exc.code().name, workflow_uuid)
+        return None
+    description = next((w.description for w in catalogue.workflows if w.name == first.name), None)
+    return _Session(websocket, dispatcher, reply.run.run_id, who, workflow_uuid, description, answered)
+
+
+def _answers_so_far(events: Iterable[RunEvent]) -> dict[str, str]:
+    """Request id -> the answer as shown on replay (a password's answer is not shown)."""
+    events = list(events)
+    passwords = {
+        e.text_input.request_id for e in events if e.WhichOneof("kind") == "text_input" and e.text_input.password
+    }
+    shown: dict[str, str] = {}
+    for event in events:
+        if event.WhichOneof("kind") == "input_answered":
+            answer = event.input_answered
+            value = "********" if answer.request_id in passwords else answer.value
+            shown[answer.request_id] = f"{value} (timed out: the default)" if answer.timed_out else value
+    return shown
+
+
+class _Session:
+    """One FastAgency WebSocket bound to one run: events out, plain-text answers in."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        dispatcher: DispatcherClient,
+        run_id: str,
+        who: Caller,
+        workflow_uuid: str,
+        description: str | None,
+        answered: dict[str, str],
+    ) -> None:
+        self.websocket = websocket
+        self.dispatcher = dispatcher
+        self.run_id = run_id
+        self.who = who
+        self.workflow_uuid = workflow_uuid
+        self.description = description
+        self.answered = answered
+        self.pending: deque[str] = deque()
+        """Request ids of questions sent and not yet answered, oldest first: the client answers in order."""
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.websocket.send_text(json.dumps(message))
+
+    async def serve(self) -> None:
+        """Until the run ends (close 1000 after workflow_completed) or the client leaves."""
+        tasks = {asyncio.create_task(self._forward_events()), asyncio.create_task(self._receive_answers())}
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(result, Exception) and not isinstance(result, WebSocketDisconnect):
+                    log.warning("fastagency stream ended with an error", error=repr(result))
+
+    async def _forward_events(self) -> None:
+        try:
+            async with aclosing(self.dispatcher.watch(self.run_id, 0, self.who)) as batches:
+                async for batch in batches:
+                    for event in batch:
+                        await self._forward(event)
+                        if is_terminal(event):
+                            await self.websocket.close(code=CLOSE_NORMAL)
+                            return
+        except aio.AioRpcError as exc:
+            log.warning("watch ended", code=exc.code().name, detail=exc.details())
+        await self.websocket.close(code=CLOSE_UNAVAILABLE, reason="the run's event stream ended early; reconnect")
+
+    async def _forward(self, event: RunEvent) -> None:
+        message = fastagency_message(
+            event_to_json(event), self.workflow_uuid, description=self.description, answered=self.answered
+        )
+        if message is not None:
+            if message["type"] in INPUT_REQUEST_KINDS:
+                self.pending.append(str(getattr(event, message["type"]).request_id))
+            await self.send(message)
+
+    async def _receive_answers(self) -> None:
+        """Each plain-text frame answers the oldest question not yet answered."""
+        while True:
+            text = await _receive_text(self.websocket)
+            if not self.pending:
+                await self.send(_error_message(self.workflow_uuid, "no question is waiting for an answer; ignored"))
+                continue
+            request_id = self.pending.popleft()
+            if len(text) > MAX_FRAME_BYTES:
+                await self.send(_error_message(self.workflow_uuid, f"answer larger than {MAX_FRAME_BYTES} bytes"))
+                self.pending.appendleft(request_id)
+                continue
+            try:
+                await self.dispatcher.stub.SubmitInput(
+                    SubmitInputRequest(run_id=self.run_id, request_id=request_id, value=text, caller=self.who)
+                )
+            except aio.AioRpcError as exc:
+                await self.send(
+                    _error_message(self.workflow_uuid, "the answer was not used", exc.details() or exc.code().name)
+                )
