@@ -12,7 +12,7 @@ import nats.aio.msg
 
 from flotilla.devstack import LocalStack, StackConfig
 from flotilla.jetstream import DEAD_STREAM, JOBS_SUBJECT
-from support import TEST_WORKFLOWS, Api, assert_well_formed, local_stack
+from support import SCRIPTED_REPLIES, TEST_WORKFLOWS, Api, assert_well_formed, local_stack
 
 
 async def _dead_letters(stack: LocalStack, subject: str) -> list[nats.aio.msg.Msg]:
@@ -298,5 +298,31 @@ def test_streams_survive_a_dispatcher_restart() -> None:
                 assert close_code == 1000  # the gateway re-watched by itself
                 assert_well_formed(run_id, streamed)
                 assert streamed == await api.events(run_id)
+
+        asyncio.run(scenario())
+
+
+def test_a_run_taken_over_resumes_from_its_log_instead_of_starting_again() -> None:
+    """The first worker dies after an LLM completion, a message, a question and its answer. The
+    next one replays the recorded completion and answer, re-emits nothing, and goes on live."""
+    with local_stack(workers=2, job_ack_wait_s=1.0) as stack, tempfile.TemporaryDirectory() as tmp:
+
+        async def scenario() -> None:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
+                run_id = await api.start("resumable", marker=str(Path(tmp) / "crashed"))
+                events, close_code = await api.stream(run_id, answer=lambda q: "tides", timeout_s=90)
+                assert close_code == 1000
+                assert_well_formed(run_id, events)
+                kinds = [e["type"] for e in events if e["type"] not in ("workflow_started", "run_retried")]
+                assert kinds == [
+                    "llm_completion", "text_message", "text_input", "input_answered",  # first attempt
+                    "llm_completion", "text_message", "workflow_completed",  # the second, live
+                ]  # fmt: skip
+                assert sum(e["type"] == "run_retried" for e in events) == 1
+                # The recorded completion was replayed (the script went on to its second reply),
+                # not asked for again (which would have given the first reply twice).
+                messages = [e["body"] for e in events if e["type"] == "text_message"]
+                assert messages == SCRIPTED_REPLIES
+                assert events[-1]["result"] == {"topic": "tides", "first": messages[0], "second": messages[1]}
 
         asyncio.run(scenario())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 import autogen
@@ -12,6 +14,7 @@ from autogen.testing import TestAgent, ToolCall
 from pydantic import BaseModel, Field
 
 from flotilla.examples import registry as examples
+from flotilla.llm import get_llm
 from flotilla.workflows import Session, SyncSession, WorkflowRegistry
 
 registry = WorkflowRegistry()
@@ -116,3 +119,18 @@ async def slow_messages(session: Session, params: dict[str, Any]) -> int:
         await session.text_message(f"message {i}")
         await asyncio.sleep(params.get("delay_s", 0.02))
     return int(params.get("n", 50))
+
+
+@registry.register(name="resumable", description="Asks the LLM and the person, then kills its first worker once.")
+def resumable(ui: SyncSession, params: dict[str, Any]) -> dict[str, str]:
+    first = get_llm().complete_sync([{"role": "user", "content": "first"}]).text
+    ui.text_message(body=first, sender="assistant")
+    topic = ui.text_input(prompt="Topic?")
+    marker = Path(params["marker"])
+    if not marker.exists():
+        marker.write_text("the first attempt died here")
+        time.sleep(0.3)  # let the events reach NATS
+        os._exit(17)
+    second = get_llm().complete_sync([{"role": "user", "content": topic}]).text
+    ui.text_message(body=second, sender="assistant")
+    return {"topic": topic, "first": first, "second": second}

