@@ -209,3 +209,40 @@ def test_every_grpc_server_has_health_and_reflection(stack: LocalStack, server: 
                 assert {service, "grpc.health.v1.Health"} <= listed
 
     asyncio.run(scenario())
+
+
+def test_bad_input_gets_a_clear_status_and_the_server_goes_on(stack: LocalStack) -> None:
+    async def scenario() -> None:
+        alice = _key("alice")
+        invalid = grpc.StatusCode.INVALID_ARGUMENT
+        async with _gateway(stack) as stub:
+            deep: Any = {}
+            for _ in range(40):
+                deep = {"d": deep}
+            for request, code in (
+                (StartRunRequest(workflow="no_such_workflow"), grpc.StatusCode.NOT_FOUND),
+                (StartRunRequest(workflow="load", params_json="{not json"), invalid),
+                (StartRunRequest(workflow="load", params_json=json.dumps(deep)), invalid),
+                (StartRunRequest(workflow="load", params_json=json.dumps({"x": "y" * 2_000_000})), invalid),
+                (StartRunRequest(workflow="typed_params", params_json='{"name": ""}'), invalid),
+            ):
+                assert await _code(stub.StartRun(request, metadata=alice)) == code, request.workflow
+            assert await _code(stub.GetRun(GetRunRequest(run_id="../../etc"), metadata=alice)) in (
+                grpc.StatusCode.NOT_FOUND,
+                invalid,
+            )
+            run_id = (await stub.StartRun(StartRunRequest(workflow="choose"), metadata=alice)).run.run_id
+            nobody_asked = SubmitInputRequest(run_id=run_id, request_id="q99", value="x")
+            assert await _code(stub.SubmitInput(nobody_asked, metadata=alice)) == grpc.StatusCode.NOT_FOUND
+        # Bytes that are not a protobuf message: an error for that call, nothing more.
+        channel: aio.Channel = aio.insecure_channel(stack.gateway_grpc_address)
+        try:
+            raw = channel.unary_unary("/flotilla.v1.Gateway/StartRun")
+            with pytest.raises(aio.AioRpcError) as raised:
+                await raw(b"\xff\xfe garbage \x00\x01", metadata=alice)
+            assert raised.value.code() != grpc.StatusCode.OK
+            assert (await GatewayStub(channel).WhoAmI(WhoAmIRequest(), metadata=alice)).identity == "alice"
+        finally:
+            await channel.close()
+
+    asyncio.run(scenario())
