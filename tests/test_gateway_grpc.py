@@ -237,7 +237,7 @@ def test_bad_input_gets_a_clear_status_and_the_server_goes_on(stack: LocalStack)
         # Bytes that are not a protobuf message: an error for that call, nothing more.
         channel: aio.Channel = aio.insecure_channel(stack.gateway_grpc_address)
         try:
-            raw = channel.unary_unary("/flotilla.v1.Gateway/StartRun")
+            raw: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/flotilla.v1.Gateway/StartRun")
             with pytest.raises(aio.AioRpcError) as raised:
                 await raw(b"\xff\xfe garbage \x00\x01", metadata=alice)
             assert raised.value.code() != grpc.StatusCode.OK
