@@ -31,9 +31,17 @@ JWT_AUDIENCE = "flotilla-tests"
 
 @contextmanager
 def local_stack(
-    *, workers: int = 2, job_ack_wait_s: float = 30.0, job_max_attempts: int = 3, env: dict[str, str] | None = None
+    *,
+    workers: int = 2,
+    job_ack_wait_s: float = 30.0,
+    job_max_attempts: int = 3,
+    env: dict[str, str] | None = None,
+    with_ui: bool = False,
+    ui_users: list[dict[str, str]] | None = None,
 ) -> Iterator[LocalStack]:
-    """A fresh stack: real nats-server with the repo's config, real services, free ports."""
+    """A fresh stack: real nats-server with the repo's config, real services, free ports; with the
+    web UI too when `with_ui` (its sign-in users: `developer` with `stack.config.ui_password`, and
+    `ui_users`)."""
     with tempfile.TemporaryDirectory(prefix="flotilla-test-") as tmp:
         config = StackConfig(
             data_dir=Path(tmp) / "data",
@@ -44,7 +52,8 @@ def local_stack(
             gateway_port=0,
             gateway_grpc_port=0,
             ui_port=0,
-            with_ui=False,
+            with_ui=with_ui,
+            ui_users=list(ui_users or []),
             job_ack_wait_s=job_ack_wait_s,
             job_max_attempts=job_max_attempts,
             api_keys=list(IDENTITIES.values()),  # type: ignore[arg-type]

@@ -152,6 +152,13 @@ class UiSettings(_Settings):
 
 
 class StackSettings(_Settings):
+    users: SecretStr = Field(default=SecretStr(""), validation_alias=_env("ui", "users"))
+    """People who sign in with a password, as JSON: `[{"username": ..., "identity": ...,
+    "password_hash": ... | "password": ...}]` (hash: `python -m flotilla.ui.users`)."""
+    session_idle_timeout_s: float = Field(
+        default=12 * 3600, gt=0, validation_alias=_env("ui", "session_idle_timeout_s")
+    )
+    """A signed-in person who does nothing for this long is signed out."""
     """The local stack started by `pants run services/ui`. Variables: FLOTILLA_<FIELD>."""
 
     data_dir: str = Field(default=".flotilla", validation_alias=AliasChoices("FLOTILLA_DATA_DIR"))

@@ -64,8 +64,14 @@ class StackConfig:
     """The developer's API key (all scopes, admin); None: a fresh one each start."""
     api_keys: list[dict[str, object]] = field(default_factory=list)
     """More gateway identities, as FLOTILLA_GATEWAY_API_KEYS entries."""
+    ui_password: str | None = None
+    """Password of the UI user `developer` (identity developer); None: a fresh one each start."""
+    ui_users: list[dict[str, str]] = field(default_factory=list)
+    """More people who sign in to the UI, as FLOTILLA_UI_USERS entries."""
 
     def __post_init__(self) -> None:
+        if self.ui_password is None:
+            self.ui_password = secrets.token_urlsafe(12)
         for name in ("nats_port", "dispatcher_port", "gateway_port", "gateway_grpc_port", "ui_port"):
             if getattr(self, name) == 0:
                 setattr(self, name, free_port())
@@ -194,6 +200,7 @@ class LocalStack:
             f"  UI          {self.ui_url}" if self.ui else "",
             f"  REST API    {self.gateway_url}/v1   (OpenAPI: {self.gateway_url}/docs)",
             f"  gRPC API    {self.gateway_grpc_address} (flotilla.v1.Gateway)",
+            f"  UI sign-in  developer / {self.config.ui_password}   (or paste the API key)" if self.ui else "",
             f"  API key     {self.dev_api_key}   (Authorization: Bearer <key>; a new one each start)",
             f"  dispatcher  {self.dispatcher_address} (gRPC)",
             f"  NATS        {self.nats_url}  (JetStream data in {self.config.data_dir.resolve()})",
@@ -250,6 +257,10 @@ class LocalStack:
             "FLOTILLA_UI_GATEWAY_URL": self.gateway_url,
             "FLOTILLA_UI_GATEWAY_GRPC_ADDRESS": self.gateway_grpc_address,
             "FLOTILLA_UI_GATEWAY_API_KEY": self.ui_api_key,
+            "FLOTILLA_UI_USERS": json.dumps(
+                [{"username": "developer", "identity": "developer", "password": self.config.ui_password}]
+                + self.config.ui_users
+            ),
         }
 
     def _wait_for_catalogue(self, timeout_s: float) -> None:

@@ -3,6 +3,8 @@ first starts the whole local stack: NATS, dispatcher, workers, gateway, and itse
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,29 +14,40 @@ import structlog
 from flotilla.lifecycle import exit_on_bad_configuration
 from flotilla.logs import configure_logging
 from flotilla.settings import StackSettings, UiSettings
+from flotilla.ui.users import parse_users
 
 log = structlog.get_logger(__name__)
 
 
 def serve_ui(settings: UiSettings) -> None:
+    # Mesop reads these when it is first imported: web components are found relative to the app
+    # base path (the folder holding flotilla/ui), and cookies need a secret (one per start is
+    # enough: it signs a cookie for the 60 s until the browser stores it).
+    os.environ.setdefault("MESOP_APP_BASE_PATH", str(Path(__file__).resolve().parents[2]))
+    os.environ.setdefault("MESOP_COOKIE_SECRET_KEY", secrets.token_hex(32))
     from gunicorn.app.base import BaseApplication
 
     import mesop as me
 
     import flotilla.ui.page  # noqa: F401  (registers the pages)
+    from flotilla.ui import services
+    from flotilla.ui.offline import offline
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"{settings.host}:{settings.port}")
+            # Sessions live in the process: one worker, many threads (a page holds one at a time).
             self.cfg.set("workers", 1)
-            self.cfg.set("threads", 8)
+            self.cfg.set("threads", 32)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("graceful_timeout", 5)
             if "control_socket_disable" in self.cfg.settings:
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
-            return me.create_wsgi_app()
+            # In the worker, after the fork: gRPC channels must not cross a fork.
+            services.install(services.build(settings))
+            return offline(me.create_wsgi_app())
 
     _Gunicorn().run()
 
@@ -64,6 +77,7 @@ def run_local_stack(stack: StackSettings) -> None:
 def main() -> None:
     with exit_on_bad_configuration("ui"):
         settings = UiSettings()
+        parse_users(settings.users.get_secret_value())  # a bad FLOTILLA_UI_USERS stops the start here
     configure_logging("ui", log_format=settings.log_format, level=settings.log_level)
     if settings.stack == "local":
         run_local_stack(StackSettings())

@@ -1,21 +1,170 @@
-"""The UI's pages. A placeholder until the chat UI lands: it shows where the API is."""
+"""The chat page: sign-in, the workflow catalogue and start form, run history, the open run.
+
+The open run's id is in the URL (`?run=<id>`) and the session id in an HttpOnly cookie, so a
+reload reopens the same run from its first event and carries on live from there.
+"""
 
 from __future__ import annotations
 
-import os
-
 import mesop as me
 
-GATEWAY_URL_ENV = "FLOTILLA_UI_GATEWAY_URL"
+from flotilla.ui import catalogue, render, runs, signin
+from flotilla.ui.gateway import GatewayError
+from flotilla.ui.state import RUN_PARAM, State, events_of, runs_of, session_of
+from flotilla.ui.ticker import ticker
+from flotilla.ui.transcript import build
+
+STYLESHEET = "/__flotilla__/ui.css"
 
 
-@me.page(path="/", title="Flotilla")
+def on_load(e: me.LoadEvent) -> None:
+    state = me.state(State)
+    session = signin.restore(state)
+    if session is None:
+        return
+    runs.load_history(state, session)
+    run_id = me.query_params.get(RUN_PARAM, "")
+    try:
+        if run_id:
+            runs.open_run(state, session, run_id)
+        else:
+            runs.load_catalogue(state, session)
+    except GatewayError as exc:
+        state.start_error = str(exc)
+
+
+@me.page(path="/", title="Flotilla", on_load=on_load, stylesheets=[STYLESHEET])
 def index() -> None:
-    gateway = os.environ.get(GATEWAY_URL_ENV, "http://127.0.0.1:8000")
-    with me.box(style=me.Style(padding=me.Padding.all(24), font_family="sans-serif")):
-        me.text("Flotilla", type="headline-4")
-        me.text("AG2 multi-agent workflows, served over NATS JetStream.")
-        me.markdown(
-            f"The chat UI is on its way. Meanwhile, drive runs over the REST + WebSocket API at "
-            f"`{gateway}/v1` — its OpenAPI page is [{gateway}/docs]({gateway}/docs)."
+    state = me.state(State)
+    if not state.session_id:
+        signin.form(state)
+        return
+    with me.box(classes="shell"):
+        _top_bar(state)
+        with me.box(classes="body"):
+            _sidebar(state)
+            with me.box(classes="main"):
+                if state.run_id or state.run_error:
+                    _open_run(state)
+                else:
+                    catalogue.form(state)
+
+
+def _top_bar(state: State) -> None:
+    with me.box(classes="top-bar"):
+        me.text("Flotilla", type="headline-6", style=me.Style(margin=me.Margin.all(0)))
+        with me.box(classes="who"):
+            me.text(f"Signed in as {state.identity}")
+            me.button("Sign out", type="stroked", on_click=signin.on_sign_out, key="sign-out")
+
+
+def _sidebar(state: State) -> None:
+    with me.box(classes="sidebar"):
+        me.button("New run", type="flat", color="primary", on_click=on_new_run, key="new-run")
+        with me.box(classes="history-head"):
+            me.text("Your runs", type="subtitle-2")
+            me.button("Refresh", type="stroked", on_click=on_refresh, key="refresh-runs")
+        if state.history_error:
+            me.text(state.history_error, style=me.Style(color="#a50e0e"))
+        entries = runs_of(state)
+        if not entries:
+            me.text("No runs yet.", style=me.Style(color="#5f6368"))
+        for entry in entries:
+            current = entry["run_id"] == state.run_id
+            with me.content_button(
+                type="stroked" if current else None, on_click=on_open_run, key=f"open::{entry['run_id']}"
+            ):
+                with me.box(classes="history-entry"):
+                    me.text(entry["workflow"], style=me.Style(font_weight=600 if current else 400))
+                    status_badge(entry["status"])
+                    me.text(
+                        f"{(entry.get('created_at') or '')[:19].replace('T', ' ')}  {entry['run_id'][:8]}",
+                        style=me.Style(font_size=12, color="#5f6368"),
+                    )
+
+
+def _open_run(state: State) -> None:
+    view = build(events_of(state))
+    with me.box(classes="run-head"):
+        me.text(f"{state.workflow or 'Run'}", type="headline-6", style=me.Style(margin=me.Margin.all(0)))
+        status_badge(state.run_status or "queued")
+        if state.run_id and not view.finished:
+            me.button("Cancel run", type="stroked", color="warn", on_click=on_cancel, key="cancel-run")
+    if state.run_error:
+        me.text(state.run_error, style=me.Style(color="#a50e0e", font_weight=500))
+    render.transcript(view, sent=state.sent, drafts=state.drafts)
+    if state.run_id and not view.finished and not runs.waiting_for_person(state):
+        with me.box(classes="working"):
+            me.progress_spinner(diameter=20, stroke_width=3)
+            me.text("The agents are working…")
+    if state.run_id:
+        ticker(
+            active=state.watching,
+            tick=state.tick,
+            delay_ms=runs.tick_delay_ms(state),
+            on_tick=on_tick,
+            key="ticker",
         )
+
+
+def status_badge(status: str) -> None:
+    with me.box(classes=f"badge badge-{status}"):
+        me.text(status)
+
+
+# Handlers ---------------------------------------------------------------------------------------
+
+
+def on_tick(e: me.WebEvent) -> None:
+    state = me.state(State)
+    state.tick += 1
+    session = session_of(state)
+    if session is None:
+        signin.sign_out(state)
+        return
+    if state.watching and state.run_id:
+        try:
+            runs.watch_once(state, session)
+            state.run_error = ""
+        except GatewayError as exc:
+            state.run_error = f"Live updates interrupted ({exc}); retrying."
+
+
+def on_open_run(e: me.ClickEvent) -> None:
+    state = me.state(State)
+    session = session_of(state)
+    if session is None:
+        signin.sign_out(state)
+        return
+    run_id = e.key.split("::", 1)[1]
+    runs.open_run(state, session, run_id)
+    me.query_params[RUN_PARAM] = run_id
+
+
+def on_new_run(e: me.ClickEvent) -> None:
+    state = me.state(State)
+    session = session_of(state)
+    if session is None:
+        signin.sign_out(state)
+        return
+    runs.close_run(state)
+    if RUN_PARAM in me.query_params:
+        del me.query_params[RUN_PARAM]
+    try:
+        runs.load_catalogue(state, session)
+    except GatewayError as exc:
+        state.start_error = str(exc)
+
+
+def on_refresh(e: me.ClickEvent) -> None:
+    state = me.state(State)
+    session = session_of(state)
+    if session is not None:
+        runs.load_history(state, session)
+
+
+def on_cancel(e: me.ClickEvent) -> None:
+    state = me.state(State)
+    session = session_of(state)
+    if session is not None and state.run_id:
+        runs.cancel(state, session)

@@ -1,0 +1,156 @@
+"""The UI's only way to runs: a blocking client of the gateway's gRPC API (flotilla.v1.Gateway).
+
+Every call carries the credentials of the person signed in: either their own API key (bearer) or
+the UI's service key plus `flotilla-act-as: <identity>`. Errors become `GatewayError` with a
+sentence a person can read; the page shows it as is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from flotilla.protocol import (
+    CancelRunRequest,
+    CancelRunResponse,
+    GatewayStub,
+    GetRunRequest,
+    ListEventsRequest,
+    ListRunsRequest,
+    ListWorkflowsRequest,
+    Run,
+    RunEvent,
+    StartRunRequest,
+    StartRunResponse,
+    SubmitInputRequest,
+    WatchRunRequest,
+    WhoAmIRequest,
+    WorkflowInfo,
+)
+
+ACT_AS_METADATA = "flotilla-act-as"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How one person's calls authenticate: a bearer token, optionally acting for an identity."""
+
+    token: str
+    act_as: str | None = None
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        pairs = [("authorization", f"Bearer {self.token}")]
+        if self.act_as:
+            pairs.append((ACT_AS_METADATA, self.act_as))
+        return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class Who:
+    identity: str
+    admin: bool
+    via: str
+
+
+class GatewayError(Exception):
+    """A call failed; `str()` is a message for the person, `code` the gRPC status."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_MESSAGES = {
+    grpc.StatusCode.UNAVAILABLE: "The gateway cannot be reached right now; try again in a moment.",
+    grpc.StatusCode.UNAUTHENTICATED: "The gateway did not accept these credentials.",
+    grpc.StatusCode.PERMISSION_DENIED: "You are not allowed to do that.",
+    grpc.StatusCode.NOT_FOUND: "Not found (or not yours).",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "Too many requests; slow down a little.",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "The gateway took too long to answer.",
+}
+
+
+def _translate(error: grpc.RpcError) -> GatewayError:
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+    detail = error.details() if isinstance(error, grpc.Call) else str(error)
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION) and detail:
+        return GatewayError(code, detail[:1].upper() + detail[1:])
+    return GatewayError(code, _MESSAGES.get(code, f"The gateway answered {code.name}: {detail}"))
+
+
+class GatewayClient:
+    """One channel per process (it is thread-safe); `timeout_s` bounds every unary call."""
+
+    def __init__(self, address: str, *, timeout_s: float = 10.0) -> None:
+        self._channel = grpc.insecure_channel(address)
+        self._stub = GatewayStub(self._channel)
+        self._timeout_s = timeout_s
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: Callable[..., T], request: Any, credentials: Credentials) -> T:
+        try:
+            return method(request, metadata=credentials.metadata(), timeout=self._timeout_s)
+        except grpc.RpcError as error:
+            raise _translate(error) from None
+
+    def who_am_i(self, credentials: Credentials) -> Who:
+        reply = self._call(self._stub.WhoAmI, WhoAmIRequest(), credentials)
+        return Who(identity=reply.identity, admin=reply.admin, via=reply.via)
+
+    def list_workflows(self, credentials: Credentials) -> list[WorkflowInfo]:
+        reply = self._call(self._stub.ListWorkflows, ListWorkflowsRequest(), credentials)
+        return sorted(reply.workflows, key=lambda w: w.name)
+
+    def start_run(
+        self, credentials: Credentials, workflow: str, params: dict[str, Any], *, idempotency_key: str
+    ) -> Run:
+        request = StartRunRequest(workflow=workflow, params_json=json.dumps(params), idempotency_key=idempotency_key)
+        reply: StartRunResponse = self._call(self._stub.StartRun, request, credentials)
+        return reply.run
+
+    def get_run(self, credentials: Credentials, run_id: str) -> Run:
+        run: Run = self._call(self._stub.GetRun, GetRunRequest(run_id=run_id), credentials)
+        return run
+
+    def list_runs(self, credentials: Credentials, *, limit: int = 50) -> list[Run]:
+        """The person's runs, newest first."""
+        reply = self._call(self._stub.ListRuns, ListRunsRequest(limit=limit), credentials)
+        return sorted(reply.runs, key=lambda r: (r.created_at.seconds, r.created_at.nanos), reverse=True)
+
+    def list_events(self, credentials: Credentials, run_id: str, *, after_seq: int = 0) -> Sequence[RunEvent]:
+        request = ListEventsRequest(run_id=run_id, after_seq=after_seq)
+        return list(self._call(self._stub.ListEvents, request, credentials).events)
+
+    def next_events(self, credentials: Credentials, run_id: str, *, after_seq: int, wait_s: float) -> list[RunEvent]:
+        """The first batch of events after `after_seq`, waiting at most `wait_s` for one ([] if none came).
+
+        A short watch instead of an endless one: the page handles one event at a time, so a
+        person's click must not wait behind a stream that never ends."""
+        call = self._stub.WatchRun(
+            WatchRunRequest(run_id=run_id, after_seq=after_seq), metadata=credentials.metadata(), timeout=wait_s
+        )
+        try:
+            for reply in call:
+                return list(reply.events)
+            return []
+        except grpc.RpcError as error:
+            if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return []
+            raise _translate(error) from None
+        finally:
+            call.cancel()
+
+    def submit_input(self, credentials: Credentials, run_id: str, request_id: str, value: str) -> None:
+        request = SubmitInputRequest(run_id=run_id, request_id=request_id, value=value)
+        self._call(self._stub.SubmitInput, request, credentials)
+
+    def cancel_run(self, credentials: Credentials, run_id: str) -> Run:
+        reply: CancelRunResponse = self._call(self._stub.CancelRun, CancelRunRequest(run_id=run_id), credentials)
+        return reply.run

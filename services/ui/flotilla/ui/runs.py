@@ -1,0 +1,141 @@
+"""What the page does with runs, on its state: load the catalogue and history, open a run, take in
+new events without repeats, answer, cancel. Every call goes to the gateway as the session's person."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable
+
+from flotilla.events import STATUS_NAMES, event_to_json, is_terminal, run_to_json
+from flotilla.protocol import Run, RunEvent
+from flotilla.ui import transcript
+from flotilla.ui.gateway import GatewayError
+from flotilla.ui.sessions import Session
+from flotilla.ui.services import current
+from flotilla.ui.state import State, events_of
+
+WATCH_WAIT_S = 1.0
+"""How long one tick waits for new events while agents work. A click waits at most this long
+(the page handles one event at a time); new events show as soon as they arrive."""
+POLL_DELAY_MS = 1000
+"""Between ticks while the run waits for the person (a question may still time out)."""
+WATCH_DELAY_MS = 20
+"""Between ticks while agents work (each tick itself waits up to WATCH_WAIT_S)."""
+
+
+def load_catalogue(state: State, session: Session) -> None:
+    workflows = current().gateway.list_workflows(session.credentials)
+    state.workflows_json = json.dumps(
+        [{"name": w.name, "description": w.description, "schema": w.params_schema_json} for w in workflows]
+    )
+    if not state.start_key:
+        state.start_key = secrets.token_urlsafe(12)
+
+
+def load_history(state: State, session: Session) -> None:
+    try:
+        runs = current().gateway.list_runs(session.credentials, limit=50)
+    except GatewayError as exc:
+        state.history_error = str(exc)
+        return
+    state.history_error = ""
+    state.runs_json = json.dumps(
+        [{k: v for k, v in run_to_json(r).items() if k in ("run_id", "workflow", "status", "created_at")} for r in runs]
+    )
+
+
+def close_run(state: State) -> None:
+    state.run_id = state.workflow = state.run_status = state.run_error = ""
+    state.events = []
+    state.last_seq = 0
+    state.watching = False
+    state.drafts = {}
+    state.sent = {}
+
+
+def open_run(state: State, session: Session, run_id: str) -> None:
+    """Show a run from its first event; keep watching it if it has not ended."""
+    close_run(state)
+    gateway = current().gateway
+    try:
+        run = gateway.get_run(session.credentials, run_id)
+        _set_run(state, run)
+        absorb(state, gateway.list_events(session.credentials, run_id, after_seq=0))
+    except GatewayError as exc:
+        state.run_error = f"Cannot open run {run_id}: {exc}"
+        return
+    state.watching = not transcript.build(events_of(state)).finished
+
+
+def _set_run(state: State, run: Run) -> None:
+    state.run_id = run.run_id
+    state.workflow = run.workflow
+    state.run_status = STATUS_NAMES.get(run.status, "unknown")
+
+
+def absorb(state: State, events: Iterable[RunEvent]) -> bool:
+    """Take in events past `last_seq` (an event seen before is skipped); True if any was new."""
+    fresh = False
+    for event in sorted(events, key=lambda e: e.seq):
+        if event.run_id != state.run_id or event.seq <= state.last_seq:
+            continue
+        fresh = True
+        state.last_seq = event.seq
+        data = event_to_json(event)
+        if not data.get("hidden"):
+            state.events.append(json.dumps(data))
+        if data["type"] == "input_answered":
+            state.sent.pop(str(data.get("request_id")), None)
+        if data["type"] in ("workflow_started", "run_retried") and state.run_status in ("", "queued"):
+            state.run_status = "running"
+        if is_terminal(event):
+            state.run_status = str(data.get("status") or "completed")
+            state.watching = False
+    return fresh
+
+
+def waiting_for_person(state: State) -> bool:
+    """The run's latest question is unanswered (and not just answered from this page)."""
+    return any(q["request_id"] not in state.sent for q in transcript.build(events_of(state)).open_questions)
+
+
+def watch_once(state: State, session: Session) -> None:
+    """One tick: take in what arrived since `last_seq`, waiting briefly when agents are working."""
+    gateway = current().gateway
+    if waiting_for_person(state):
+        events = gateway.list_events(session.credentials, state.run_id, after_seq=state.last_seq)
+    else:
+        events = gateway.next_events(session.credentials, state.run_id, after_seq=state.last_seq, wait_s=WATCH_WAIT_S)
+    if absorb(state, events) and not state.watching:
+        load_history(state, session)  # the run ended: its badge in the sidebar changes
+
+
+def tick_delay_ms(state: State) -> int:
+    return POLL_DELAY_MS if waiting_for_person(state) else WATCH_DELAY_MS
+
+
+def answer(state: State, session: Session, request_id: str, value: str, shown: str) -> None:
+    """Send an answer; `shown` is what the transcript shows until the log has it (masked passwords)."""
+    if request_id in state.sent:
+        return  # a double click answers once
+    try:
+        current().gateway.submit_input(session.credentials, state.run_id, request_id, value)
+    except GatewayError as exc:
+        state.run_error = f"The answer was not taken: {exc}"
+        return
+    state.run_error = ""
+    state.sent[request_id] = shown
+    state.drafts.pop(request_id, None)
+    state.watching = True
+
+
+def cancel(state: State, session: Session) -> None:
+    try:
+        run = current().gateway.cancel_run(session.credentials, state.run_id)
+    except GatewayError as exc:
+        state.run_error = f"Cannot cancel: {exc}"
+        return
+    if run.cancel_requested:
+        state.run_error = ""
+    state.watching = True  # the cancelled completion event is still to come
