@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from grpc import aio
 
-from flotilla.gateway import routes, stream
+from flotilla.gateway import fastagency, routes, stream
 from flotilla.gateway.dispatcher import DispatcherClient, rpc_error_response
 from flotilla.gateway.grpc_api import GatewayApi, Limits, gateway_grpc_server
 from flotilla.gateway.identity import build_authenticator
@@ -53,4 +53,5 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(routes.health)
     app.include_router(routes.router)
     app.include_router(stream.router)
+    app.include_router(fastagency.router)
     return app

@@ -9,14 +9,17 @@ The identity is the gateway's usual bearer token, carried one of two ways:
 The routes, as FastAgency's own `FastAPIAdapter` serves them:
 - `GET .../fastagency/discovery` (and `//fastagency/discovery`, which the client requests):
   `[{name, description}]` (scope workflows:read).
-- `POST .../fastagency/initiate_workflow` `{workflow_name, workflow_uuid, user_id, params}` starts
-  the run, keyed by the client's `workflow_uuid` (per identity: a retry never starts a second run),
-  and answers `{user_id, workflow_uuid, name, params}`; `user_id` is the token's identity, whatever
-  the client sent (scope runs:write).
-- `WS .../fastagency/ws`: the first frame `{name, workflow_uuid, user_id, params}` names the run
-  (starting it, if initiate was skipped, as FastAgency's own server does); then every event of the
-  run from its start, as FastAgency's JSON; after each `text_input`/`multiple_choice` the client
-  sends one plain-text frame, its answer; after `workflow_completed` the server closes with 1000.
+- `POST .../fastagency/initiate_workflow` `{workflow_name, workflow_uuid, user_id, params}` checks
+  that a live worker serves the workflow and answers `{user_id, workflow_uuid, name, params}`, with
+  `user_id` the token's identity, whatever the client sent (scope runs:write). Like FastAgency's own
+  server it starts nothing, so a retried initiate can never start a second run.
+- `WS .../fastagency/ws`: the first frame `{name, workflow_uuid, user_id, params}` starts the run,
+  with the client's `workflow_uuid` as its idempotency key (per identity: connecting again with the
+  same uuid finds the same run, never a second one; its params are checked here, and a problem is
+  told as FastAgency `error` message before the close, which FastAgency's UIs show the person); then
+  every event of the run from its start, as FastAgency's JSON; after each `text_input`/
+  `multiple_choice` the client sends one plain-text frame, its answer; after `workflow_completed`
+  the server closes with 1000.
   A question already answered when the client connects is replayed as a `text_message` (it is never
   asked twice). Flotilla kinds FastAgency has no type for are not sent: `input_answered` (the
   client gave the answer itself), `run_retried` (a worker took the run over; the conversation goes
@@ -40,7 +43,8 @@ from grpc import aio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flotilla.auth import SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Authenticator, Identity, Unauthenticated
-from flotilla.events import HIDDEN_KINDS, INPUT_REQUEST_KINDS, decode_json, event_to_json, is_terminal
+from flotilla.errors import WorkflowNotFound
+from flotilla.events import HIDDEN_KINDS, INPUT_REQUEST_KINDS, event_to_json, is_terminal
 from flotilla.gateway.dispatcher import DispatcherClient
 from flotilla.gateway.identity import authenticate_websocket, caller, require
 from flotilla.gateway.limits import RateLimiter, StreamSlots, depth
@@ -59,7 +63,6 @@ from flotilla.protocol import (
     Caller,
     ListEventsRequest,
     ListWorkflowsRequest,
-    Run,
     RunEvent,
     StartRunRequest,
     SubmitInputRequest,
@@ -181,21 +184,6 @@ def _error_message(workflow_uuid: str, short: str, long: str | None = None) -> d
     }
 
 
-def _start_request(identity: Identity, name: str, workflow_uuid: uuid.UUID, params: dict[str, Any]) -> StartRunRequest:
-    return StartRunRequest(
-        workflow=name,
-        params_json=json.dumps(params),
-        idempotency_key=f"fastagency:{workflow_uuid.hex}",
-        caller=caller(identity),
-    )
-
-
-def _conflict(run: Run, name: str, workflow_uuid: uuid.UUID) -> str | None:
-    if run.workflow == name:
-        return None
-    return f"workflow_uuid {workflow_uuid.hex} already names a run of {run.workflow!r}, not {name!r}"
-
-
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
@@ -243,21 +231,18 @@ async def _initiate(
 ) -> dict[str, Any]:
     if depth(body.params) > http.app.state.max_params_depth:
         raise HTTPException(status_code=422, detail=f"params nest deeper than {http.app.state.max_params_depth} levels")
-    reply = await dispatcher.stub.StartRun(
-        _start_request(identity, body.workflow_name, body.workflow_uuid, body.params)
-    )
-    conflict = _conflict(reply.run, body.workflow_name, body.workflow_uuid)
-    if conflict:
-        raise HTTPException(status_code=409, detail=conflict)
+    catalogue = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
+    if body.workflow_name not in {workflow.name for workflow in catalogue.workflows}:
+        raise HTTPException(status_code=404, detail=str(WorkflowNotFound(body.workflow_name)))
     return {
         "user_id": identity.name,
         "workflow_uuid": body.workflow_uuid,
-        "name": reply.run.workflow,
-        "params": decode_json(reply.run.params_json) or {},
+        "name": body.workflow_name,
+        "params": body.params,
     }
 
 
-@router.post("/fastagency/initiate_workflow", response_model=InitiatedOut, summary="FastAgency: start a run")
+@router.post("/fastagency/initiate_workflow", response_model=InitiatedOut, summary="FastAgency: prepare a run")
 async def initiate_workflow(
     body: InitiateBody, dispatcher: Dispatcher, identity: Writer, http: Request
 ) -> dict[str, Any]:
@@ -267,7 +252,7 @@ async def initiate_workflow(
 @router.post(
     "/fa/{token}/fastagency/initiate_workflow",
     response_model=InitiatedOut,
-    summary="FastAgency: start a run (token in the path)",
+    summary="FastAgency: prepare a run (token in the path)",
 )
 async def initiate_workflow_by_path(
     body: InitiateBody, dispatcher: Dispatcher, identity: PathWriter, http: Request
@@ -331,7 +316,8 @@ async def _receive_text(websocket: WebSocket) -> str:
 
 
 async def _open_session(websocket: WebSocket, identity: Identity) -> _Session | None:
-    """Read the first frame and start (or find) its run; on bad input, say why and close."""
+    """Read the first frame and start its run (or find it, when the client connects again); on bad
+    input, say why (an `error` message, then the close code and reason)."""
     dispatcher: DispatcherClient = websocket.app.state.dispatcher
 
     async def refuse(code: int, short: str, workflow_uuid: str = "") -> None:
@@ -358,14 +344,22 @@ async def _open_session(websocket: WebSocket, identity: Identity) -> _Session | 
         await refuse(CLOSE_BAD_INPUT, f"params nest deeper than {max_depth} levels", workflow_uuid)
         return None
     who = caller(identity)
+    start = StartRunRequest(
+        workflow=first.name,
+        params_json=json.dumps(first.params),
+        idempotency_key=f"fastagency:{workflow_uuid}",
+        caller=who,
+    )
     try:
-        reply = await dispatcher.stub.StartRun(_start_request(identity, first.name, first.workflow_uuid, first.params))
-        conflict = _conflict(reply.run, first.name, first.workflow_uuid)
-        if conflict:
+        reply = await dispatcher.stub.StartRun(start)
+        if reply.run.workflow != first.name:
+            conflict = (
+                f"workflow_uuid {workflow_uuid} already names a run of {reply.run.workflow!r}, not {first.name!r}"
+            )
             await refuse(CLOSE_CONFLICT, conflict, workflow_uuid)
             return None
         answered: dict[str, str] = {}
-        if not reply.created:  # initiate_workflow started it, or a reconnect: which questions are answered?
+        if not reply.created:  # connected again: which questions are answered already?
             stored = await dispatcher.stub.ListEvents(ListEventsRequest(run_id=reply.run.run_id, caller=who))
             answered = _answers_so_far(stored.events)
         catalogue = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())

@@ -1,0 +1,357 @@
+"""FastAgency 0.10 wire-protocol compatibility, tested with FastAgency's own client.
+
+The real `fastagency` package (0.10.2) lives in an isolated venv (it pins ag2==0.10.2, which the
+repo's resolve cannot hold), built once from tests/fastagency_client/requirements.txt and cached
+under ~/.cache/flotilla/, keyed by that file's hash. The first build downloads and installs ~40
+packages (about 10-60 s, more on a slow network); a warm run of this module takes ~20 s. If the
+package index cannot be reached the build fails loudly: this test does not skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from flotilla.devstack import LocalStack
+from support import IDENTITIES, Api
+
+CLIENT_DIR = Path(__file__).parent / "fastagency_client"
+REQUIREMENTS = CLIENT_DIR / "requirements.txt"
+ALICE = str(IDENTITIES["alice"]["key"])
+BOB = str(IDENTITIES["bob"]["key"])
+READER = str(IDENTITIES["reader"]["key"])  # runs:read only
+
+
+def _build_venv() -> Path:
+    """The venv's python; built under a lock so parallel test processes share one build."""
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
+    cache = Path.home() / ".cache" / "flotilla"
+    cache.mkdir(parents=True, exist_ok=True)
+    venv = cache / f"fastagency-0.10.2-venv-{digest}"
+    python = venv / "bin" / "python"
+    with open(cache / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / ".complete").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            base = getattr(sys, "_base_executable", sys.executable)  # the interpreter, not this venv
+            subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=120)
+            done = subprocess.run(
+                [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                    str(REQUIREMENTS),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            assert done.returncode == 0, f"installing FastAgency's client failed:\n{done.stdout}\n{done.stderr}"
+            (venv / ".complete").write_text(REQUIREMENTS.read_text())
+    return python
+
+
+@pytest.fixture(scope="module")
+def fastagency_python() -> Path:
+    return _build_venv()
+
+
+def _run_client(python: Path, base_url: str, tmp_path: Path, *args: str) -> dict[str, Any]:
+    out = tmp_path / f"client-{uuid.uuid4().hex[:8]}.json"
+    done = subprocess.run(
+        [str(python), str(CLIENT_DIR / "client.py"), base_url, str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"FastAgency client failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+async def _run_by_key(api: Api, workflow_uuid: str) -> dict[str, Any]:
+    runs = (await api.http.get("/v1/runs", params={"limit": 1000})).json()
+    matching = [run for run in runs if run["idempotency_key"] == f"fastagency:{workflow_uuid}"]
+    assert len(matching) == 1, matching
+    return dict(matching[0])
+
+
+def test_stock_client_lists_and_runs_a_workflow(stack: LocalStack, fastagency_python: Path, tmp_path: Path) -> None:
+    answers = {"text_input": "hunter2", "multiple_choice": "a,c"}
+    result = _run_client(
+        fastagency_python,
+        f"{stack.gateway_url}/fa/{ALICE}",
+        tmp_path,
+        *("--run", "every_kind", "--answers", json.dumps(answers)),
+    )
+    workflows = httpx.get(f"{stack.gateway_url}/v1/workflows", headers={"Authorization": f"Bearer {ALICE}"}).json()
+    assert sorted(result["workflows"], key=lambda w: w["name"]) == sorted(workflows, key=lambda w: w["name"])
+    assert {"every_kind", "learning_chat", "choose"} <= {w["name"] for w in result["workflows"]}
+
+    assert result["end"] == "closed 1000"
+    messages = result["messages"]
+    assert [m["type"] for m in messages] == [
+        "workflow_started",
+        "text_message",
+        "system_message",
+        "error",
+        "suggested_function_call",
+        "function_call_execution",
+        "text_input",
+        "multiple_choice",
+        "workflow_completed",
+    ]
+    # The provider parsed each into FastAgency's own message classes.
+    assert [m["class"] for m in messages][-3:] == ["TextInput", "MultipleChoice", "WorkflowCompleted"]
+    assert all(m["workflow_uuid"] == result["workflow_uuid"] for m in messages)
+    by_type = {m["type"]: m for m in messages}
+    started = by_type["workflow_started"]["content"]
+    assert started["name"] == "every_kind" and started["params"] == {}
+    assert started["description"] == next(w["description"] for w in workflows if w["name"] == "every_kind")
+    text = by_type["text_message"]
+    assert (text["sender"], text["recipient"], text["content"]) == ("alice", "bob", {"body": "hello"})
+    assert by_type["system_message"]["content"] == {"message": {"note": "system notice"}}
+    assert by_type["error"]["content"] == {"short": "a visible error", "long": "with details"}
+    assert by_type["suggested_function_call"]["content"] == {
+        "function_name": "add",
+        "call_id": "c1",
+        "arguments": {"a": 1, "b": 2},
+    }
+    assert by_type["function_call_execution"]["content"] == {"function_name": "add", "call_id": "c1", "retval": 3}
+    assert by_type["text_input"]["content"] == {"prompt": "password?", "suggestions": ["hunter2"], "password": True}
+    assert by_type["multiple_choice"]["content"] == {
+        "prompt": "pick some",
+        "choices": ["a", "b", "c"],
+        "default": "b",
+        "single": False,
+    }
+    assert json.loads(by_type["workflow_completed"]["content"]["result"]) == {"secret_length": 7, "picked": "a,c"}
+    assert len({m["uuid"] for m in messages}) == len(messages)
+
+    async def check_with_v1() -> None:
+        async with Api(stack.gateway_url, ALICE) as alice, Api(stack.gateway_url, BOB) as bob:
+            run = await _run_by_key(alice, result["workflow_uuid"])
+            assert run["workflow"] == "every_kind" and run["status"] == "completed"
+            assert run["result"] == {"secret_length": 7, "picked": "a,c"}
+            events = await alice.events(run["run_id"])
+            assert [e["value"] for e in events if e["type"] == "input_answered"] == ["********", "a,c"]
+            # Owned by the token's identity: another identity neither sees nor lists it.
+            assert (await bob.http.get(f"/v1/runs/{run['run_id']}")).status_code == 404
+            bobs = (await bob.http.get("/v1/runs", params={"limit": 1000})).json()
+            assert run["run_id"] not in {r["run_id"] for r in bobs}
+
+    asyncio.run(check_with_v1())
+
+
+def test_discovery_paths_tokens_and_scopes(stack: LocalStack) -> None:
+    base = stack.gateway_url
+    bearer = {"Authorization": f"Bearer {ALICE}"}
+    expected = httpx.get(f"{base}/v1/workflows", headers=bearer).json()
+    for url, headers in (
+        (f"{base}/fastagency/discovery", bearer),
+        (f"{base}//fastagency/discovery", bearer),  # what FastAPIProvider requests
+        (f"{base}/fa/{ALICE}/fastagency/discovery", {}),
+        (f"{base}/fa/{ALICE}//fastagency/discovery", {}),
+        (f"{base}/fa/{ALICE}/fastagency/discovery", {"Authorization": "Bearer flk_not_a_key"}),  # the path decides
+    ):
+        response = httpx.get(url, headers=headers)
+        assert response.status_code == 200, (url, response.text)
+        assert response.json() == expected
+    for url, headers in (
+        (f"{base}/fastagency/discovery", {}),
+        (f"{base}//fastagency/discovery", {}),
+        (f"{base}/fa/flk_not_a_key/fastagency/discovery", {}),
+        (f"{base}/fa/flk_not_a_key//fastagency/discovery", bearer),  # the path decides
+    ):
+        response = httpx.get(url, headers=headers)
+        assert response.status_code == 401, (url, response.text)
+        assert response.json()["detail"]
+    denied = httpx.get(f"{base}/fa/{READER}/fastagency/discovery")
+    assert denied.status_code == 403 and "workflows:read" in denied.json()["detail"]
+    denied = httpx.post(
+        f"{base}/fa/{READER}/fastagency/initiate_workflow",
+        json={"workflow_name": "choose", "workflow_uuid": uuid.uuid4().hex, "user_id": None, "params": {}},
+    )
+    assert denied.status_code == 403 and "runs:write" in denied.json()["detail"]
+
+
+def test_initiate_starts_nothing_and_the_socket_starts_one_run_per_identity(stack: LocalStack) -> None:
+    ws_base = stack.gateway_url.replace("http://", "ws://")
+
+    async def scenario() -> None:
+        workflow_uuid = uuid.uuid4()
+        body = {
+            "workflow_name": "typed_params",
+            "workflow_uuid": workflow_uuid.hex,
+            "user_id": "whoever",  # ignored: the token says who calls
+            "params": {"name": "Ada"},
+        }
+        async with httpx.AsyncClient(base_url=stack.gateway_url) as http, Api(stack.gateway_url, ALICE) as alice:
+            first = await http.post(f"/fa/{ALICE}/fastagency/initiate_workflow", json=body)
+            assert first.status_code == 200, first.text
+            assert first.json() == {
+                "user_id": "alice",
+                "workflow_uuid": str(workflow_uuid),
+                "name": "typed_params",
+                "params": {"name": "Ada"},
+            }
+            again = await http.post(
+                "/fastagency/initiate_workflow", json=body, headers={"Authorization": f"Bearer {ALICE}"}
+            )
+            assert again.status_code == 200 and again.json() == first.json()
+            runs = (await alice.http.get("/v1/runs", params={"limit": 1000})).json()
+            assert f"fastagency:{workflow_uuid.hex}" not in {r["idempotency_key"] for r in runs}
+
+            # The socket starts the run; connecting again with the same uuid replays it, no second run.
+            url = f"{ws_base}/fa/{ALICE}/fastagency/ws"
+            for _ in range(2):
+                messages, code, _ = await _ws_session(url, [_first("typed_params", workflow_uuid.hex, name="Ada")])
+                assert code == 1000 and messages[-1]["content"]["result"] == "hello Ada"
+            run = await _run_by_key(alice, workflow_uuid.hex)
+            assert run["status"] == "completed" and run["params"] == {"name": "Ada"}
+
+            # The same uuid from another identity is another run, which alice cannot see.
+            await _ws_session(
+                f"{ws_base}/fa/{BOB}/fastagency/ws", [_first("typed_params", workflow_uuid.hex, name="Bo")]
+            )
+            async with Api(stack.gateway_url, BOB) as bob:
+                bobs = await _run_by_key(bob, workflow_uuid.hex)
+            assert bobs["run_id"] != run["run_id"] and bobs["params"] == {"name": "Bo"}
+            assert (await alice.http.get(f"/v1/runs/{bobs['run_id']}")).status_code == 404
+
+            for bad, status, field in (
+                ({**body, "workflow_name": "no_such_workflow"}, 404, "no_such_workflow"),
+                ({**body, "workflow_uuid": "not-a-uuid"}, 422, "workflow_uuid"),
+                ({**body, "workflow_name": "bad name!"}, 422, "workflow_name"),
+                ({**body, "unexpected": 1}, 422, "unexpected"),
+                ({key: value for key, value in body.items() if key != "workflow_name"}, 422, "workflow_name"),
+            ):
+                response = await http.post(f"/fa/{ALICE}/fastagency/initiate_workflow", json=bad)
+                assert response.status_code == status, (bad, response.text)
+                assert field in json.dumps(response.json()["detail"])
+            garbage = await http.post(
+                f"/fa/{ALICE}/fastagency/initiate_workflow",
+                content=b"{not json",
+                headers={"content-type": "application/json"},
+            )
+            assert garbage.status_code == 422, garbage.text
+
+    asyncio.run(scenario())
+
+
+async def _ws_session(url: str, frames: list[str], **connect: Any) -> tuple[list[dict[str, Any]], int, str]:
+    """Send `frames` after connecting; read until the server closes. Messages, close code, reason."""
+    received: list[dict[str, Any]] = []
+    async with websockets.connect(url, **connect) as ws:
+        for frame in frames:
+            await ws.send(frame)
+
+        async def consume() -> None:
+            try:
+                async for text in ws:
+                    received.append(json.loads(text))
+            except websockets.ConnectionClosedError:
+                pass  # closed with an error code: the code is what the caller checks
+
+        await asyncio.wait_for(consume(), 30)
+        return received, ws.close_code or 0, ws.close_reason or ""
+
+
+def _first(workflow: str, workflow_uuid: str | None = None, **params: Any) -> str:
+    """The first frame FastAPIProvider sends (its InitiateWorkflowModel)."""
+    return json.dumps(
+        {"name": workflow, "workflow_uuid": workflow_uuid or uuid.uuid4().hex, "user_id": None, "params": params}
+    )
+
+
+def test_websocket_refusals_are_clear(stack: LocalStack) -> None:
+    ws_base = stack.gateway_url.replace("http://", "ws://")
+
+    async def scenario() -> None:
+        for url in (f"{ws_base}/fastagency/ws", f"{ws_base}/fa/flk_not_a_key/fastagency/ws"):
+            messages, code, _ = await _ws_session(url, [])
+            assert (messages, code) == ([], 4401)
+        _, code, reason = await _ws_session(f"{ws_base}/fa/{READER}/fastagency/ws", [])
+        assert code == 4403 and "runs:write" in reason
+
+        url = f"{ws_base}/fa/{ALICE}/fastagency/ws"
+        for garbage, expected in (
+            ("not json at all", "first frame"),
+            (json.dumps({"name": "choose"}), "workflow_uuid"),
+            (_first("choose", "not-a-uuid"), "workflow_uuid"),
+            (json.dumps([1, 2]), "first frame"),
+        ):
+            messages, code, reason = await _ws_session(url, [garbage])
+            assert code == 1008, (garbage, code, reason)
+            assert expected in reason
+            assert [m["type"] for m in messages] == ["error"] and expected in messages[0]["content"]["short"]
+
+        messages, code, reason = await _ws_session(url, [_first("no_such_workflow")])
+        assert code == 4404 and "no_such_workflow" in reason and messages[0]["type"] == "error"
+        messages, code, reason = await _ws_session(url, [_first("typed_params", name="")])
+        assert code == 1008 and "name" in reason and messages[0]["type"] == "error"
+
+        workflow_uuid = uuid.uuid4().hex
+        messages, code, _ = await _ws_session(url, [_first("ag2_chat", workflow_uuid)])
+        assert code == 1000 and messages[-1]["type"] == "workflow_completed"
+        _, code, reason = await _ws_session(url, [_first("choose", workflow_uuid)])
+        assert code == 4409 and "ag2_chat" in reason
+
+    asyncio.run(scenario())
+
+
+def test_websocket_by_header_replays_and_rejects_stray_answers(stack: LocalStack) -> None:
+    ws_base = stack.gateway_url.replace("http://", "ws://")
+    headers = {"Authorization": f"Bearer {ALICE}"}
+
+    async def scenario() -> None:
+        # An answer while no question waits gets an error message; the run goes on to its end.
+        workflow_uuid = uuid.uuid4().hex
+        messages, code, _ = await _ws_session(
+            f"{ws_base}/fastagency/ws",
+            [_first("slow_messages", workflow_uuid, n=10, delay_s=0.05), "a stray answer"],
+            additional_headers=headers,
+        )
+        assert code == 1000
+        stray = [m for m in messages if m["type"] == "error"]
+        assert len(stray) == 1 and "no question is waiting" in stray[0]["content"]["short"]
+        assert [m["content"]["body"] for m in messages if m["type"] == "text_message"] == [
+            f"message {i}" for i in range(10)
+        ]
+        assert messages[-1]["type"] == "workflow_completed" and messages[-1]["content"]["result"] == "10"
+
+        # A question answered over one socket is replayed to the next as a message, not asked again.
+        workflow_uuid = uuid.uuid4().hex
+        async with websockets.connect(f"{ws_base}/fastagency/ws?token={ALICE}") as ws:
+            await ws.send(_first("choose", workflow_uuid))
+            while (question := json.loads(await ws.recv()))["type"] != "multiple_choice":
+                pass
+            assert question["content"]["choices"] == ["yes", "no"] and question["content"]["default"] == "no"
+            await ws.send("yes")
+            async for text in ws:
+                last = json.loads(text)
+            assert ws.close_code == 1000 and last["type"] == "workflow_completed" and last["content"]["result"] == "yes"
+        messages, code, _ = await _ws_session(
+            f"{ws_base}/fastagency/ws", [_first("choose", workflow_uuid)], additional_headers=headers
+        )
+        assert code == 1000
+        assert [m["type"] for m in messages] == ["workflow_started", "text_message", "workflow_completed"]
+        assert messages[1]["content"]["body"] == "Approve?\n\n(answered: yes)"
+
+    asyncio.run(scenario())
