@@ -13,6 +13,7 @@ import asyncio
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -41,29 +42,18 @@ def _build_venv() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     venv = cache / f"fastagency-0.10.2-venv-{digest}"
     python = venv / "bin" / "python"
+    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))  # the interpreter, not this venv
+    stamp = f"{base}\n{REQUIREMENTS.read_text()}"
     with open(cache / f"{venv.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / ".complete").exists():
+        complete = venv / ".complete"
+        if not (python.exists() and complete.exists() and complete.read_text() == stamp):
             shutil.rmtree(venv, ignore_errors=True)
-            base = getattr(sys, "_base_executable", sys.executable)  # the interpreter, not this venv
             subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=120)
-            done = subprocess.run(
-                [
-                    str(python),
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                    str(REQUIREMENTS),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
+            install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+            done = subprocess.run([*install, "-r", str(REQUIREMENTS)], capture_output=True, text=True, timeout=900)
             assert done.returncode == 0, f"installing FastAgency's client failed:\n{done.stdout}\n{done.stderr}"
-            (venv / ".complete").write_text(REQUIREMENTS.read_text())
+            complete.write_text(stamp)
     return python
 
 

@@ -32,9 +32,9 @@ import asyncio
 import json
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from contextlib import aclosing
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import grpc
 import structlog
@@ -427,7 +427,9 @@ class _Session:
 
     async def _forward_events(self) -> None:
         try:
-            async with aclosing(self.dispatcher.watch(self.run_id, 0, self.who)) as batches:
+            # A generator: closed at once when the stream ends, which cancels the dispatcher call.
+            watch = cast(AsyncGenerator[list[RunEvent], None], self.dispatcher.watch(self.run_id, 0, self.who))
+            async with aclosing(watch) as batches:
                 async for batch in batches:
                     for event in batch:
                         await self._forward(event)
