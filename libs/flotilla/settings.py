@@ -115,6 +115,15 @@ class GatewaySettings(_Settings):
         default=500, ge=1, validation_alias=_env("gateway", "max_streams_per_identity")
     )
     """Open WebSocket streams per identity; one more is closed with 4429."""
+    ws_ping_interval_s: float = Field(default=20.0, gt=0, validation_alias=_env("gateway", "ws_ping_interval_s"))
+    """How often the gateway pings each WebSocket client."""
+    ws_ping_timeout_s: float = Field(default=20.0, gt=0, validation_alias=_env("gateway", "ws_ping_timeout_s"))
+    """A client that has not answered a ping after this long is dropped (its stream slot and watch freed)."""
+    ws_send_buffer_events: int = Field(default=1000, ge=1, validation_alias=_env("gateway", "ws_send_buffer_events"))
+    """Events each WebSocket stream buffers for its client; when full, the stream reads no more from the dispatcher
+    until the client takes some (bounds the gateway's memory per stream)."""
+    ws_send_timeout_s: float = Field(default=10.0, gt=0, validation_alias=_env("gateway", "ws_send_timeout_s"))
+    """A send to a WebSocket client that stalls this long (it stopped reading) closes the stream with 4408."""
     max_params_depth: int = Field(default=32, ge=1, validation_alias=_env("gateway", "max_params_depth"))
     """Deepest nesting of objects/lists allowed in run params (422 beyond)."""
     api_keys: SecretStr = Field(default=SecretStr(""), validation_alias=_env("gateway", "api_keys"))

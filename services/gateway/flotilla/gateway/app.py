@@ -22,6 +22,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.dispatcher = DispatcherClient(settings.dispatcher_address)
+        app.state.settings = settings
         app.state.authenticator = authenticator
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         app.state.stream_slots = StreamSlots(settings.max_streams_per_identity)

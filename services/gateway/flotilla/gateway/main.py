@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from flotilla.gateway.app import create_app
+from flotilla.gateway.wsprotocol import WebSocketProtocol
 from flotilla.lifecycle import exit_on_bad_configuration
 from flotilla.logs import configure_logging
 from flotilla.settings import GatewaySettings
@@ -23,6 +24,9 @@ def main() -> None:
         access_log=False,
         ws_max_size=1024 * 1024,
         ws_per_message_deflate=False,  # small JSON frames: compression costs more CPU than it saves
+        ws=WebSocketProtocol,  # uvicorn's own, but a client that stops reading cannot hold its connection
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
         timeout_graceful_shutdown=5,
         # Longer than a load balancer's usual 60 s idle timeout, so the server never closes a
         # kept-alive connection just as a client (or the balancer) reuses it.

@@ -1,42 +1,92 @@
-"""WS /v1/runs/{run_id}/stream: a run's events, live, and answers from the client."""
+"""WS /v1/runs/{run_id}/stream: a run's events, live, and answers from the client.
+
+Each stream has three tasks: the *watch* reads the run's events from the dispatcher into a bounded
+outbox (`ws_send_buffer_events`; when it is full the watch waits, and the dispatcher keeps the
+rest), the *writer* sends the outbox to the client, and the *reader* takes the client's answers.
+A client that reads slowly or not at all holds up only its own stream, and only for a while: when
+one send stalls for `ws_send_timeout_s` (the client's TCP window stayed shut, with uvicorn's and
+the kernel's buffers full), the stream is closed with 4408 and the seq to reconnect after.
+Events go out in order, so `after=<last seq received>` resumes exactly where the client left off.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import grpc
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from grpc import aio
 
-from flotilla.events import event_to_json, is_terminal
 from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, Identity, Unauthenticated
+from flotilla.events import event_to_json, is_terminal
 from flotilla.gateway.dispatcher import DispatcherClient
 from flotilla.gateway.identity import authenticate_websocket, caller
 from flotilla.gateway.limits import StreamSlots
 from flotilla.gateway.routes import MAX_SEQ
-from flotilla.protocol import Caller, SubmitInputRequest, WatchRunRequest
+from flotilla.protocol import Caller, RunEvent, SubmitInputRequest
+from flotilla.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1")
 
+# Close codes of the stream (the reason says more):
 CLOSE_NORMAL = 1000
-CLOSE_UNKNOWN_RUN = 4404
-CLOSE_UNAVAILABLE = 1013  # try again later
+"""The run ended: `workflow_completed` was the last frame."""
+CLOSE_POLICY = 1008
+"""A bad `after` parameter."""
+CLOSE_INTERNAL = 1011
+"""A bug in the gateway (logged); reconnect with `after`."""
+CLOSE_UNAVAILABLE = 1013
+"""The dispatcher went away for longer than the gateway waits for it; reconnect with `after`."""
 CLOSE_UNAUTHENTICATED = 4401
+"""No token, or not a valid one."""
 CLOSE_FORBIDDEN = 4403
+"""The token lacks the `runs:read` scope."""
+CLOSE_UNKNOWN_RUN = 4404
+"""No such run (or another identity's)."""
+CLOSE_TOO_SLOW = 4408
+"""The client did not keep up: a send to it stalled for `ws_send_timeout_s`. The reason ends with
+`reconnect with after=<seq>`, the last event sent before the close frame; reconnect with it."""
 CLOSE_TOO_MANY = 4429
+"""The identity already has `max_streams_per_identity` streams open."""
+
 MAX_FRAME_BYTES = 256 * 1024
-WATCH_RETRY_S = 30.0
-"""How long a stream keeps trying to re-watch a dispatcher that went away."""
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED}
+CLOSE_WAIT_S = 10.0
+"""Longest a stream waits to hand its close frame to the server (it never waits with
+WebSocketProtocol, which queues it at once)."""
+
+
+@dataclass(frozen=True)
+class _End:
+    """Why a stream ends; `code` None: the client left, there is nothing to close."""
+
+    code: int | None
+    reason: str = ""
+    resume: bool = False
+    """Append `; reconnect with after=<last seq sent>` to the reason."""
+
+
+_Item: TypeAlias = RunEvent | dict[str, Any] | _End
+"""What the writer sends: an event, a reply to a client frame, or the close (after what is queued)."""
+
+
+class _Outbox:
+    """The events and replies waiting for one client: at most `limit`; more wait for room."""
+
+    def __init__(self, limit: int, sent: int) -> None:
+        self.queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=limit)
+        self.sent = sent
+        """Seq of the last event handed to the connection."""
 
 
 @router.websocket("/runs/{run_id}/stream")
 async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
     dispatcher: DispatcherClient = websocket.app.state.dispatcher
+    settings: GatewaySettings = websocket.app.state.settings
     await websocket.accept()
     try:
         identity = authenticate_websocket(websocket)
@@ -47,81 +97,106 @@ async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
         await websocket.close(code=CLOSE_FORBIDDEN, reason=f"lacks the {SCOPE_RUNS_READ!r} scope")
         return
     if not 0 <= after <= MAX_SEQ:
-        await websocket.close(code=1008, reason=f"after must be from 0 to {MAX_SEQ}")
+        await websocket.close(code=CLOSE_POLICY, reason=f"after must be from 0 to {MAX_SEQ}")
         return
     who = caller(identity)
     slots: StreamSlots = websocket.app.state.stream_slots
     if not slots.acquire(identity.name):
         await websocket.close(code=CLOSE_TOO_MANY, reason="too many open streams for this identity")
         return
+    outbox = _Outbox(settings.ws_send_buffer_events, sent=after)
     with structlog.contextvars.bound_contextvars(run_id=run_id):
-        # Whichever ends first ends the stream: the run (terminal event) or the client (disconnect),
-        # so a client that leaves while the run is quiet frees its slot and its watch at once.
+        watch = asyncio.create_task(_watch(dispatcher, run_id, after, who, outbox))
         tasks = {
-            asyncio.create_task(_send_events(websocket, dispatcher, run_id, after, who)),
-            asyncio.create_task(_receive_inputs(websocket, dispatcher, run_id, who, identity)),
+            watch,
+            asyncio.create_task(_write(websocket, outbox, settings.ws_send_timeout_s)),
+            asyncio.create_task(_read(websocket, dispatcher, run_id, who, identity, outbox)),
         }
+        end: _End | None = None
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            # Whichever ends first ends the stream: the run (terminal event sent), the client (gone,
+            # or too slow) or the dispatcher; the watch ending after queueing its last item does not.
+            pending = tasks
+            while end is None:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.exception() is not None:
+                        log.error("stream task failed", error=repr(task.exception()))
+                        end = end or _End(CLOSE_INTERNAL, "internal error", resume=True)
+                    elif task is not watch:
+                        end = end or task.result()
         finally:
             slots.release(identity.name)
             for task in tasks:
                 task.cancel()
-            for result in await asyncio.gather(*tasks, return_exceptions=True):
-                if isinstance(result, Exception) and not isinstance(result, WebSocketDisconnect):
-                    log.warning("stream ended with an error", error=repr(result))
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if end.code is not None:
+            reason = f"{end.reason}; reconnect with after={outbox.sent}" if end.resume else end.reason
+            if end.code == CLOSE_TOO_SLOW:
+                log.info("closing a slow client", reason=reason)
+            try:
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await websocket.close(code=end.code, reason=reason[:120])
+            except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+                pass  # the client is gone (or stuck): the server drops the connection
 
 
-async def _send_events(
-    websocket: WebSocket, dispatcher: DispatcherClient, run_id: str, after: int, who: Caller
-) -> None:
-    """Forward the run's events; if the dispatcher goes away (restart, failover), watch again
-    from the last seq sent, so the client sees every event once and in order."""
-    last = after
-    retry_until = None
+async def _watch(dispatcher: DispatcherClient, run_id: str, after: int, who: Caller, outbox: _Outbox) -> None:
+    """The run's events into the outbox, waiting for room when it is full (the dispatcher keeps
+    the rest; a full outbox alone ends nothing, since catching up from an old seq fills it at
+    once: a send that stalls does). A dispatcher restart is retried inside `watch`, from the last
+    seq read, so nothing is missed or repeated. How the watch ends is queued behind the events."""
+    try:
+        async for batch in dispatcher.watch(run_id, after, who):
+            for event in batch:
+                await outbox.queue.put(event)
+    except aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            await outbox.queue.put(_End(CLOSE_UNKNOWN_RUN, (exc.details() or "")[:120]))
+        else:
+            log.warning("watch ended", code=exc.code().name, detail=exc.details())
+            await outbox.queue.put(_End(CLOSE_UNAVAILABLE, "the dispatcher stream ended", resume=True))
+
+
+async def _write(websocket: WebSocket, outbox: _Outbox, send_timeout_s: float) -> _End:
+    """Sends the outbox in order; ends after the terminal event, at a queued end, or when a send
+    stalls (the client's TCP window stayed shut for `send_timeout_s`)."""
     while True:
-        call = dispatcher.stub.WatchRun(WatchRunRequest(run_id=run_id, after_seq=last, caller=who))
+        item = await outbox.queue.get()
+        if isinstance(item, _End):
+            return item
+        text = json.dumps(event_to_json(item) if isinstance(item, RunEvent) else item)
         try:
-            async for batch in call:
-                retry_until = None
-                for event in batch.events:
-                    if event.seq <= last:
-                        continue
-                    await websocket.send_text(json.dumps(event_to_json(event)))
-                    last = event.seq
-                    if is_terminal(event):
-                        await websocket.close(code=CLOSE_NORMAL)
-                        return
-        except aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                await websocket.close(code=CLOSE_UNKNOWN_RUN, reason=(exc.details() or "")[:120])
-                return
-            now = asyncio.get_running_loop().time()
-            retry_until = retry_until or now + WATCH_RETRY_S
-            if exc.code() not in _RETRYABLE or now > retry_until:
-                log.warning("watch ended", code=exc.code().name, detail=exc.details())
-                await websocket.close(
-                    code=CLOSE_UNAVAILABLE, reason=f"the dispatcher stream ended; reconnect with after={last}"
-                )
-                return
-            log.info("watch interrupted; resuming", code=exc.code().name, after=last)
-            await asyncio.sleep(0.2)
-        finally:
-            call.cancel()
+            async with asyncio.timeout(send_timeout_s):
+                await websocket.send_text(text)
+        except TimeoutError:
+            return _End(CLOSE_TOO_SLOW, f"client too slow (a send stalled for {send_timeout_s:g} s)", resume=True)
+        except (WebSocketDisconnect, OSError):
+            return _End(None)
+        if isinstance(item, RunEvent):
+            outbox.sent = item.seq
+            if is_terminal(item):
+                return _End(CLOSE_NORMAL)
 
 
-async def _receive_inputs(
-    websocket: WebSocket, dispatcher: DispatcherClient, run_id: str, who: Caller, identity: Identity
-) -> None:
-    """`{"type": "input", "request_id": ..., "value": ...}` frames; anything else gets an error frame."""
+async def _read(
+    websocket: WebSocket, dispatcher: DispatcherClient, run_id: str, who: Caller, identity: Identity, outbox: _Outbox
+) -> _End:
+    """`{"type": "input", "request_id": ..., "value": ...}` frames; anything else gets an error frame
+    (sent in order with the events, and counted against the client's outbox)."""
     while True:
-        text = await websocket.receive_text()
-        if not identity.allows(SCOPE_RUNS_WRITE):
-            reply: dict[str, Any] | None = {"type": "client_error", "detail": f"lacks the {SCOPE_RUNS_WRITE!r} scope"}
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return _End(None)
+        text = message.get("text")
+        if text is None:
+            reply: dict[str, Any] | None = {"type": "client_error", "detail": "frames must be JSON text, not binary"}
+        elif not identity.allows(SCOPE_RUNS_WRITE):
+            reply = {"type": "client_error", "detail": f"lacks the {SCOPE_RUNS_WRITE!r} scope"}
         else:
             reply = await _handle_frame(dispatcher, run_id, text, who)
         if reply is not None:
-            await websocket.send_text(json.dumps(reply))
+            await outbox.queue.put(reply)
 
 
 async def _handle_frame(dispatcher: DispatcherClient, run_id: str, text: str, who: Caller) -> dict[str, Any] | None:
