@@ -134,3 +134,19 @@ def resumable(ui: SyncSession, params: dict[str, Any]) -> dict[str, str]:
     second = get_llm().complete_sync([{"role": "user", "content": topic}]).text
     ui.text_message(body=second, sender="assistant")
     return {"topic": topic, "first": first, "second": second}
+
+
+@registry.register(
+    name="paced_chat",
+    description="Two agents take turns, one message every delay_s; the person is asked once, at message ask_at.",
+)
+async def paced_chat(session: Session, params: dict[str, Any]) -> dict[str, Any]:
+    n, delay_s, ask_at = int(params.get("n", 6)), float(params.get("delay_s", 0.5)), int(params.get("ask_at", 3))
+    answer = None
+    for i in range(n):
+        if i == ask_at:
+            answer = await session.text_input("Keep going?", suggestions=["yes", "faster"], sender="alice")
+        sender, recipient = ("alice", "bob") if i % 2 == 0 else ("bob", "alice")
+        await session.text_message(f"paced message {i + 1} of {n}", sender=sender, recipient=recipient)
+        await asyncio.sleep(delay_s)
+    return {"messages": n, "answer": answer}

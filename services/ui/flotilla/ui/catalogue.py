@@ -13,6 +13,7 @@ from flotilla.ui.services import current
 from flotilla.ui.state import RUN_PARAM, State, session_of, workflows_of
 
 SEP = "::"
+_picked = me.Style(background="#e8f0fe", border=me.Border.all(me.BorderSide(width=2, style="solid", color="#1a73e8")))
 
 
 def _selected(state: State) -> dict[str, str] | None:
@@ -114,11 +115,10 @@ def form(state: State) -> None:
     with me.box(classes="catalogue"):
         for workflow in workflows:
             chosen = workflow["name"] == state.selected_workflow
+            # The button's type stays the same when picked (Mesop loses a content button's children
+            # when its type changes); the pick shows in its style.
             with me.content_button(
-                type="flat" if chosen else "stroked",
-                color="primary" if chosen else None,
-                on_click=on_pick,
-                key=f"pick{SEP}{workflow['name']}",
+                type="stroked", on_click=on_pick, key=f"pick{SEP}{workflow['name']}", style=_picked if chosen else None
             ):
                 with me.box(classes="workflow-card"):
                     me.text(workflow["name"], style=me.Style(font_weight=600))

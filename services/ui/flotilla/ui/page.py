@@ -15,6 +15,7 @@ from flotilla.ui.ticker import ticker
 from flotilla.ui.transcript import build
 
 STYLESHEET = "/__flotilla__/ui.css"
+_OPEN = me.Style(background="#e8f0fe", border=me.Border.all(me.BorderSide(width=2, style="solid", color="#1a73e8")))
 
 
 def on_load(e: me.LoadEvent) -> None:
@@ -71,14 +72,16 @@ def _sidebar(state: State) -> None:
             me.text("No runs yet.", style=me.Style(color="#5f6368"))
         for entry in entries:
             current = entry["run_id"] == state.run_id
+            # Same type for every entry (Mesop loses a content button's children when its type
+            # changes); the open run shows in its style.
             with me.content_button(
-                type="stroked" if current else None, on_click=on_open_run, key=f"open::{entry['run_id']}"
+                type="stroked", on_click=on_open_run, key=f"open::{entry['run_id']}", style=_OPEN if current else None
             ):
                 with me.box(classes="history-entry"):
                     me.text(entry["workflow"], style=me.Style(font_weight=600 if current else 400))
                     status_badge(entry["status"])
                     me.text(
-                        f"{(entry.get('created_at') or '')[:19].replace('T', ' ')}  {entry['run_id'][:8]}",
+                        f"{(entry.get('created_at') or '')[:19].replace('T', ' ')}  …{entry['run_id'][-8:]}",
                         style=me.Style(font_size=12, color="#5f6368"),
                     )
 
