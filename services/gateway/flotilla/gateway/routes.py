@@ -13,7 +13,23 @@ from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_REA
 from flotilla.gateway.dispatcher import DispatcherClient
 from flotilla.gateway.identity import caller, require
 from flotilla.gateway.limits import depth
-from flotilla.gateway.schemas import ERROR_RESPONSES, Accepted, EventsOut, InputBody, RunOut, StartRunBody, WorkflowOut
+from flotilla.gateway.schemas import (
+    ERROR_RESPONSES,
+    EVENT_EXAMPLES,
+    QUEUED_RUN_EXAMPLE,
+    RUN_EXAMPLE,
+    RUN_ID,
+    WORKFLOW_EXAMPLES,
+    Accepted,
+    EventsOut,
+    HealthOut,
+    InputBody,
+    NotReadyOut,
+    RunOut,
+    StartRunBody,
+    WorkflowOut,
+    json_example,
+)
 from flotilla.protocol import (
     CancelRunRequest,
     GetRunRequest,
@@ -25,6 +41,7 @@ from flotilla.protocol import (
 )
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+ACCEPTED_EXAMPLE = {"status": "accepted", "run_id": RUN_ID}
 MAX_SEQ = 2**63 - 1
 """Seqs are uint64 on the wire; larger `after` values are refused with 422, not a 500."""
 
@@ -40,7 +57,12 @@ Writer = Annotated[Identity, Depends(require(SCOPE_RUNS_WRITE))]
 CatalogueReader = Annotated[Identity, Depends(require(SCOPE_WORKFLOWS_READ))]
 
 
-@router.get("/workflows", response_model=list[WorkflowOut], summary="Workflows some live worker serves")
+@router.get(
+    "/workflows",
+    response_model=list[WorkflowOut],
+    summary="Workflows some live worker serves",
+    responses={200: {"content": json_example(WORKFLOW_EXAMPLES)}},
+)
 async def list_workflows(dispatcher: Dispatcher, identity: CatalogueReader) -> list[dict[str, str]]:
     reply = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
     return [{"name": w.name, "description": w.description} for w in reply.workflows]
@@ -51,7 +73,10 @@ async def list_workflows(dispatcher: Dispatcher, identity: CatalogueReader) -> l
     status_code=201,
     response_model=RunOut,
     summary="Start a run",
-    responses={200: {"description": "The idempotency key named an existing run"}},
+    responses={
+        201: {"content": json_example(QUEUED_RUN_EXAMPLE)},
+        200: {"model": RunOut, "description": "The idempotency key named an existing run", "content": json_example(RUN_EXAMPLE)},
+    },
 )
 async def start_run(
     body: StartRunBody, dispatcher: Dispatcher, identity: Writer, response: Response, http: Request
@@ -70,7 +95,12 @@ async def start_run(
     return run_to_json(reply.run)
 
 
-@router.get("/runs", response_model=list[RunOut], summary="Runs, newest first")
+@router.get(
+    "/runs",
+    response_model=list[RunOut],
+    summary="Runs, newest first",
+    responses={200: {"content": json_example([RUN_EXAMPLE, QUEUED_RUN_EXAMPLE | {"run_id": "01a20d0f8e2b44c6a9d1e7f3b5"}])}},
+)
 async def list_runs(
     dispatcher: Dispatcher,
     identity: Reader,
@@ -82,12 +112,17 @@ async def list_runs(
     return [run_to_json(run) for run in reply.runs]
 
 
-@router.get("/runs/{run_id}", response_model=RunOut, summary="One run")
+@router.get("/runs/{run_id}", response_model=RunOut, summary="One run", responses={200: {"content": json_example(RUN_EXAMPLE)}})
 async def get_run(run_id: str, dispatcher: Dispatcher, identity: Reader) -> dict[str, Any]:
     return run_to_json(await dispatcher.stub.GetRun(GetRunRequest(run_id=run_id, caller=caller(identity))))
 
 
-@router.get("/runs/{run_id}/events", response_model=EventsOut, summary="A run's events after a seq")
+@router.get(
+    "/runs/{run_id}/events",
+    response_model=EventsOut,
+    summary="A run's events after a seq",
+    responses={200: {"content": json_example({"events": EVENT_EXAMPLES})}},
+)
 async def list_events(
     run_id: str, dispatcher: Dispatcher, identity: Reader, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0
 ) -> dict[str, Any]:
@@ -95,7 +130,13 @@ async def list_events(
     return {"events": [event_to_json(event) for event in reply.events]}
 
 
-@router.post("/runs/{run_id}/input", status_code=202, response_model=Accepted, summary="Answer a question")
+@router.post(
+    "/runs/{run_id}/input",
+    status_code=202,
+    response_model=Accepted,
+    summary="Answer a question",
+    responses={202: {"content": json_example(ACCEPTED_EXAMPLE)}},
+)
 async def submit_input(run_id: str, body: InputBody, dispatcher: Dispatcher, identity: Writer) -> dict[str, str]:
     await dispatcher.stub.SubmitInput(
         SubmitInputRequest(run_id=run_id, request_id=body.request_id, value=body.value, caller=caller(identity))
@@ -103,7 +144,13 @@ async def submit_input(run_id: str, body: InputBody, dispatcher: Dispatcher, ide
     return {"status": "accepted", "run_id": run_id}
 
 
-@router.post("/runs/{run_id}/cancel", status_code=202, response_model=Accepted, summary="Cancel a run")
+@router.post(
+    "/runs/{run_id}/cancel",
+    status_code=202,
+    response_model=Accepted,
+    summary="Cancel a run",
+    responses={202: {"content": json_example(ACCEPTED_EXAMPLE)}},
+)
 async def cancel_run(run_id: str, dispatcher: Dispatcher, identity: Writer) -> dict[str, str]:
     await dispatcher.stub.CancelRun(CancelRunRequest(run_id=run_id, caller=caller(identity)))
     return {"status": "accepted", "run_id": run_id}
@@ -112,12 +159,29 @@ async def cancel_run(run_id: str, dispatcher: Dispatcher, identity: Writer) -> d
 health = APIRouter()
 
 
-@health.get("/healthz", summary="The gateway process is up")
+@health.get(
+    "/healthz",
+    response_model=HealthOut,
+    summary="The gateway process is up",
+    responses={200: {"content": json_example({"status": "ok"})}},
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@health.get("/readyz", summary="The dispatcher and NATS answer")
+@health.get(
+    "/readyz",
+    response_model=HealthOut,
+    summary="The dispatcher and NATS answer",
+    responses={
+        200: {"content": json_example({"status": "ready"})},
+        503: {
+            "model": NotReadyOut,
+            "description": "Not ready: the dispatcher or NATS does not answer",
+            "content": json_example({"status": "not ready", "detail": "the dispatcher or NATS does not answer"}),
+        },
+    },
+)
 async def readyz(dispatcher: Dispatcher) -> JSONResponse:
     if await dispatcher.ready():
         return JSONResponse({"status": "ready"})

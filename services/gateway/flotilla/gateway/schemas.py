@@ -1,4 +1,4 @@
-"""Request and response bodies of the public API v1."""
+"""Request and response bodies of the public API v1, with the examples OpenAPI shows."""
 
 from __future__ import annotations
 
@@ -6,10 +6,83 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+RUN_ID = "01a20d1547174611b14f496cc1"
+_AT = "2026-11-24T10:23:38.101000+00:00"
+RUN_EXAMPLE: dict[str, Any] = {
+    "run_id": RUN_ID,
+    "workflow": "load",
+    "params": {"n": 1, "asks": 1},
+    "status": "completed",
+    "created_at": _AT,
+    "updated_at": "2026-11-24T10:23:41.360000+00:00",
+    "finished_at": "2026-11-24T10:23:41.360000+00:00",
+    "attempts": 1,
+    "worker_id": "worker-a-4242",
+    "result": {"messages": 1, "answers": ["yes"]},
+    "error": None,
+    "idempotency_key": None,
+    "cancel_requested": False,
+}
+"""A run as every run route answers it."""
+QUEUED_RUN_EXAMPLE: dict[str, Any] = {
+    **RUN_EXAMPLE,
+    "status": "queued",
+    "updated_at": _AT,
+    "finished_at": None,
+    "attempts": 0,
+    "worker_id": None,
+    "result": None,
+    "idempotency_key": "order-1234",
+}
+_EVENT = {"run_id": RUN_ID, "sender": "load", "recipient": "user"}
+EVENT_EXAMPLES: list[dict[str, Any]] = [
+    {
+        "type": "workflow_started",
+        **_EVENT,
+        "seq": 1,
+        "sender": "system",
+        "timestamp": _AT,
+        "workflow": "load",
+        "params": {"n": 1, "asks": 1},
+        "attempt": 1,
+    },
+    {"type": "text_message", **_EVENT, "seq": 2, "timestamp": "2026-11-24T10:23:38.240000+00:00", "body": "x"},
+    {
+        "type": "text_input",
+        **_EVENT,
+        "seq": 3,
+        "timestamp": "2026-11-24T10:23:38.250000+00:00",
+        "request_id": "9f2c51d0a1b2c3d4",
+        "prompt": "question 1 of 1",
+        "suggestions": [],
+        "password": False,
+    },
+]
+"""The first events of a `load` run (each kind has its own fields; see the README)."""
+WORKFLOW_EXAMPLES: list[dict[str, str]] = [
+    {
+        "name": "learning_chat",
+        "description": "A student and a teacher agent talk about a topic you choose (the seed's example).",
+    },
+    {"name": "load", "description": "Emits n messages of size bytes and asks asks questions (for tests and benchmarks)."},
+]
+
+
+def json_example(example: Any) -> dict[str, Any]:
+    """An OpenAPI `content` with one JSON example (for `responses=`)."""
+    return {"application/json": {"example": example}}
+
+
 
 class StartRunBody(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"workflow": "load", "params": {"n": 3}}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"workflow": "load", "params": {"n": 1, "asks": 1}},
+                {"workflow": "learning_chat", "params": {"turns": 2}, "idempotency_key": "order-1234"},
+            ]
+        },
     )
 
     workflow: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
@@ -27,11 +100,15 @@ class InputBody(BaseModel):
 
 
 class WorkflowOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": WORKFLOW_EXAMPLES[:1]})
+
     name: str
     description: str
 
 
 class RunOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [RUN_EXAMPLE]})
+
     run_id: str
     workflow: str
     params: dict[str, Any] | None
@@ -48,18 +125,37 @@ class RunOut(BaseModel):
 
 
 class EventsOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"events": EVENT_EXAMPLES}]})
+
     events: list[dict[str, Any]] = Field(
         description="Each event: type, run_id, seq, sender, recipient, timestamp, and the kind's fields"
     )
 
 
 class Accepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "accepted", "run_id": RUN_ID}]})
+
     status: str = "accepted"
     run_id: str
 
 
+class HealthOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
+    status: str = Field(description="`ok` (/healthz) or `ready` (/readyz)")
+
+
+class NotReadyOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "not ready", "detail": "the dispatcher or NATS does not answer"}]}
+    )
+
+    status: str = Field(description="`not ready`")
+    detail: str
+
+
 class ErrorOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "run '01a2...' not found"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": f"run {RUN_ID!r} not found"}]})
 
     detail: Any = Field(description="What went wrong (validation errors list the bad fields)")
 
