@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterable
 
-from flotilla.events import STATUS_NAMES, event_to_json, is_terminal, run_to_json
+from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, event_to_json, is_terminal, run_to_json
 from flotilla.protocol import Run, RunEvent
 from flotilla.ui import transcript
 from flotilla.ui.gateway import GatewayError
@@ -106,7 +107,16 @@ def watch_once(state: State, session: Session) -> None:
     if waiting_for_person(state):
         events = gateway.list_events(session.credentials, state.run_id, after_seq=state.last_seq)
     else:
+        started = time.monotonic()
         events = gateway.next_events(session.credentials, state.run_id, after_seq=state.last_seq, wait_s=WATCH_WAIT_S)
+        if not events and time.monotonic() - started < WATCH_WAIT_S / 2:
+            # The watch ended at once with nothing new: never spin; trust the run record instead.
+            run = gateway.get_run(session.credentials, state.run_id)
+            if run.status in TERMINAL_STATUSES:
+                _set_run(state, run)
+                state.watching = False
+                load_history(state, session)
+            return
     if absorb(state, events) and not state.watching:
         load_history(state, session)  # the run ended: its badge in the sidebar changes
 
