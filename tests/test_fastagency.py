@@ -1,10 +1,11 @@
-"""FastAgency 0.10 wire-protocol compatibility, tested with FastAgency's own client.
+"""FastAgency 0.10 wire-protocol compatibility, tested with FastAgency's own client and Mesop UI.
 
-The real `fastagency` package (0.10.2) lives in an isolated venv (it pins ag2==0.10.2, which the
-repo's resolve cannot hold), built once from tests/fastagency_client/requirements.txt and cached
-under ~/.cache/flotilla/, keyed by that file's hash. The first build downloads and installs ~40
-packages (about 10-60 s, more on a slow network); a warm run of this module takes ~20 s. If the
-package index cannot be reached the build fails loudly: this test does not skip.
+The real `fastagency` package (0.10.2, with its Mesop UI) lives in an isolated venv (it pins
+ag2==0.10.2, which the repo's resolve cannot hold), built once from
+tests/fastagency_client/requirements.txt and cached under ~/.cache/flotilla/, keyed by that file's
+hash. The first build installs ~60 packages (~30 s here, longer on a slow network); a warm run of
+this module takes ~15 s. If the package index cannot be reached the build fails loudly: this test
+does not skip.
 """
 
 from __future__ import annotations
@@ -145,6 +146,38 @@ def test_stock_client_lists_and_runs_a_workflow(stack: LocalStack, fastagency_py
             assert (await bob.http.get(f"/v1/runs/{run['run_id']}")).status_code == 404
             bobs = (await bob.http.get("/v1/runs", params={"limit": 1000})).json()
             assert run["run_id"] not in {r["run_id"] for r in bobs}
+
+    asyncio.run(check_with_v1())
+
+
+def test_stock_mesop_ui_runs_an_ag2_workflow(stack: LocalStack, fastagency_python: Path, tmp_path: Path) -> None:
+    """FastAgency's Mesop UI on top of FastAPIProvider, driven as its page drives it (no browser):
+    an AG2 agent proposes a tool call, the person approves it in a multiple choice."""
+    result = _run_client(
+        fastagency_python,
+        f"{stack.gateway_url}/fa/{ALICE}",
+        tmp_path,
+        *("--run", "ag2_tool_approval", "--answers", json.dumps({"multiple_choice": "approve"}), "--mesop"),
+    )
+    messages = result["messages"]
+    kinds = [m["type"] for m in messages]
+    assert kinds[0] == "workflow_started" and kinds[-1] == "workflow_completed"
+    call = next(m for m in messages if m["type"] == "suggested_function_call")["content"]
+    assert (call["function_name"], call["arguments"]) == ("get_weather", {"city": "Paris"})
+    question = next(m for m in messages if m["type"] == "multiple_choice")
+    assert question["class"] == "MultipleChoice" and question["answer"] == "approve"
+    assert question["content"]["choices"] == ["approve", "reject"] and question["content"]["single"]
+    executed = next(m for m in messages if m["type"] == "function_call_execution")["content"]
+    assert executed["retval"] == "sunny in Paris"
+    assert (
+        kinds.index("suggested_function_call") < kinds.index("multiple_choice") < kinds.index("function_call_execution")
+    )
+
+    async def check_with_v1() -> None:
+        async with Api(stack.gateway_url, ALICE) as alice:
+            run = await _run_by_key(alice, result["workflow_uuid"])
+            assert run["workflow"] == "ag2_tool_approval" and run["status"] == "completed"
+            assert messages[-1]["content"]["result"] == run["result"]
 
     asyncio.run(check_with_v1())
 
