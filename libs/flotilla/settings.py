@@ -153,6 +153,13 @@ class UiSettings(_Settings):
     """host:port of the gateway's gRPC API, the only way the UI reaches runs."""
     gateway_api_key: SecretStr = Field(default=SecretStr(""), validation_alias=_env("ui", "gateway_api_key"))
     """The UI's own service identity at the gateway: an API key with the `act_as` scope."""
+    users: SecretStr = Field(default=SecretStr(""), validation_alias=_env("ui", "users"))
+    """People who sign in with a password, as JSON: `[{"username": ..., "identity": ...,
+    "password_hash": ... | "password": ...}]` (hash: `python -m flotilla.ui.users`)."""
+    session_idle_timeout_s: float = Field(
+        default=12 * 3600, gt=0, validation_alias=_env("ui", "session_idle_timeout_s")
+    )
+    """A signed-in person who does nothing for this long is signed out."""
     stack: Literal["local", "none"] = Field(default="local", validation_alias=_env("ui", "stack"))
     """`local`: also start NATS, dispatcher, workers and gateway (the one-command stack);
     `none`: serve the UI only (containers)."""
@@ -161,13 +168,6 @@ class UiSettings(_Settings):
 
 
 class StackSettings(_Settings):
-    users: SecretStr = Field(default=SecretStr(""), validation_alias=_env("ui", "users"))
-    """People who sign in with a password, as JSON: `[{"username": ..., "identity": ...,
-    "password_hash": ... | "password": ...}]` (hash: `python -m flotilla.ui.users`)."""
-    session_idle_timeout_s: float = Field(
-        default=12 * 3600, gt=0, validation_alias=_env("ui", "session_idle_timeout_s")
-    )
-    """A signed-in person who does nothing for this long is signed out."""
     """The local stack started by `pants run services/ui`. Variables: FLOTILLA_<FIELD>."""
 
     data_dir: str = Field(default=".flotilla", validation_alias=AliasChoices("FLOTILLA_DATA_DIR"))
