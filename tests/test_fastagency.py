@@ -16,18 +16,24 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import websockets
+from playwright.sync_api import expect, sync_playwright
 
 from flotilla.devstack import LocalStack
 from support import IDENTITIES, Api
+from ui.browsing import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, OutsideRequests, Shots, screenshot_dir
 
 CLIENT_DIR = Path(__file__).parent / "fastagency_client"
 REQUIREMENTS = CLIENT_DIR / "requirements.txt"
@@ -180,6 +186,75 @@ def test_stock_mesop_ui_runs_an_ag2_workflow(stack: LocalStack, fastagency_pytho
             assert messages[-1]["content"]["result"] == run["result"]
 
     asyncio.run(check_with_v1())
+
+
+@contextmanager
+def _mesop_app(python: Path, base_url: str) -> Iterator[str]:
+    """FastAgency's Mesop UI app (tests/fastagency_client/mesop_app.py) under gunicorn; its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(python), "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8"]
+        + ["--chdir", str(CLIENT_DIR), "mesop_app:app"],
+        env={**os.environ, "FLOTILLA_FASTAGENCY_URL": base_url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "the Mesop app exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the Mesop app did not answer within 60 s"
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+
+
+def test_stock_mesop_ui_in_chromium(stack: LocalStack, fastagency_python: Path) -> None:
+    """A person in a browser: FastAgency's own Mesop page lists Flotilla's workflows, runs one,
+    takes the answer from a click and shows the run completed."""
+    shots = Shots(screenshot_dir(), "fastagency_mesop_ui")
+    with _mesop_app(fastagency_python, f"{stack.gateway_url}/fa/{BOB}") as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.route("**/*", OutsideRequests().route)  # its fonts and scripts from CDNs: offline here
+            page.goto(url)
+            workflow = page.get_by_text("Asks a multiple-choice question.", exact=True)
+            expect(workflow).to_be_visible(timeout=WAIT_MS)
+            shots(page, "workflows")
+            workflow.click()
+            expect(page.get_by_text("Approve?", exact=True)).to_be_visible(timeout=WAIT_MS)
+            shots(page, "question")
+            page.get_by_role("button", name="yes", exact=True).click()
+            expect(page.get_by_text("Workflow completed")).to_be_visible(timeout=WAIT_MS)
+
+            # The run, through v1 (sync: Playwright's sync API holds this thread's event loop).
+            deadline = time.monotonic() + 30
+            while True:
+                runs = httpx.get(f"{stack.gateway_url}/v1/runs", headers={"Authorization": f"Bearer {BOB}"}).json()
+                chosen = [r for r in runs if r["workflow"] == "choose" and r["status"] == "completed"]
+                if chosen:
+                    break
+                assert time.monotonic() < deadline, runs
+                time.sleep(0.2)
+            run = chosen[0]
+            shots(page, "answered")
+            assert run["result"] == "yes" and run["idempotency_key"].startswith("fastagency:")
+        finally:
+            browser.close()
 
 
 def test_discovery_paths_tokens_and_scopes(stack: LocalStack) -> None:
