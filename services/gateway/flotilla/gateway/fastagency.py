@@ -49,7 +49,7 @@ from flotilla.gateway.dispatcher import DispatcherClient
 from flotilla.gateway.identity import authenticate_websocket, caller, require
 from flotilla.gateway.limits import RateLimiter, StreamSlots, depth
 from flotilla.gateway.routes import CatalogueReader, Dispatcher, Writer, list_workflows
-from flotilla.gateway.schemas import ERROR_RESPONSES, WorkflowOut
+from flotilla.gateway.schemas import ERROR_RESPONSES, WORKFLOW_EXAMPLES, WorkflowOut, json_example
 from flotilla.gateway.stream import (
     CLOSE_FORBIDDEN,
     CLOSE_NORMAL,
@@ -95,6 +95,15 @@ _CLOSE_CODES = {
 _WORKFLOW_NAME = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
 
 
+_UUID_EXAMPLE = "6f1c0e0a9b7d4d2e8c1f3a5b7d9e1f20"
+INITIATED_EXAMPLE: dict[str, Any] = {
+    "user_id": "alice",
+    "workflow_uuid": str(uuid.UUID(_UUID_EXAMPLE)),
+    "name": "learning_chat",
+    "params": {},
+}
+
+
 class InitiateBody(BaseModel):
     """FastAgency's `InititateChatModel`."""
 
@@ -102,7 +111,7 @@ class InitiateBody(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"workflow_name": "learning_chat", "workflow_uuid": "6f1c0e0a9b7d4d2e8c1f3a5b7d9e1f20", "params": {}}
+                {"workflow_name": "learning_chat", "workflow_uuid": _UUID_EXAMPLE, "user_id": None, "params": {}}
             ]
         },
     )
@@ -125,6 +134,8 @@ class FirstFrame(BaseModel):
 
 
 class InitiatedOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [INITIATED_EXAMPLE]})
+
     user_id: str = Field(description="The identity the run belongs to")
     workflow_uuid: uuid.UUID
     name: str
@@ -208,7 +219,13 @@ PathCatalogueReader = Annotated[Identity, Depends(_by_path_token(SCOPE_WORKFLOWS
 PathWriter = Annotated[Identity, Depends(_by_path_token(SCOPE_RUNS_WRITE))]
 
 
-@router.get("/fastagency/discovery", response_model=list[WorkflowOut], summary="FastAgency: workflows")
+_DISCOVERED: dict[int | str, dict[str, Any]] = {200: {"content": json_example(WORKFLOW_EXAMPLES)}}
+_INITIATED: dict[int | str, dict[str, Any]] = {200: {"content": json_example(INITIATED_EXAMPLE)}}
+
+
+@router.get(
+    "/fastagency/discovery", response_model=list[WorkflowOut], summary="FastAgency: workflows", responses=_DISCOVERED
+)
 @router.get("//fastagency/discovery", response_model=list[WorkflowOut], include_in_schema=False)
 async def discovery(dispatcher: Dispatcher, identity: CatalogueReader) -> list[dict[str, str]]:
     workflows: list[dict[str, str]] = await list_workflows(dispatcher, identity)
@@ -219,6 +236,7 @@ async def discovery(dispatcher: Dispatcher, identity: CatalogueReader) -> list[d
     "/fa/{token}/fastagency/discovery",
     response_model=list[WorkflowOut],
     summary="FastAgency: workflows (token in the path)",
+    responses=_DISCOVERED,
 )
 @router.get("/fa/{token}//fastagency/discovery", response_model=list[WorkflowOut], include_in_schema=False)
 async def discovery_by_path(dispatcher: Dispatcher, identity: PathCatalogueReader) -> list[dict[str, str]]:
@@ -242,7 +260,12 @@ async def _initiate(
     }
 
 
-@router.post("/fastagency/initiate_workflow", response_model=InitiatedOut, summary="FastAgency: prepare a run")
+@router.post(
+    "/fastagency/initiate_workflow",
+    response_model=InitiatedOut,
+    summary="FastAgency: prepare a run",
+    responses=_INITIATED,
+)
 async def initiate_workflow(
     body: InitiateBody, dispatcher: Dispatcher, identity: Writer, http: Request
 ) -> dict[str, Any]:
@@ -253,6 +276,7 @@ async def initiate_workflow(
     "/fa/{token}/fastagency/initiate_workflow",
     response_model=InitiatedOut,
     summary="FastAgency: prepare a run (token in the path)",
+    responses=_INITIATED,
 )
 async def initiate_workflow_by_path(
     body: InitiateBody, dispatcher: Dispatcher, identity: PathWriter, http: Request
