@@ -153,8 +153,8 @@ def fastagency_message(
     common fields, `type`, and the kind's own fields under `content`; None for kinds it lacks.
     `answered` maps request ids already answered to how to show the answer."""
     kind = str(event["type"])
-    if kind in SKIPPED_KINDS or kind == "unknown":
-        return None
+    if kind in SKIPPED_KINDS or kind not in {*_CONTENT_FIELDS, "workflow_started", "workflow_completed"}:
+        return None  # also a kind newer than this mapping
     content: dict[str, Any]
     if kind in INPUT_REQUEST_KINDS and answered is not None and event["request_id"] in answered:
         kind, content = "text_message", {"body": f"{event['prompt']}\n\n(answered: {answered[event['request_id']]})"}
