@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import websockets
@@ -40,6 +40,9 @@ from grpc import aio
 
 from flotilla.devstack import LocalStack, StackConfig
 from flotilla.protocol import Caller, DispatcherStub, WatchRunRequest
+
+if TYPE_CHECKING:
+    from flotilla.v1.dispatcher_pb2_grpc import DispatcherAsyncStub
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -93,7 +96,7 @@ def _seconds(iso: str) -> float:
 
 
 async def one_latency_run(
-    http: httpx.AsyncClient, stub: DispatcherStub, ws_url: str, token: str, asks: int, gap_s: float
+    http: httpx.AsyncClient, stub: DispatcherAsyncStub, ws_url: str, token: str, asks: int, gap_s: float
 ) -> tuple[dict[int, float], dict[int, float]]:
     """Latency (arrival - event timestamp) per seq, for the direct gRPC client and the WebSocket."""
     response = await http.post("/v1/runs", json={"workflow": "load", "params": {"n": 0, "asks": asks}})

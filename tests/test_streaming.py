@@ -195,13 +195,13 @@ def test_a_slow_client_gets_4408_with_the_seq_to_resume_after(slow_stack: LocalS
             url = f"{alice.ws_url}/v1/runs/{run_id}/stream?token={ALICE}"
             transcript: list[dict[str, Any]] = []
             async with websockets.connect(url, ping_interval=None, max_size=None) as ws:
-                ws.transport.pause_reading()  # type: ignore[attr-defined]
+                ws.transport.pause_reading()
                 # Wait until the gateway gave up on this stream: alice's one slot is free again.
                 deadline = time.monotonic() + 120
                 while await _first_event(alice, probe) == 4429:
                     assert time.monotonic() < deadline, "the gateway never closed the paused client"
                     await asyncio.sleep(0.1)
-                ws.transport.resume_reading()  # type: ignore[attr-defined]
+                ws.transport.resume_reading()
                 with pytest.raises(websockets.ConnectionClosed) as closed:
                     while True:
                         transcript.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))

@@ -75,7 +75,11 @@ async def list_workflows(dispatcher: Dispatcher, identity: CatalogueReader) -> l
     summary="Start a run",
     responses={
         201: {"content": json_example(QUEUED_RUN_EXAMPLE)},
-        200: {"model": RunOut, "description": "The idempotency key named an existing run", "content": json_example(RUN_EXAMPLE)},
+        200: {
+            "model": RunOut,
+            "description": "The idempotency key named an existing run",
+            "content": json_example(RUN_EXAMPLE),
+        },
     },
 )
 async def start_run(
@@ -99,7 +103,9 @@ async def start_run(
     "/runs",
     response_model=list[RunOut],
     summary="Runs, newest first",
-    responses={200: {"content": json_example([RUN_EXAMPLE, QUEUED_RUN_EXAMPLE | {"run_id": "01a20d0f8e2b44c6a9d1e7f3b5"}])}},
+    responses={
+        200: {"content": json_example([RUN_EXAMPLE, QUEUED_RUN_EXAMPLE | {"run_id": "01a20d0f8e2b44c6a9d1e7f3b5"}])}
+    },
 )
 async def list_runs(
     dispatcher: Dispatcher,
@@ -112,7 +118,9 @@ async def list_runs(
     return [run_to_json(run) for run in reply.runs]
 
 
-@router.get("/runs/{run_id}", response_model=RunOut, summary="One run", responses={200: {"content": json_example(RUN_EXAMPLE)}})
+@router.get(
+    "/runs/{run_id}", response_model=RunOut, summary="One run", responses={200: {"content": json_example(RUN_EXAMPLE)}}
+)
 async def get_run(run_id: str, dispatcher: Dispatcher, identity: Reader) -> dict[str, Any]:
     return run_to_json(await dispatcher.stub.GetRun(GetRunRequest(run_id=run_id, caller=caller(identity))))
 

@@ -35,7 +35,7 @@ QUEUED_RUN_EXAMPLE: dict[str, Any] = {
     "idempotency_key": "order-1234",
 }
 _EVENT = {"run_id": RUN_ID, "sender": "load", "recipient": "user"}
-EVENT_EXAMPLES: list[dict[str, Any]] = [
+EVENT_EXAMPLES: list[Any] = [
     {
         "type": "workflow_started",
         **_EVENT,
@@ -59,19 +59,21 @@ EVENT_EXAMPLES: list[dict[str, Any]] = [
     },
 ]
 """The first events of a `load` run (each kind has its own fields; see the README)."""
-WORKFLOW_EXAMPLES: list[dict[str, str]] = [
+WORKFLOW_EXAMPLES: list[Any] = [
     {
         "name": "learning_chat",
         "description": "A student and a teacher agent talk about a topic you choose (the seed's example).",
     },
-    {"name": "load", "description": "Emits n messages of size bytes and asks asks questions (for tests and benchmarks)."},
+    {
+        "name": "load",
+        "description": "Emits n messages of size bytes and asks asks questions (for tests and benchmarks).",
+    },
 ]
 
 
 def json_example(example: Any) -> dict[str, Any]:
     """An OpenAPI `content` with one JSON example (for `responses=`)."""
     return {"application/json": {"example": example}}
-
 
 
 class StartRunBody(BaseModel):
