@@ -77,7 +77,17 @@ async def _first_event(api: Api, run_id: str) -> dict[str, Any] | int:
             return closed.rcvd.code
 
 
-PING = {"interval": 1.0, "timeout": 1.0}
+async def _when_slot_free(api: Api, run_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The first event of a stream on `run_id`, once the identity's one stream slot is free."""
+    deadline = time.monotonic() + timeout_s
+    while (first := await _first_event(api, run_id)) == 4429:
+        assert time.monotonic() < deadline, f"the identity's stream slot is still taken after {timeout_s} s"
+        await asyncio.sleep(0.1)
+    assert isinstance(first, dict), first
+    return first
+
+
+PING = {"interval": 2.0, "timeout": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +110,6 @@ def test_a_peer_that_stops_answering_pings_is_dropped_and_its_slot_freed(ping_st
                 assert await _first_event(alice, quiet) == 4429  # the raw client holds alice's one slot
                 # Meanwhile a client that answers pings keeps its stream through many ping rounds.
                 bobs_run = await bob.start("load", n=0, asks=1)
-                answered = False
-
-                def answer(event: dict[str, Any]) -> str | None:
-                    nonlocal answered
-                    answered = True
-                    return "ok"
 
                 async def bob_streams() -> tuple[list[dict[str, Any]], int]:
                     url = f"{bob.ws_url}/v1/runs/{bobs_run}/stream?token={BOB}"
@@ -113,7 +117,7 @@ def test_a_peer_that_stops_answering_pings_is_dropped_and_its_slot_freed(ping_st
                     async with websockets.connect(url) as ws:
                         events.append(json.loads(await ws.recv()))  # workflow_started
                         events.append(json.loads(await ws.recv()))  # text_input
-                        await asyncio.sleep(6 * PING["interval"])  # pings come and are answered
+                        await asyncio.sleep(3 * PING["interval"])  # pings come and are answered
                         assert ws.state is websockets.protocol.State.OPEN
                         request_id = events[-1]["request_id"]
                         await ws.send(json.dumps({"type": "input", "request_id": request_id, "value": "ok"}))
@@ -133,8 +137,8 @@ def test_a_peer_that_stops_answering_pings_is_dropped_and_its_slot_freed(ping_st
             finally:
                 raw.close()
             # The dropped stream gave back alice's slot.
-            first = await _first_event(alice, quiet)
-            assert isinstance(first, dict) and first["type"] == "workflow_started", first
+            first = await _when_slot_free(alice, quiet)
+            assert first["type"] == "workflow_started", first
 
     asyncio.run(scenario())
 
@@ -178,8 +182,8 @@ def test_a_stuck_client_is_dropped_while_another_streams_unhindered(slow_stack: 
             finally:
                 stuck.close()
             # Its stream ended: alice's one slot is free again.
-            first = await _first_event(alice, await alice.start("load", n=0))
-            assert isinstance(first, dict) and first["type"] == "workflow_started", first
+            first = await _when_slot_free(alice, await alice.start("load", n=0))
+            assert first["type"] == "workflow_started", first
 
     asyncio.run(scenario())
 
@@ -197,10 +201,7 @@ def test_a_slow_client_gets_4408_with_the_seq_to_resume_after(slow_stack: LocalS
             async with websockets.connect(url, ping_interval=None, max_size=None) as ws:
                 ws.transport.pause_reading()
                 # Wait until the gateway gave up on this stream: alice's one slot is free again.
-                deadline = time.monotonic() + 120
-                while await _first_event(alice, probe) == 4429:
-                    assert time.monotonic() < deadline, "the gateway never closed the paused client"
-                    await asyncio.sleep(0.1)
+                await _when_slot_free(alice, probe, timeout_s=120)
                 ws.transport.resume_reading()
                 with pytest.raises(websockets.ConnectionClosed) as closed:
                     while True:
