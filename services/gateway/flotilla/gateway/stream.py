@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -146,8 +147,9 @@ async def _watch(dispatcher: DispatcherClient, run_id: str, after: int, who: Cal
     the rest; a full outbox alone ends nothing, since catching up from an old seq fills it at
     once: a send that stalls does). A dispatcher restart is retried inside `watch`, from the last
     seq read, so nothing is missed or repeated. How the watch ends is queued behind the events."""
+    batches = dispatcher.watch(run_id, after, who)
     try:
-        async for batch in dispatcher.watch(run_id, after, who):
+        async for batch in batches:
             for event in batch:
                 await outbox.queue.put(event)
     except aio.AioRpcError as exc:
@@ -156,6 +158,9 @@ async def _watch(dispatcher: DispatcherClient, run_id: str, after: int, who: Cal
         else:
             log.warning("watch ended", code=exc.code().name, detail=exc.details())
             await outbox.queue.put(_End(CLOSE_UNAVAILABLE, "the dispatcher stream ended", resume=True))
+    finally:
+        if isinstance(batches, AsyncGenerator):
+            await batches.aclose()  # cancelled while waiting for room: end the gRPC call now, not at GC
 
 
 async def _write(websocket: WebSocket, outbox: _Outbox, send_timeout_s: float) -> _End:
