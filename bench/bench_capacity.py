@@ -18,14 +18,8 @@ from typing import Any
 
 import httpx
 
+from measure import rss_mb
 from flotilla.devstack import LocalStack, StackConfig
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def wait_all(http: httpx.AsyncClient, run_ids: list[str], predicate: Any) -> list[list[dict[str, Any]]]:

@@ -38,32 +38,12 @@ import httpx
 import websockets
 from grpc import aio
 
+from measure import cpu_seconds, ms_summary, rss_mb
 from flotilla.devstack import LocalStack, StackConfig
 from flotilla.protocol import Caller, DispatcherStub, WatchRunRequest
 
 if TYPE_CHECKING:
     from flotilla.v1.dispatcher_pb2_grpc import DispatcherAsyncStub
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def _ms(values: list[float]) -> str:
-    return "  ".join(f"p{int(q * 100)} {_pct(values, q) * 1000:7.2f} ms" for q in (0.5, 0.95, 0.99))
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def open_fds(pid: int) -> int:
@@ -153,9 +133,9 @@ async def latency(stack: LocalStack, runs: int, asks: int, gap_s: float) -> None
         f"latency: {runs} concurrent runs x {asks} questions answered {gap_s * 1000:.0f} ms after each was asked: "
         f"{len(direct)} events in {wall:.1f} s ({len(direct) / wall:.0f} events/s)"
     )
-    print(f"  worker emit -> direct gRPC WatchRun client:  {_ms(direct)}")
-    print(f"  worker emit -> gateway WebSocket client:     {_ms(gateway)}")
-    print(f"  added by the gateway (same event, WS - gRPC): {_ms(added)}")
+    print(f"  worker emit -> direct gRPC WatchRun client:  {ms_summary(direct)}")
+    print(f"  worker emit -> gateway WebSocket client:     {ms_summary(gateway)}")
+    print(f"  added by the gateway (same event, WS - gRPC): {ms_summary(added)}")
 
 
 # --- (b) concurrent WebSockets -----------------------------------------------------------------

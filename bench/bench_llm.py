@@ -13,10 +13,10 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from autogen import ConversableAgent
 
+from measure import rss_mb
 from flotilla.llm import Completion, LlmService, LlmSettings, create_backend, llm_config, llm_run, register_llm
 
 QUESTIONS = [
@@ -26,13 +26,6 @@ QUESTIONS = [
     "Why do we have seasons on Earth? Give the main reason and correct one common mistake.",
     "How does a refrigerator keep food cold? Explain the idea of moving heat around.",
 ]
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def speed(service: LlmService, samples: int) -> tuple[float, float, int, int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -24,16 +23,8 @@ from typing import Any
 import httpx
 import websockets
 
+from measure import cpu_seconds, ms_summary, rss_mb
 from flotilla.devstack import LocalStack, StackConfig
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def _ms(values: list[float]) -> str:
-    return f"p50 {_pct(values, 0.5) * 1000:7.2f} ms  p95 {_pct(values, 0.95) * 1000:7.2f} ms  max {max(values) * 1000:7.2f} ms"
 
 
 def check(run_id: str, events: list[dict[str, Any]]) -> None:
@@ -83,7 +74,7 @@ async def bench(gateway: str, token: str, runs: int, concurrency: int) -> None:
             elapsed, _, run_id, events = await one_run(http, ws_url, {"n": 10, "asks": 0})
             check(run_id, events)
             latencies.append(elapsed)
-        print(f"single load run (n=10, asks=0), POST -> workflow_completed, 200 sequential: {_ms(latencies)}")
+        print(f"single load run (n=10, asks=0), POST -> workflow_completed, 200 sequential: {ms_summary(latencies)}")
 
         round_trips: list[float] = []
         for _ in range(10):
@@ -91,7 +82,7 @@ async def bench(gateway: str, token: str, runs: int, concurrency: int) -> None:
             check(run_id, events)
             round_trips.extend(trips)
         print(
-            f"answer round trip (question seen -> answer in workflow), {len(round_trips)} answers: {_ms(round_trips)}"
+            f"answer round trip (question seen -> answer in workflow), {len(round_trips)} answers: {ms_summary(round_trips)}"
         )
 
         gate = asyncio.Semaphore(concurrency)
@@ -110,21 +101,9 @@ async def bench(gateway: str, token: str, runs: int, concurrency: int) -> None:
         events_total = sum(len(events) for _, _, _, events in results)
         print(
             f"{runs} concurrent load runs (n=10, asks=1), {concurrency} in flight: {runs / wall:.0f} runs/s, "
-            f"{events_total / wall:.0f} events/s, wall {wall:.2f} s; per run {_ms(per_run)}"
+            f"{events_total / wall:.0f} events/s, wall {wall:.2f} s; per run {ms_summary(per_run)}"
         )
         print(f"all {runs} runs: own events only, seq 1..N exactly once in order, one workflow_completed: OK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

@@ -1,0 +1,28 @@
+"""What the benchmarks measure with: percentiles, and a process's memory and CPU from /proc."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def ms_summary(values: list[float], quantiles: tuple[float, ...] = (0.5, 0.95, 0.99)) -> str:
+    """`p50 1.23 ms  p95 ...` of durations given in seconds."""
+    return "  ".join(f"p{int(q * 100)} {percentile(values, q) * 1000:7.2f} ms" for q in quantiles)
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
