@@ -99,40 +99,30 @@ class GatewayApi(GatewayServicer):
         return reply
 
     async def StartRun(self, request: StartRunRequest, context: Context) -> StartRunResponse:  # noqa: N802
-        identity = await self._authorize(context, SCOPE_RUNS_WRITE, request)
-        await self._check_params(context, request.params_json)
-        request.caller.CopyFrom(caller(identity))
-        reply: StartRunResponse = await self._forward(context, self._dispatcher.stub.StartRun, request)
+        reply: StartRunResponse = await self._relay(context, SCOPE_RUNS_WRITE, request, self._dispatcher.stub.StartRun)
         return reply
 
     async def GetRun(self, request: GetRunRequest, context: Context) -> Run:  # noqa: N802
-        identity = await self._authorize(context, SCOPE_RUNS_READ, request)
-        request.caller.CopyFrom(caller(identity))
-        reply: Run = await self._forward(context, self._dispatcher.stub.GetRun, request)
+        reply: Run = await self._relay(context, SCOPE_RUNS_READ, request, self._dispatcher.stub.GetRun)
         return reply
 
     async def ListRuns(self, request: ListRunsRequest, context: Context) -> ListRunsResponse:  # noqa: N802
-        identity = await self._authorize(context, SCOPE_RUNS_READ, request)
-        request.caller.CopyFrom(caller(identity))
-        reply: ListRunsResponse = await self._forward(context, self._dispatcher.stub.ListRuns, request)
+        reply: ListRunsResponse = await self._relay(context, SCOPE_RUNS_READ, request, self._dispatcher.stub.ListRuns)
         return reply
 
     async def ListEvents(self, request: ListEventsRequest, context: Context) -> ListEventsResponse:  # noqa: N802
-        identity = await self._authorize(context, SCOPE_RUNS_READ, request)
-        request.caller.CopyFrom(caller(identity))
-        reply: ListEventsResponse = await self._forward(context, self._dispatcher.stub.ListEvents, request)
+        stub = self._dispatcher.stub
+        reply: ListEventsResponse = await self._relay(context, SCOPE_RUNS_READ, request, stub.ListEvents)
         return reply
 
     async def SubmitInput(self, request: SubmitInputRequest, context: Context) -> SubmitInputResponse:  # noqa: N802
-        identity = await self._authorize(context, SCOPE_RUNS_WRITE, request)
-        request.caller.CopyFrom(caller(identity))
-        reply: SubmitInputResponse = await self._forward(context, self._dispatcher.stub.SubmitInput, request)
+        stub = self._dispatcher.stub
+        reply: SubmitInputResponse = await self._relay(context, SCOPE_RUNS_WRITE, request, stub.SubmitInput)
         return reply
 
     async def CancelRun(self, request: CancelRunRequest, context: Context) -> CancelRunResponse:  # noqa: N802
-        identity = await self._authorize(context, SCOPE_RUNS_WRITE, request)
-        request.caller.CopyFrom(caller(identity))
-        reply: CancelRunResponse = await self._forward(context, self._dispatcher.stub.CancelRun, request)
+        stub = self._dispatcher.stub
+        reply: CancelRunResponse = await self._relay(context, SCOPE_RUNS_WRITE, request, stub.CancelRun)
         return reply
 
     async def WatchRun(  # noqa: N802
@@ -202,6 +192,14 @@ class GatewayApi(GatewayServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"params nest deeper than {self._limits.max_params_depth} levels"
             )
+
+    async def _relay(self, context: Context, scope: str, request: Any, method: Any) -> Any:
+        """Authorize `scope`, stamp the caller on `request`, and forward it to the dispatcher."""
+        identity = await self._authorize(context, scope, request)
+        if isinstance(request, StartRunRequest):
+            await self._check_params(context, request.params_json)
+        request.caller.CopyFrom(caller(identity))
+        return await self._forward(context, method, request)
 
     async def _forward(self, context: Context, method: Any, request: Any) -> Any:
         try:
