@@ -220,3 +220,30 @@ def test_a_slow_client_gets_4408_with_the_seq_to_resume_after(slow_stack: LocalS
             assert transcript == await alice.events(run_id)
 
     asyncio.run(scenario())
+
+
+def test_a_slow_fastagency_client_gets_4408_too(slow_stack: LocalStack) -> None:
+    """FastAgency's WebSocket sends inline (one frame at a time, the watch waiting meanwhile); a
+    client that stops reading is closed with the same 4408 once a send stalls."""
+
+    async def scenario() -> None:
+        async with Api(slow_stack.gateway_url, ALICE) as alice:
+            probe = await alice.start("load", n=0)
+            url = f"{alice.ws_url}/fastagency/ws?token={ALICE}"
+            first = {"name": "load", "workflow_uuid": os.urandom(16).hex(), "user_id": None, "params": BIG_RUN}
+            received = 0
+            async with websockets.connect(url, ping_interval=None, max_size=None) as ws:
+                await ws.send(json.dumps(first))
+                ws.transport.pause_reading()
+                await _when_slot_free(alice, probe, timeout_s=120)  # the gateway gave up on it
+                ws.transport.resume_reading()
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 30)
+                        received += 1
+            assert closed.value.rcvd is not None, "no close frame: the connection was dropped"
+            print(f"closed {closed.value.rcvd.code} {closed.value.rcvd.reason!r} after {received} messages")
+            assert closed.value.rcvd.code == 4408 and "too slow" in closed.value.rcvd.reason
+            assert 0 < received < BIG_RUN["n"]
+
+    asyncio.run(scenario())

@@ -29,6 +29,7 @@ The routes, as FastAgency's own `FastAPIAdapter` serves them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections import deque
@@ -54,6 +55,7 @@ from flotilla.gateway.stream import (
     CLOSE_FORBIDDEN,
     CLOSE_NORMAL,
     CLOSE_TOO_MANY,
+    CLOSE_TOO_SLOW,
     CLOSE_UNAUTHENTICATED,
     CLOSE_UNAVAILABLE,
     CLOSE_UNKNOWN_RUN,
@@ -67,6 +69,7 @@ from flotilla.protocol import (
     StartRunRequest,
     SubmitInputRequest,
 )
+from flotilla.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["FastAgency"], responses=ERROR_RESPONSES)
@@ -434,8 +437,18 @@ class _Session:
         self._send_lock = asyncio.Lock()
 
     async def send(self, message: dict[str, Any]) -> None:
+        """One frame; a client that stops reading is closed with 4408, as on the v1 stream (the
+        watch waits meanwhile, so nothing piles up here: the dispatcher keeps the rest)."""
+        settings: GatewaySettings = self.websocket.app.state.settings
         async with self._send_lock:
-            await self.websocket.send_text(json.dumps(message))
+            try:
+                async with asyncio.timeout(settings.ws_send_timeout_s):
+                    await self.websocket.send_text(json.dumps(message))
+            except TimeoutError:
+                reason = f"client too slow (a send stalled for {settings.ws_send_timeout_s:g} s)"
+                with contextlib.suppress(Exception):
+                    await self.websocket.close(code=CLOSE_TOO_SLOW, reason=reason)
+                raise WebSocketDisconnect(CLOSE_TOO_SLOW, reason) from None
 
     async def serve(self) -> None:
         """Until the run ends (close 1000 after workflow_completed) or the client leaves."""
