@@ -93,7 +93,9 @@ def test_a_run_through_grpc_with_a_question(stack: LocalStack) -> None:
             started = await stub.StartRun(StartRunRequest(workflow="choose"), metadata=alice)
             run_id = started.run.run_id
             assert started.created and started.run.owner == "alice"
-            events = await _wait_for(stub, run_id, alice, lambda es: es[-1].WhichOneof("kind") == "multiple_choice")
+            events = await _wait_for(
+                stub, run_id, alice, lambda es: bool(es) and es[-1].WhichOneof("kind") == "multiple_choice"
+            )
             question = events[-1].multiple_choice
             assert list(question.choices) == ["yes", "no"]
             await stub.SubmitInput(
