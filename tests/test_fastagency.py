@@ -33,7 +33,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from flotilla.devstack import LocalStack
 from support import IDENTITIES, Api
-from ui.browsing import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, OutsideRequests, Shots, screenshot_dir
+from ui.browsing import CHROMIUM_ARGS, chromium, WAIT_MS, OutsideRequests, Shots, screenshot_dir
 
 CLIENT_DIR = Path(__file__).parent / "fastagency_client"
 REQUIREMENTS = CLIENT_DIR / "requirements.txt"
@@ -227,7 +227,7 @@ def test_stock_mesop_ui_in_chromium(stack: LocalStack, fastagency_python: Path) 
     takes the answer from a click and shows the run completed."""
     shots = Shots(screenshot_dir(), "fastagency_mesop_ui")
     with _mesop_app(fastagency_python, f"{stack.gateway_url}/fa/{BOB}") as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.route("**/*", OutsideRequests().route)  # its fonts and scripts from CDNs: offline here

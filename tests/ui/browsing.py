@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,25 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
+
+
+def chromium() -> str:
+    """Debian's chromium, installed from Debian's archive the first time it is missing (never
+    `playwright install`), so `./pants test ::` needs nothing installed by hand."""
+    if os.access(CHROMIUM, os.X_OK) or "FLOTILLA_CHROMIUM" in os.environ:
+        return CHROMIUM
+    with open(Path(tempfile.gettempdir()) / "flotilla-chromium-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # test processes run in parallel: one installs
+        if not os.access(CHROMIUM, os.X_OK):
+            sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+            apt = [*sudo, "/usr/bin/apt-get", "-o", "DPkg::Lock::Timeout=600", "-qq"]
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+            subprocess.run([*apt, "update"], check=True, env=env)
+            packages = ["chromium", "fonts-dejavu-core"]
+            subprocess.run([*apt, "install", "-y", "--no-install-recommends", *packages], check=True, env=env)
+    return CHROMIUM
+
+
 ALICE_PASSWORD = "alice-ui-password"
 """The UI user `alice` the browser tests' stack configures (identity alice)."""
 WAIT_MS = 60_000

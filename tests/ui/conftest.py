@@ -10,7 +10,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from flotilla.devstack import LocalStack
 from support import local_stack
-from ui.browsing import ALICE_PASSWORD, CHROMIUM, CHROMIUM_ARGS, OutsideRequests, Shots, screenshot_dir
+from ui.browsing import ALICE_PASSWORD, CHROMIUM_ARGS, chromium, OutsideRequests, Shots, screenshot_dir
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def ui_stack() -> Iterator[LocalStack]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         yield launched
         launched.close()
 
