@@ -15,6 +15,7 @@ from flotilla.ui.gateway import Credentials, GatewayError
 from flotilla.ui.services import current
 from flotilla.ui.sessions import Session
 from flotilla.ui.state import RUN_PARAM, State
+from flotilla.ui.users import TooManyAttempts
 
 COOKIE = "flotilla_session"
 WRONG_PASSWORD = "Wrong username or password."
@@ -83,7 +84,12 @@ def on_sign_in(e: me.ClickEvent) -> None:
 
 def _sign_in_with_password(state: State) -> None:
     services = current()
-    user = services.users.authenticate(state.username, state.password)
+    try:
+        user = services.users.authenticate(state.username, state.password)
+    except TooManyAttempts as exc:
+        state.password = ""
+        state.sign_in_error = f"Too many failed sign-ins for this user; try again in {exc.retry_after_s:.0f} s."
+        return
     state.password = ""
     if user is None:
         state.sign_in_error = WRONG_PASSWORD

@@ -14,7 +14,10 @@ import hmac
 import json
 import secrets
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from flotilla.errors import ConfigurationError
@@ -73,18 +76,71 @@ class User:
 _DECOY = User(username="", identity="", password_hash=hash_password(secrets.token_hex(8)))
 
 
+_MAX_TRACKED = 10_000
+"""Usernames with recent failures kept before stale ones are swept."""
+
+
+class TooManyAttempts(Exception):
+    """Too many wrong passwords for a username lately; `retry_after_s` until it may try again."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"too many failed sign-ins; try again in {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
+
+
 class UserDirectory:
-    def __init__(self, users: Mapping[str, User]) -> None:
+    """Configured users, with guessing slowed down: after `max_failures` wrong passwords for one
+    username within `window_s`, that username is refused unchecked until the oldest failure ages out."""
+
+    def __init__(
+        self,
+        users: Mapping[str, User],
+        *,
+        max_failures: int = 5,
+        window_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._users = dict(users)
+        self._max_failures = max_failures
+        self._window_s = window_s
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()  # gunicorn's threads share the directory
 
     def __len__(self) -> int:
         return len(self._users)
 
     def authenticate(self, username: str, password: str) -> User | None:
-        """The user when the password is right, else None (same answer for an unknown name)."""
-        user = self._users.get(username.strip())
+        """The user when the password is right, else None (same answer for an unknown name);
+        TooManyAttempts while the username is locked out."""
+        name = username.strip()
+        self._check_lockout(name)
+        user = self._users.get(name)
         ok = (user or _DECOY).check(password)
-        return user if user is not None and ok else None
+        with self._lock:
+            if user is not None and ok:
+                self._failures.pop(name, None)
+                return user
+            now = self._clock()
+            self._failures.setdefault(name, deque()).append(now)
+            if len(self._failures) > _MAX_TRACKED:  # many made-up names: forget the stale ones
+                stale = [n for n, times in self._failures.items() if now - times[-1] > self._window_s]
+                for n in stale:
+                    del self._failures[n]
+        return None
+
+    def _check_lockout(self, name: str) -> None:
+        with self._lock:
+            failures = self._failures.get(name)
+            if not failures:
+                return
+            now = self._clock()
+            while failures and now - failures[0] > self._window_s:
+                failures.popleft()
+            if not failures:
+                del self._failures[name]  # the table stays as small as the recent guessing
+            elif len(failures) >= self._max_failures:
+                raise TooManyAttempts(self._window_s - (now - failures[0]))
 
 
 def parse_users(text: str) -> UserDirectory:

@@ -4,7 +4,15 @@ import json
 
 import pytest
 
-from flotilla.ui.users import BadUsersConfig, hash_password, parse_users, verify_password
+from flotilla.ui.users import (
+    BadUsersConfig,
+    TooManyAttempts,
+    User,
+    UserDirectory,
+    hash_password,
+    parse_users,
+    verify_password,
+)
 
 
 def test_hash_is_salted_and_verifies() -> None:
@@ -48,3 +56,23 @@ def test_directory_maps_usernames_to_identities() -> None:
 def test_bad_configuration_is_named(config: str, message: str) -> None:
     with pytest.raises(BadUsersConfig, match=message):
         parse_users(config)
+
+
+def test_guessing_a_password_locks_the_username_out_for_a_while() -> None:
+    now = [1000.0]
+    users = UserDirectory(
+        {"ada": User(username="ada", identity="ada", password_hash=hash_password("right"))},
+        max_failures=3,
+        window_s=60.0,
+        clock=lambda: now[0],
+    )
+    for _ in range(3):
+        assert users.authenticate("ada", "wrong") is None
+    with pytest.raises(TooManyAttempts) as locked:
+        users.authenticate("ada", "right")  # refused unchecked, even with the right password
+    assert 0 < locked.value.retry_after_s <= 60
+    assert users.authenticate("grace", "anything") is None  # other usernames are not affected
+    now[0] += 61
+    user = users.authenticate("ada", "right")
+    assert user is not None and user.identity == "ada"
+    assert users.authenticate("ada", "wrong") is None  # a success cleared the count
