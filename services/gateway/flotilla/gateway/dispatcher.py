@@ -13,7 +13,14 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from flotilla.events import is_terminal
-from flotilla.protocol import DISPATCHER_SERVICE, Caller, DispatcherStub, RunEvent, WatchRunRequest
+from flotilla.protocol import (
+    DISPATCHER_SERVICE,
+    Caller,
+    DispatcherStub,
+    ListWorkflowsRequest,
+    RunEvent,
+    WatchRunRequest,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -53,13 +60,17 @@ class DispatcherClient:
         self.stub = DispatcherStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
-    async def ready(self) -> bool:
-        """The dispatcher answers and reports SERVING (which it does only while NATS is up)."""
+    async def served_workflows(self) -> int | None:
+        """How many workflows live workers serve, or None when the dispatcher does not answer or
+        does not report SERVING (which it does only while NATS is up)."""
         try:
             reply = await self._health.Check(health_pb2.HealthCheckRequest(service=DISPATCHER_SERVICE), timeout=1.0)
+            if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                return None
+            catalogue = await self.stub.ListWorkflows(ListWorkflowsRequest(), timeout=1.0)
         except aio.AioRpcError:
-            return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+            return None
+        return len(catalogue.workflows)
 
     async def watch(self, run_id: str, after: int, caller: Caller) -> AsyncIterator[list[RunEvent]]:
         """The run's events after `after`, in batches, ending after the terminal event. If the

@@ -25,6 +25,7 @@ from flotilla.gateway.schemas import (
     HealthOut,
     InputBody,
     NotReadyOut,
+    ReadyOut,
     RunOut,
     StartRunBody,
     WorkflowOut,
@@ -177,20 +178,37 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+NOT_ANSWERING = "the dispatcher or NATS does not answer"
+
+
 @health.get(
     "/readyz",
-    response_model=HealthOut,
-    summary="The dispatcher and NATS answer",
+    response_model=ReadyOut,
+    summary="The dispatcher and NATS answer; how many workflows live workers serve",
+    description=(
+        "200 while the dispatcher and NATS answer, with the number of workflows live workers serve. "
+        "That number may be 0: runs then get 404 until a worker comes. A check that needs workers "
+        "(a deploy's smoke test, compose's health check) asks for `?min_workflows=1`."
+    ),
     responses={
-        200: {"content": json_example({"status": "ready"})},
+        200: {"content": json_example({"status": "ready", "workflows": 6})},
         503: {
             "model": NotReadyOut,
-            "description": "Not ready: the dispatcher or NATS does not answer",
-            "content": json_example({"status": "not ready", "detail": "the dispatcher or NATS does not answer"}),
+            "description": "Not ready: the dispatcher or NATS does not answer, or too few workflows are served",
+            "content": json_example({"status": "not ready", "detail": NOT_ANSWERING, "workflows": None}),
         },
     },
 )
-async def readyz(dispatcher: Dispatcher) -> JSONResponse:
-    if await dispatcher.ready():
-        return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "not ready", "detail": "the dispatcher or NATS does not answer"}, status_code=503)
+async def readyz(
+    dispatcher: Dispatcher,
+    min_workflows: Annotated[
+        int, Query(ge=0, le=100_000, description="Answer 503 unless live workers serve at least this many workflows")
+    ] = 0,
+) -> JSONResponse:
+    served = await dispatcher.served_workflows()
+    if served is None:
+        return JSONResponse({"status": "not ready", "detail": NOT_ANSWERING, "workflows": None}, status_code=503)
+    if served < min_workflows:
+        detail = f"live workers serve {served} workflows; at least {min_workflows} required"
+        return JSONResponse({"status": "not ready", "detail": detail, "workflows": served}, status_code=503)
+    return JSONResponse({"status": "ready", "workflows": served})

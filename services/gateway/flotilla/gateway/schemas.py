@@ -144,16 +144,26 @@ class Accepted(BaseModel):
 class HealthOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
 
-    status: str = Field(description="`ok` (/healthz) or `ready` (/readyz)")
+    status: str = Field(description="`ok`")
+
+
+class ReadyOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ready", "workflows": 6}]})
+
+    status: str = Field(description="`ready`")
+    workflows: int = Field(description="Workflows live workers serve (0: runs get 404 until a worker comes)")
 
 
 class NotReadyOut(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"status": "not ready", "detail": "the dispatcher or NATS does not answer"}]}
+        json_schema_extra={
+            "examples": [{"status": "not ready", "detail": "the dispatcher or NATS does not answer", "workflows": None}]
+        }
     )
 
     status: str = Field(description="`not ready`")
     detail: str
+    workflows: int | None = Field(description="Workflows live workers serve; null when the dispatcher does not answer")
 
 
 class ErrorOut(BaseModel):
