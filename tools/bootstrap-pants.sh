@@ -12,7 +12,7 @@
 # Idempotent. Everything lands in $FLOTILLA_PANTS_HOME (tools/build-env.sh: default
 # ~/.cache/flotilla-pants). PANTS_PY39_DEBS=DIR uses pre-fetched copies of the nine python3.9 .debs
 # instead of apt. Every pip and pex here runs with no pip configuration file and the system CA
-# bundle (hermetic_pip_env), so a machine's pip.conf cannot change what is installed.
+# bundle (hermetic_pip_env), so a machine's pip.conf or PIP_* variables cannot change what is installed.
 set -euo pipefail
 
 PANTS_VERSION=2.17.1

@@ -13,7 +13,9 @@ fi
 export FLOTILLA_PANTS_HOME FLOTILLA_CA_BUNDLE
 
 # Runs pip (or pex) as the build does: no pip configuration file at all (site-wide, user or
-# $PIP_CONFIG_FILE), the system CA bundle given explicitly.
+# $PIP_CONFIG_FILE) and no PIP_* variable, the system CA bundle given explicitly.
 hermetic_pip_env() {
-  env PIP_CONFIG_FILE=/dev/null ${FLOTILLA_CA_BUNDLE:+PIP_CERT="$FLOTILLA_CA_BUNDLE"} "$@"
+  local unset=() name
+  for name in $(compgen -e); do [[ $name == PIP_* ]] && unset+=(-u "$name"); done
+  env "${unset[@]}" PIP_CONFIG_FILE=/dev/null ${FLOTILLA_CA_BUNDLE:+PIP_CERT="$FLOTILLA_CA_BUNDLE"} "$@"
 }

@@ -1,4 +1,5 @@
-"""pip under `pip_environment()` reads no configuration file, even one a hostile environment names."""
+"""pip under `pip_environment()` reads no configuration file and no PIP_* variable, even where a
+hostile environment names them."""
 
 from __future__ import annotations
 
@@ -29,13 +30,13 @@ def test_pip_sees_no_configuration_file_and_gets_the_system_ca_bundle(tmp_path: 
         f"constraint = {tmp_path / 'constraints.txt'}\n"
     )
     python = _python_with_pip()
-    environ = {**os.environ, "PIP_CONFIG_FILE": str(hostile)}
+    environ = {**os.environ, "PIP_CONFIG_FILE": str(hostile), "PIP_FIND_LINKS": str(tmp_path / "elsewhere")}
 
     seen = subprocess.run([python, "-m", "pip", "config", "list"], env=environ, capture_output=True, text=True)
-    assert "not-a-package" not in seen.stdout and "constraint" in seen.stdout, "the hostile file is read without it"
+    assert f"constraint='{tmp_path / 'constraints.txt'}'" in seen.stdout, "without it, pip reads the hostile file"
 
     env = pip_environment(environ)
-    assert env["PIP_CONFIG_FILE"] == os.devnull
+    assert env["PIP_CONFIG_FILE"] == os.devnull and "PIP_FIND_LINKS" not in env
     assert env["PIP_CERT"] == system_ca_bundle(environ) and Path(env["PIP_CERT"]).is_file()
     quiet = subprocess.run([python, "-m", "pip", "config", "list"], env=env, capture_output=True, text=True)
     assert quiet.returncode == 0 and "constraint" not in quiet.stdout and "find-links" not in quiet.stdout
