@@ -86,7 +86,8 @@ def compatible_tags() -> list[str]:
 
 def read_lock(path: Path) -> tuple[list[str], dict[str, Any]]:
     """A Pants lockfile: its `//` header lines, and pex's JSON lock below them."""
-    header, body = [], []
+    header: list[str] = []
+    body: list[str] = []
     for line in path.read_text().splitlines():
         (header if line.startswith("//") and not body else body).append(line)
     return header, json.loads("\n".join(body))
@@ -165,7 +166,7 @@ def fetch(artifact: Artifact, store: Path, context: ssl.SSLContext, retry: Retry
     target = into / artifact.filename
     if target.is_file():
         return target
-    failures = []
+    failures: list[str] = []
     delays = retry.delays()
     while True:
         try:
@@ -203,7 +204,9 @@ def localize(origin: Path, target: Path, store: Path, context: ssl.SSLContext, r
             except FetchError as error:
                 errors.append(str(error))
     if errors:
-        raise FetchError(f"{len(errors)} of {len(work)} artifacts of {origin.name} could not be fetched:\n" + "\n".join(errors))
+        raise FetchError(
+            f"{len(errors)} of {len(work)} artifacts of {origin.name} could not be fetched:\n" + "\n".join(errors)
+        )
     text = "\n".join(header) + "\n" + json.dumps(lock, indent=2, sort_keys=True) + "\n"
     if not target.is_file() or target.read_text() != text:
         partial = target.with_name(f".{target.name}.partial")

@@ -76,7 +76,8 @@ def drive_learning_chat(api: Api, deadline: float, launcher: subprocess.Popen[st
     status, run = api.call("POST", "/v1/runs", {"workflow": "learning_chat", "params": {"turns": 1}})
     if status != 201:
         raise SystemExit(f"FAILED: POST /v1/runs answered {status}: {run}")
-    run_id, events, answered = run["run_id"], [], False
+    run_id, answered = run["run_id"], False
+    events: list[dict[str, Any]] = []
 
     def progress() -> bool:
         nonlocal answered
@@ -111,8 +112,13 @@ def main() -> int:
         env.update({f"FLOTILLA_{name}_PORT": str(port) for name, port in ports.items()})
         started = time.monotonic()
         launcher = subprocess.Popen(
-            ["./pants", "run", "services/ui"], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            ["./pants", "run", "services/ui"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         output: list[str] = []
         reader = threading.Thread(target=lambda: output.extend(launcher.stdout or []), daemon=True)
