@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from flotilla.devstack import LocalStack
 from flotilla.hermetic_pip import pip_environment
@@ -194,8 +194,9 @@ def test_stock_mesop_ui_runs_an_ag2_workflow(stack: LocalStack, fastagency_pytho
 
 
 @contextmanager
-def _mesop_app(python: Path, base_url: str) -> Iterator[str]:
-    """FastAgency's Mesop UI app (tests/fastagency_client/mesop_app.py) under gunicorn; its URL."""
+def _mesop_app(python: Path, base_url: str, log: Path) -> Iterator[str]:
+    """FastAgency's Mesop UI app (tests/fastagency_client/mesop_app.py) under gunicorn, its output
+    in `log`; its URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -204,7 +205,7 @@ def _mesop_app(python: Path, base_url: str) -> Iterator[str]:
         + ["--chdir", str(CLIENT_DIR), "mesop_app:app"],
         env={**os.environ, "FLOTILLA_FASTAGENCY_URL": base_url},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("w"),
     )
     try:
         deadline = time.monotonic() + 60
@@ -227,18 +228,35 @@ def _mesop_app(python: Path, base_url: str) -> Iterator[str]:
             server.wait(10)
 
 
-def test_stock_mesop_ui_in_chromium(stack: LocalStack, fastagency_python: Path) -> None:
+def _workflow_listed(page: Page, description: str, log: Path) -> Locator:
+    """The workflow's entry on FastAgency's page. Its discovery call is made once per page load;
+    when it fails, the page says "No workflows found, click to retry", and a person clicks: so
+    does this, a few times, before it fails with what the Mesop app logged."""
+    workflow = page.get_by_text(description, exact=True)
+    retry = page.get_by_role("button", name="No workflows found, click to retry")
+    for _ in range(3):
+        expect(workflow.or_(retry)).to_be_visible(timeout=WAIT_MS)
+        if workflow.is_visible():
+            return workflow
+        print("FastAgency's page found no workflows; clicking retry")
+        retry.click()
+    raise AssertionError(
+        f"FastAgency's page never listed {description!r}; the Mesop app said:\n{log.read_text()[-4000:]}"
+    )
+
+
+def test_stock_mesop_ui_in_chromium(stack: LocalStack, fastagency_python: Path, tmp_path: Path) -> None:
     """A person in a browser: FastAgency's own Mesop page lists Flotilla's workflows, runs one,
     takes the answer from a click and shows the run completed."""
     shots = Shots(screenshot_dir(), "fastagency_mesop_ui")
-    with _mesop_app(fastagency_python, f"{stack.gateway_url}/fa/{BOB}") as url, sync_playwright() as playwright:
+    log = tmp_path / "mesop_app.log"
+    with _mesop_app(fastagency_python, f"{stack.gateway_url}/fa/{BOB}", log) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.route("**/*", OutsideRequests().route)  # its fonts and scripts from CDNs: offline here
             page.goto(url)
-            workflow = page.get_by_text("Asks a multiple-choice question.", exact=True)
-            expect(workflow).to_be_visible(timeout=WAIT_MS)
+            workflow = _workflow_listed(page, "Asks a multiple-choice question.", log)
             shots(page, "workflows")
             workflow.click()
             expect(page.get_by_text("Approve?", exact=True)).to_be_visible(timeout=WAIT_MS)

@@ -16,6 +16,9 @@ from flotilla.devstack import LocalStack
 # - negative_data_rejection: an oversized body gets 413 (what the API promises), which it counts
 #   as accepting bad data.
 EXCLUDED = "allow_header_conformance,ensure_resource_availability,negative_data_rejection"
+# /readyz is left out: its 503 is its answer (`?min_workflows=99999`: "not ready"), which the fuzzer
+# counts as a server error. Its behaviour is tested in test_api.py.
+EXCLUDED_PATHS = ["/readyz"]
 
 
 def test_openapi_fuzz_finds_no_server_error_or_schema_violation(stack: LocalStack) -> None:
@@ -24,6 +27,7 @@ def test_openapi_fuzz_finds_no_server_error_or_schema_violation(stack: LocalStac
             sys.executable, "-m", "schemathesis.cli", "run", f"{stack.gateway_url}/openapi.json",
             "--header", f"Authorization: Bearer {stack.dev_api_key}",
             "--checks", "all", "--exclude-checks", EXCLUDED,
+            *(f"--exclude-path={path}" for path in EXCLUDED_PATHS),
             "--max-examples", "25", "--seed", "1", "--no-color",
         ],  # fmt: skip
         capture_output=True,
