@@ -179,8 +179,11 @@ def fetch(artifact: Artifact, store: Path, context: ssl.SSLContext, retry: Retry
             permanent = isinstance(error, urllib.error.HTTPError) and error.code in PERMANENT_HTTP
             delay = None if permanent else next(delays, None)
             if delay is None:
+                proxy = urllib.request.getproxies().get(urllib.parse.urlparse(artifact.url).scheme)
                 raise FetchError(
-                    f"{artifact.project}: could not fetch {artifact.url}\n"
+                    f"{artifact.project}: could not fetch {artifact.url}"
+                    + (f" (through the proxy {proxy})" if proxy else "")
+                    + "\n"
                     + "\n".join(f"    attempt {n}: {reason}" for n, reason in enumerate(failures, 1))
                 ) from error
             log(f"{artifact.filename}: attempt {len(failures)} failed ({failures[-1]}); retrying in {delay:.1f} s")
