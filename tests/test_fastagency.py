@@ -327,7 +327,7 @@ def test_initiate_starts_nothing_and_the_socket_starts_one_run_per_identity(stac
             first = await http.post(f"/fa/{ALICE}/fastagency/initiate_workflow", json=body)
             assert first.status_code == 200, first.text
             assert first.json() == {
-                "user_id": "alice",
+                "user_id": "key:alice",
                 "workflow_uuid": str(workflow_uuid),
                 "name": "typed_params",
                 "params": {"name": "Ada"},

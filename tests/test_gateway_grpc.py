@@ -53,7 +53,7 @@ def _key(name: str) -> Metadata:
 
 @asynccontextmanager
 async def _gateway(stack: LocalStack) -> AsyncIterator[GatewayAsyncStub]:
-    channel: aio.Channel = aio.insecure_channel(stack.gateway_grpc_address)
+    channel: aio.Channel = stack.grpc_channel(stack.gateway_grpc_address)
     try:
         yield GatewayStub(channel)
     finally:
@@ -92,7 +92,7 @@ def test_a_run_through_grpc_with_a_question(stack: LocalStack) -> None:
             assert {"choose", "learning_chat"} <= names
             started = await stub.StartRun(StartRunRequest(workflow="choose"), metadata=alice)
             run_id = started.run.run_id
-            assert started.created and started.run.owner == "alice"
+            assert started.created and started.run.owner == "key:alice"
             events = await _wait_for(
                 stub, run_id, alice, lambda es: bool(es) and es[-1].WhichOneof("kind") == "multiple_choice"
             )
@@ -149,7 +149,7 @@ def test_auth_matrix(stack: LocalStack) -> None:
             assert run_id not in {r.run_id for r in (await stub.ListRuns(ListRunsRequest(), metadata=bob)).runs}
             # Admin sees it; a caller field set by the client is refused, not trusted.
             auditor = _key("auditor")
-            assert (await stub.GetRun(GetRunRequest(run_id=run_id), metadata=auditor)).owner == "alice"
+            assert (await stub.GetRun(GetRunRequest(run_id=run_id), metadata=auditor)).owner == "key:alice"
             forged = GetRunRequest(run_id=run_id, caller=Caller(identity="alice"))
             assert await _code(stub.GetRun(forged, metadata=bob)) == grpc.StatusCode.INVALID_ARGUMENT
             assert (
@@ -166,15 +166,19 @@ def test_the_ui_service_identity_acts_for_a_person(stack: LocalStack) -> None:
         as_alice = _as(stack.ui_api_key, act_as="alice")
         async with _gateway(stack) as stub:
             who = await stub.WhoAmI(WhoAmIRequest(), metadata=as_alice)
-            assert (who.identity, who.via, who.admin) == ("alice", "act_as", False)
+            # In the UI's own namespace: never the API key `alice`'s, or a JWT subject's.
+            assert (who.identity, who.via, who.admin) == ("key:ui/alice", "act_as", False)
             # The service key alone owns nothing and may do nothing but act for someone.
             assert await _code(stub.ListRuns(ListRunsRequest(), metadata=_as(stack.ui_api_key))) == (
                 grpc.StatusCode.PERMISSION_DENIED
             )
             started = await stub.StartRun(StartRunRequest(workflow="load", params_json='{"n": 1}'), metadata=as_alice)
-            assert started.run.owner == "alice"
-            assert [e.WhichOneof("kind") for e in await _watch(stub, started.run.run_id, _key("alice"))][-1] == (
+            assert started.run.owner == "key:ui/alice"
+            assert [e.WhichOneof("kind") for e in await _watch(stub, started.run.run_id, as_alice)][-1] == (
                 "workflow_completed"
+            )
+            assert await _code(stub.GetRun(GetRunRequest(run_id=started.run.run_id), metadata=_key("alice"))) == (
+                grpc.StatusCode.NOT_FOUND
             )
             as_bob = _as(stack.ui_api_key, act_as="bob")
             assert await _code(stub.GetRun(GetRunRequest(run_id=started.run.run_id), metadata=as_bob)) == (
@@ -186,29 +190,33 @@ def test_the_ui_service_identity_acts_for_a_person(stack: LocalStack) -> None:
                     await _code(stub.WhoAmI(WhoAmIRequest(), metadata=_as(str(IDENTITIES[name]["key"]), act_as="bob")))
                     == grpc.StatusCode.PERMISSION_DENIED
                 )
-            assert await _code(stub.WhoAmI(WhoAmIRequest(), metadata=_as(stack.ui_api_key, act_as=""))) == (
-                grpc.StatusCode.INVALID_ARGUMENT
-            )
+            for bad in ("", "../bob", "alice bob", "x" * 129):  # (gRPC itself refuses control characters)
+                assert await _code(stub.WhoAmI(WhoAmIRequest(), metadata=_as(stack.ui_api_key, act_as=bad))) == (
+                    grpc.StatusCode.INVALID_ARGUMENT
+                ), bad
 
     asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("server", ["gateway", "dispatcher"])
-def test_every_grpc_server_has_health_and_reflection(stack: LocalStack, server: str) -> None:
+def test_every_grpc_server_answers_health_checks_and_no_reflection(stack: LocalStack, server: str) -> None:
+    """Health needs no credentials (probes make it); reflection is off unless configured
+    (tests/test_service_auth.py turns it on)."""
     address = stack.gateway_grpc_address if server == "gateway" else stack.dispatcher_address
     service = GATEWAY_SERVICE if server == "gateway" else "flotilla.v1.Dispatcher"
 
     async def scenario() -> None:
-        async with aio.insecure_channel(address) as channel:
+        async with stack.grpc_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             for name in ("", service):
                 reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
             reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
             request = reflection_pb2.ServerReflectionRequest(list_services="")
-            async for reply in reflection.ServerReflectionInfo(iter([request])):
-                listed = {s.name for s in reply.list_services_response.service}
-                assert {service, "grpc.health.v1.Health"} <= listed
+            with pytest.raises(aio.AioRpcError) as refused:
+                async for _ in reflection.ServerReflectionInfo(iter([request])):
+                    pass
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
     asyncio.run(scenario())
 
@@ -237,13 +245,13 @@ def test_bad_input_gets_a_clear_status_and_the_server_goes_on(stack: LocalStack)
             nobody_asked = SubmitInputRequest(run_id=run_id, request_id="q99", value="x")
             assert await _code(stub.SubmitInput(nobody_asked, metadata=alice)) == grpc.StatusCode.NOT_FOUND
         # Bytes that are not a protobuf message: an error for that call, nothing more.
-        channel: aio.Channel = aio.insecure_channel(stack.gateway_grpc_address)
+        channel: aio.Channel = stack.grpc_channel(stack.gateway_grpc_address)
         try:
             raw: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/flotilla.v1.Gateway/StartRun")
             with pytest.raises(aio.AioRpcError) as raised:
                 await raw(b"\xff\xfe garbage \x00\x01", metadata=alice)
             assert raised.value.code() != grpc.StatusCode.OK
-            assert (await GatewayStub(channel).WhoAmI(WhoAmIRequest(), metadata=alice)).identity == "alice"
+            assert (await GatewayStub(channel).WhoAmI(WhoAmIRequest(), metadata=alice)).identity == "key:alice"
         finally:
             await channel.close()
 

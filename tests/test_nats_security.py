@@ -20,9 +20,7 @@ async def _connect(stack: LocalStack, user: str, password: str, errors: list[str
         if errors is not None:
             errors.append(str(exc))
 
-    return await nats.connect(
-        stack.nats_url, user=user, password=password, allow_reconnect=False, connect_timeout=2, error_cb=on_error
-    )
+    return await stack.nats_connect(user, password, allow_reconnect=False, connect_timeout=2, error_cb=on_error)
 
 
 def test_worker_credentials_cannot_enqueue_jobs_or_change_the_layout(stack: LocalStack) -> None:
@@ -55,7 +53,7 @@ def test_wrong_or_missing_password_is_refused(stack: LocalStack) -> None:
                 await _connect(stack, user, password)
             assert "authorization" in repr(refused.value).lower() or isinstance(refused.value, NatsError)
         with pytest.raises(Exception):
-            await nats.connect(stack.nats_url, allow_reconnect=False, connect_timeout=2)
+            await nats.connect(stack.nats_url, tls=stack.nats_tls(), allow_reconnect=False, connect_timeout=2)
 
     asyncio.run(scenario())
 

@@ -16,7 +16,7 @@ from support import SCRIPTED_REPLIES, TEST_WORKFLOWS, Api, assert_well_formed, l
 
 
 async def _dead_letters(stack: LocalStack, subject: str) -> list[nats.aio.msg.Msg]:
-    nc = await nats.connect(stack.nats_url, user="dispatcher", password=stack.passwords["dispatcher"])
+    nc = await stack.nats_connect("dispatcher")
     try:
         sub = await nc.jetstream().subscribe(subject, stream=DEAD_STREAM, ordered_consumer=True)
         found = []
@@ -31,7 +31,7 @@ async def _dead_letters(stack: LocalStack, subject: str) -> list[nats.aio.msg.Ms
 
 def test_garbage_on_the_job_subject_is_dead_lettered_and_workers_go_on(stack: LocalStack) -> None:
     async def scenario() -> None:
-        nc = await nats.connect(stack.nats_url, user="dispatcher", password=stack.passwords["dispatcher"])
+        nc = await stack.nats_connect("dispatcher")
         try:
             for garbage in (b"\x00\xff\xfe garbage", b"", b'{"json": "but not a job"}'):
                 await nc.jetstream().publish(JOBS_SUBJECT, garbage)

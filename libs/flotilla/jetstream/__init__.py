@@ -2,7 +2,7 @@
 queue, questions and answers, the workflow catalogue."""
 
 from flotilla.jetstream._catalogue import Catalogue
-from flotilla.jetstream._connect import Reconnects, connect
+from flotilla.jetstream._connect import Reconnects, connect, redacted_url
 from flotilla.jetstream._events import EventLog, LostOwnership, RunEventWriter
 from flotilla.jetstream._idempotency import IdempotencyKeys
 from flotilla.jetstream._inputs import Requests
@@ -26,6 +26,7 @@ __all__ = [
     # connection and layout
     "connect",
     "Reconnects",
+    "redacted_url",
     "Layout",
     "provision",
     "read_layout",

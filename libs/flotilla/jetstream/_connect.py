@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import urllib.parse
 
 import nats
 import structlog
@@ -27,6 +28,19 @@ class Reconnects:
 
     async def wait(self) -> None:
         await self._event.wait()
+
+
+def redacted_url(urls: str) -> str:
+    """The server URLs with any user:password in them replaced by `***`, for logs."""
+    redacted = []
+    for url in urls.split(","):
+        parsed = urllib.parse.urlsplit(url.strip())
+        if parsed.username or parsed.password:
+            host = parsed.hostname or ""
+            netloc = f"***@{host}" + (f":{parsed.port}" if parsed.port else "")
+            url = urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
+        redacted.append(url.strip())
+    return ",".join(redacted)
 
 
 async def connect(settings: NatsSettings, *, name: str, reconnects: Reconnects | None = None) -> Client:

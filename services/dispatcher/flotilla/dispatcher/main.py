@@ -8,18 +8,32 @@ import structlog
 from grpc import aio
 from nats.aio.client import Client
 
+from flotilla.auth import ServiceTokenVerifier, load_trusted_services
 from flotilla.dispatch import RunService
 from flotilla.dispatcher.servicer import Dispatcher
-from flotilla.jetstream import Layout, connect, provision
+from flotilla.errors import ConfigurationError
+from flotilla.jetstream import Layout, connect, provision, redacted_url
 from flotilla.lifecycle import exit_on_bad_configuration, GrpcServer, run_service, wait_for_shutdown
 from flotilla.logs import configure_logging
 from flotilla.protocol import DISPATCHER_SERVICE, add_DispatcherServicer_to_server
+from flotilla.rpc import ServiceAuthInterceptor, server_credentials
 from flotilla.settings import DispatcherSettings
 
 log = structlog.get_logger(__name__)
 
 
-async def serve(settings: DispatcherSettings) -> None:
+def service_verifier(settings: DispatcherSettings) -> ServiceTokenVerifier:
+    """Who may call: the services whose public keys are in the trusted directory (required)."""
+    if not settings.trusted_services_dir:
+        raise ConfigurationError(
+            "set FLOTILLA_DISPATCHER_TRUSTED_SERVICES_DIR to the directory of the public keys of the services "
+            "that may call the dispatcher (python -m flotilla.credentials makes one)"
+        )
+    trusted = load_trusted_services(settings.trusted_services_dir)
+    return ServiceTokenVerifier(trusted, DISPATCHER_SERVICE, leeway_s=settings.service_token_leeway_s)
+
+
+async def serve(settings: DispatcherSettings, verifier: ServiceTokenVerifier) -> None:
     nc = await connect(settings, name="flotilla-dispatcher")
     js = nc.jetstream()
     layout = Layout(
@@ -36,10 +50,24 @@ async def serve(settings: DispatcherSettings) -> None:
     def register(server: aio.Server) -> None:
         add_DispatcherServicer_to_server(Dispatcher(service), server)
 
-    server = GrpcServer(settings.grpc_host, settings.grpc_port, register, [DISPATCHER_SERVICE])
+    server = GrpcServer(
+        settings.grpc_host,
+        settings.grpc_port,
+        register,
+        [DISPATCHER_SERVICE],
+        credentials=server_credentials(settings.grpc_tls_cert_file, settings.grpc_tls_key_file),
+        interceptors=[ServiceAuthInterceptor(verifier)],
+        reflection=settings.grpc_reflection,
+    )
     await server.start()
     health = asyncio.create_task(_report_health(server, nc))
-    log.info("dispatcher ready", grpc=f"{settings.grpc_host}:{server.port}", nats=settings.nats_url)
+    log.info(
+        "dispatcher ready",
+        grpc=f"{settings.grpc_host}:{server.port}",
+        tls=server.tls,
+        trusted_services=sorted(verifier.identities),
+        nats=redacted_url(settings.nats_url),
+    )
     await wait_for_shutdown()
     log.info("dispatcher stopping")
     health.cancel()
@@ -62,8 +90,10 @@ async def _report_health(server: GrpcServer, nc: Client) -> None:
 def main() -> None:
     with exit_on_bad_configuration("dispatcher"):
         settings = DispatcherSettings()
-        configure_logging("dispatcher", log_format=settings.log_format, level=settings.log_level)
-        run_service(serve(settings))
+        verifier = service_verifier(settings)
+        server_credentials(settings.grpc_tls_cert_file, settings.grpc_tls_key_file)  # fails now, not later
+    configure_logging("dispatcher", log_format=settings.log_format, level=settings.log_level)
+    run_service(serve(settings, verifier))
 
 
 if __name__ == "__main__":

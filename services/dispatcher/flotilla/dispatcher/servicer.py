@@ -15,9 +15,11 @@ from flotilla.errors import (
     FlotillaError,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     Unavailable,
 )
 from flotilla.protocol import (
+    Caller,
     CancelRunRequest,
     CancelRunResponse,
     DispatcherServicer,
@@ -49,6 +51,7 @@ _CODES: list[tuple[type[FlotillaError], grpc.StatusCode]] = [
     (Conflict, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
 ]
 
 
@@ -69,30 +72,42 @@ async def _call(context: Context, operation: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable: abort raises")
 
 
+def _caller(request: Any) -> Caller:
+    """The person a run request is made for, which the gateway always names."""
+    caller: Caller = request.caller
+    if not caller.identity:
+        raise PermissionDenied("the dispatcher acts only for a named caller (the gateway sets it)")
+    return caller
+
+
 class Dispatcher(DispatcherServicer):
+    """Only services holding a trusted key reach these methods (ServiceAuthInterceptor)."""
+
     def __init__(self, service: RunService) -> None:
         self._service = service
 
     async def StartRun(self, request: StartRunRequest, context: Context) -> StartRunResponse:
         async def start() -> StartRunResponse:
             run, created = await self._service.start_run(
-                request.workflow, request.params_json, request.idempotency_key, request.caller
+                request.workflow, request.params_json, request.idempotency_key, _caller(request)
             )
             return StartRunResponse(run=run, created=created)
 
         return await _call(context, start)
 
     async def GetRun(self, request: GetRunRequest, context: Context) -> Run:
-        return await _call(context, lambda: self._service.get_run(request.run_id, request.caller))
+        return await _call(context, lambda: self._service.get_run(request.run_id, _caller(request)))
 
     async def ListRuns(self, request: ListRunsRequest, context: Context) -> ListRunsResponse:
-        return ListRunsResponse(
-            runs=self._service.list_runs(limit=request.limit, status=request.status, caller=request.caller)
-        )
+        async def list_runs() -> ListRunsResponse:
+            runs = self._service.list_runs(limit=request.limit, status=request.status, caller=_caller(request))
+            return ListRunsResponse(runs=runs)
+
+        return await _call(context, list_runs)
 
     async def WatchRun(self, request: WatchRunRequest, context: Context) -> AsyncIterator[WatchRunResponse]:
         try:
-            async for batch in self._service.watch(request.run_id, request.after_seq, request.caller):
+            async for batch in self._service.watch(request.run_id, request.after_seq, _caller(request)):
                 yield WatchRunResponse(events=batch)
         except FlotillaError as exc:
             await context.abort(status_code(exc), str(exc))
@@ -100,21 +115,21 @@ class Dispatcher(DispatcherServicer):
     async def ListEvents(self, request: ListEventsRequest, context: Context) -> ListEventsResponse:
         async def list_events() -> ListEventsResponse:
             return ListEventsResponse(
-                events=await self._service.list_events(request.run_id, request.after_seq, request.caller)
+                events=await self._service.list_events(request.run_id, request.after_seq, _caller(request))
             )
 
         return await _call(context, list_events)
 
     async def SubmitInput(self, request: SubmitInputRequest, context: Context) -> SubmitInputResponse:
         async def submit() -> SubmitInputResponse:
-            await self._service.submit_input(request.run_id, request.request_id, request.value, request.caller)
+            await self._service.submit_input(request.run_id, request.request_id, request.value, _caller(request))
             return SubmitInputResponse()
 
         return await _call(context, submit)
 
     async def CancelRun(self, request: CancelRunRequest, context: Context) -> CancelRunResponse:
         async def cancel() -> CancelRunResponse:
-            return CancelRunResponse(run=await self._service.cancel(request.run_id, request.caller))
+            return CancelRunResponse(run=await self._service.cancel(request.run_id, _caller(request)))
 
         return await _call(context, cancel)
 

@@ -8,20 +8,42 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from grpc import aio
 
+from flotilla.auth import ServiceTokenSigner
+from flotilla.errors import ConfigurationError
 from flotilla.gateway import fastagency, routes, stream
 from flotilla.gateway.dispatcher import DispatcherClient, rpc_error_response
 from flotilla.gateway.grpc_api import GatewayApi, Limits, gateway_grpc_server
 from flotilla.gateway.identity import build_authenticator
 from flotilla.gateway.limits import BodyLimit, RateLimiter, StreamSlots
+from flotilla.protocol import DISPATCHER_SERVICE
+from flotilla.rpc import server_credentials
 from flotilla.settings import GatewaySettings
 
 
+def service_signer(settings: GatewaySettings) -> ServiceTokenSigner:
+    """The gateway's own identity at the dispatcher (required)."""
+    if not settings.service_key_file:
+        raise ConfigurationError(
+            "set FLOTILLA_GATEWAY_SERVICE_KEY_FILE to the gateway's Ed25519 private key, whose public key the "
+            "dispatcher trusts (python -m flotilla.credentials makes both)"
+        )
+    return ServiceTokenSigner.from_file(settings.service_name, settings.service_key_file, DISPATCHER_SERVICE)
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
-    authenticator = build_authenticator(settings)  # fails at start, naming what to set
+    # Both fail at start, naming what to set.
+    authenticator = build_authenticator(settings)
+    signer = service_signer(settings)
+    grpc_credentials = server_credentials(settings.grpc_tls_cert_file, settings.grpc_tls_key_file)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.dispatcher = DispatcherClient(settings.dispatcher_address)
+        app.state.dispatcher = DispatcherClient(
+            settings.dispatcher_address,
+            signer,
+            ca_file=settings.dispatcher_tls_ca_file,
+            server_name=settings.dispatcher_tls_server_name,
+        )
         app.state.settings = settings
         app.state.authenticator = authenticator
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
@@ -35,7 +57,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             app.state.stream_slots,
             Limits(max_params_bytes=settings.max_body_bytes, max_params_depth=settings.max_params_depth),
         )
-        grpc_server = gateway_grpc_server(settings.host, settings.grpc_port, api)
+        grpc_server = gateway_grpc_server(
+            settings.host, settings.grpc_port, api, credentials=grpc_credentials, reflection=settings.grpc_reflection
+        )
         await grpc_server.start()
         await grpc_server.set_serving(True)
         yield

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from flotilla.auth import ServiceTokenSigner
 from flotilla.events import is_terminal
 from flotilla.protocol import (
     DISPATCHER_SERVICE,
@@ -21,6 +22,7 @@ from flotilla.protocol import (
     RunEvent,
     WatchRunRequest,
 )
+from flotilla.rpc import aio_channel, service_token_interceptors
 
 log = structlog.get_logger(__name__)
 
@@ -52,9 +54,15 @@ async def rpc_error_response(request: Request, error: Exception) -> JSONResponse
 class DispatcherClient:
     """One channel to the dispatcher for the gateway process's lifetime."""
 
-    def __init__(self, address: str) -> None:
-        self._channel = aio.insecure_channel(
+    def __init__(
+        self, address: str, signer: ServiceTokenSigner, *, ca_file: str | None = None, server_name: str | None = None
+    ) -> None:
+        """Every call carries `signer`'s service token; TLS when `ca_file` is given."""
+        self._channel = aio_channel(
             address,
+            ca_file=ca_file,
+            server_name=server_name,
+            interceptors=service_token_interceptors(signer),
             options=[("grpc.keepalive_time_ms", 20_000), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],
         )
         self.stub = DispatcherStub(self._channel)

@@ -157,9 +157,11 @@ class GatewayApi(GatewayServicer):
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED, f"{identity.name!r} lacks the {SCOPE_ACT_AS!r} scope"
             )
-        if not isinstance(act_as, str) or not act_as or len(act_as) > 256:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{ACT_AS_METADATA} must name an identity")
-        return acting_for(identity, str(act_as))
+        try:
+            return acting_for(identity, str(act_as))
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{ACT_AS_METADATA}: {exc}")
+            raise AssertionError("abort returned") from None
 
     async def _authorize(self, context: Context, scope: str, request: Message | None = None) -> Identity:
         identity = await self._authenticate(context)
@@ -232,6 +234,15 @@ _PASSED_THROUGH = {
 }
 
 
-def gateway_grpc_server(host: str, port: int, api: GatewayApi) -> GrpcServer:
-    """The gRPC server with health checking and reflection, as every server in the project."""
-    return GrpcServer(host, port, lambda server: add_GatewayServicer_to_server(api, server), [GATEWAY_SERVICE])
+def gateway_grpc_server(
+    host: str, port: int, api: GatewayApi, *, credentials: grpc.ServerCredentials | None, reflection: bool
+) -> GrpcServer:
+    """The gRPC server with health checking, TLS when given credentials, reflection when asked."""
+    return GrpcServer(
+        host,
+        port,
+        lambda server: add_GatewayServicer_to_server(api, server),
+        [GATEWAY_SERVICE],
+        credentials=credentials,
+        reflection=reflection,
+    )

@@ -29,6 +29,8 @@ def build_authenticator(settings: GatewaySettings) -> Authenticator:
         audience=settings.jwt_audience,
         hs256_secret=settings.jwt_hs256_secret.get_secret_value(),
         rs256_public_key_file=settings.jwt_rs256_public_key_file,
+        leeway_s=settings.jwt_leeway_s,
+        act_as_subjects=[s.strip() for s in settings.jwt_act_as_subjects.split(",") if s.strip()],
     )
     if not keys and jwt_config is None:
         raise ConfigurationError(

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from flotilla.rpc import sync_channel
 from flotilla.protocol import (
     CancelRunRequest,
     CancelRunResponse,
@@ -86,8 +87,11 @@ def _translate(error: grpc.RpcError) -> GatewayError:
 class GatewayClient:
     """One channel per process (it is thread-safe); `timeout_s` bounds every unary call."""
 
-    def __init__(self, address: str, *, timeout_s: float = 10.0) -> None:
-        self._channel = grpc.insecure_channel(address)
+    def __init__(
+        self, address: str, *, ca_file: str | None = None, server_name: str | None = None, timeout_s: float = 10.0
+    ) -> None:
+        """TLS when `ca_file` is given (verifying the gateway's certificate with it)."""
+        self._channel = sync_channel(address, ca_file=ca_file, server_name=server_name)
         self._stub = GatewayStub(self._channel)
         self._timeout_s = timeout_s
 

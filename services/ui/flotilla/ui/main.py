@@ -67,6 +67,7 @@ def run_local_stack(stack: StackSettings) -> None:
         ui_port=stack.ui_port,
         nats_server=stack.nats_server,
         dev_api_key=stack.dev_api_key,
+        tls=stack.tls,
     )
     local = LocalStack(config)
     print("[flotilla] starting the local stack...", file=sys.stderr, flush=True)

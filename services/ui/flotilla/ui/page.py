@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import mesop as me
 
+from flotilla.auth import display_name
+
 from flotilla.ui import catalogue, render, runs, signin
 from flotilla.ui.gateway import GatewayError
 from flotilla.ui.state import RUN_PARAM, State, events_of, runs_of, session_of
@@ -55,7 +57,7 @@ def _top_bar(state: State) -> None:
     with me.box(classes="top-bar"):
         me.text("Flotilla", type="headline-6", style=me.Style(margin=me.Margin.all(0)))
         with me.box(classes="who"):
-            me.text(f"Signed in as {state.identity}")
+            me.text(f"Signed in as {display_name(state.identity)}")
             me.button("Sign out", type="stroked", on_click=signin.on_sign_out, key="sign-out")
 
 

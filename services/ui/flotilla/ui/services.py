@@ -29,7 +29,11 @@ _current: UiServices | None = None
 
 def build(settings: UiSettings) -> UiServices:
     return UiServices(
-        gateway=GatewayClient(settings.gateway_grpc_address),
+        gateway=GatewayClient(
+            settings.gateway_grpc_address,
+            ca_file=settings.gateway_tls_ca_file,
+            server_name=settings.gateway_tls_server_name,
+        ),
         sessions=SessionStore(idle_timeout_s=settings.session_idle_timeout_s),
         users=parse_users(settings.users.get_secret_value()),
         service_key=settings.gateway_api_key.get_secret_value(),

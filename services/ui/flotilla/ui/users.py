@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from flotilla.auth import valid_name
 from flotilla.errors import ConfigurationError
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
@@ -159,8 +160,16 @@ def parse_users(text: str) -> UserDirectory:
             raise BadUsersConfig(f"FLOTILLA_UI_USERS[{i}] must be an object")
         username, identity = entry.get("username"), entry.get("identity", entry.get("username"))
         password, password_hash = entry.get("password"), entry.get("password_hash")
-        if not isinstance(username, str) or not username.strip() or not isinstance(identity, str) or not identity:
-            raise BadUsersConfig(f"FLOTILLA_UI_USERS[{i}] needs a username (and an identity, default the username)")
+        if (
+            not isinstance(username, str)
+            or not username.strip()
+            or not isinstance(identity, str)
+            or not valid_name(identity)
+        ):
+            raise BadUsersConfig(
+                f"FLOTILLA_UI_USERS[{i}] needs a username, and an identity (default: the username) of 1-128 "
+                "characters from A-Z a-z 0-9 . _ @ + = ~ -"
+            )
         if (password is None) == (password_hash is None):
             raise BadUsersConfig(f"FLOTILLA_UI_USERS[{i}] ({username}) needs exactly one of password, password_hash")
         if password is not None and (not isinstance(password, str) or not password):

@@ -1,0 +1,150 @@
+"""gRPC security every server and client shares: TLS channels and service-token interceptors.
+
+TLS is a switch: a server given a certificate and key serves TLS only; a client given a CA file
+verifies the server with it (and `tls_server_name` when the address is not a name in the
+certificate). Service tokens (flotilla.auth's ServiceTokenSigner/Verifier) ride in call metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from grpc import aio
+
+from flotilla.auth import ServiceTokenSigner, ServiceTokenVerifier, Unauthenticated
+from flotilla.errors import ConfigurationError
+
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+"""Health checks answer without credentials: probes and load balancers make them."""
+
+
+def _read(path: str, what: str) -> bytes:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigurationError(f"the {what} {path} does not exist")
+    return file.read_bytes()
+
+
+def server_credentials(cert_file: str | None, key_file: str | None) -> grpc.ServerCredentials | None:
+    """TLS credentials for a server, or None (plaintext) when neither file is given."""
+    if not cert_file and not key_file:
+        return None
+    if not (cert_file and key_file):
+        raise ConfigurationError("TLS needs both a certificate file and a key file")
+    return grpc.ssl_server_credentials([(_read(key_file, "TLS key"), _read(cert_file, "TLS certificate"))])
+
+
+def channel_options(ca_file: str | None, server_name: str | None) -> list[tuple[str, Any]]:
+    return [("grpc.ssl_target_name_override", server_name)] if ca_file and server_name else []
+
+
+def aio_channel(
+    address: str,
+    *,
+    ca_file: str | None = None,
+    server_name: str | None = None,
+    interceptors: Sequence[aio.ClientInterceptor] = (),
+    options: Sequence[tuple[str, Any]] = (),
+) -> aio.Channel:
+    """An asyncio channel: TLS verified with `ca_file` when given, else plaintext."""
+    all_options = [*options, *channel_options(ca_file, server_name)]
+    if ca_file:
+        credentials = grpc.ssl_channel_credentials(root_certificates=_read(ca_file, "CA file"))
+        return aio.secure_channel(address, credentials, options=all_options, interceptors=interceptors)
+    return aio.insecure_channel(address, options=all_options, interceptors=interceptors)
+
+
+def sync_channel(address: str, *, ca_file: str | None = None, server_name: str | None = None) -> grpc.Channel:
+    """A blocking channel (the UI's): TLS verified with `ca_file` when given, else plaintext."""
+    options = channel_options(ca_file, server_name)
+    if ca_file:
+        credentials = grpc.ssl_channel_credentials(root_certificates=_read(ca_file, "CA file"))
+        return grpc.secure_channel(address, credentials, options=options)
+    return grpc.insecure_channel(address, options=options)
+
+
+def _with_token(details: aio.ClientCallDetails, signer: ServiceTokenSigner) -> aio.ClientCallDetails:
+    metadata = aio.Metadata(*(details.metadata or ()))
+    metadata.add("authorization", f"Bearer {signer.token()}")
+    return aio.ClientCallDetails(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready)
+
+
+class _UnaryUnaryToken(aio.UnaryUnaryClientInterceptor):
+    def __init__(self, signer: ServiceTokenSigner) -> None:
+        self._signer = signer
+
+    async def intercept_unary_unary(self, continuation: Any, details: aio.ClientCallDetails, request: Any) -> Any:
+        return await continuation(_with_token(details, self._signer), request)
+
+
+class _UnaryStreamToken(aio.UnaryStreamClientInterceptor):
+    def __init__(self, signer: ServiceTokenSigner) -> None:
+        self._signer = signer
+
+    async def intercept_unary_stream(self, continuation: Any, details: aio.ClientCallDetails, request: Any) -> Any:
+        return await continuation(_with_token(details, self._signer), request)
+
+
+def service_token_interceptors(signer: ServiceTokenSigner) -> list[aio.ClientInterceptor]:
+    """Client interceptors that put `signer`'s current token on every call."""
+    return [_UnaryUnaryToken(signer), _UnaryStreamToken(signer)]
+
+
+def _bearer(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str) and value[:7].lower() == "bearer ":
+            return value[7:].strip()
+    return None
+
+
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
+
+
+def _refusal(handler: Handler, message: str) -> Handler:
+    """A handler of the same kind as `handler` that refuses the call as UNAUTHENTICATED."""
+
+    async def refuse(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    async def refuse_stream(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        yield  # pragma: no cover  (abort raises)
+
+    serializers = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(refuse, **serializers)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, **serializers)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(refuse, **serializers)
+    return grpc.stream_stream_rpc_method_handler(refuse_stream, **serializers)
+
+
+class ServiceAuthInterceptor(aio.ServerInterceptor):
+    """Refuses every call but health checks unless it carries a token `verifier` accepts."""
+
+    def __init__(self, verifier: ServiceTokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(HEALTH_PREFIX):
+            return handler
+        try:
+            self._verifier.verify(_bearer(details.invocation_metadata))
+        except Unauthenticated as exc:
+            return _refusal(handler, str(exc))
+        return handler
