@@ -36,11 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import websockets
-from grpc import aio
 
 from measure import cpu_seconds, ms_summary, rss_mb
 from flotilla.devstack import LocalStack, StackConfig
-from flotilla.protocol import Caller, DispatcherStub, WatchRunRequest
+from flotilla.auth import ServiceTokenSigner
+from flotilla.protocol import DISPATCHER_SERVICE, Caller, DispatcherStub, WatchRunRequest
+from flotilla.rpc import service_token_interceptors
 
 if TYPE_CHECKING:
     from flotilla.v1.dispatcher_pb2_grpc import DispatcherAsyncStub
@@ -117,7 +118,9 @@ async def one_latency_run(
 async def latency(stack: LocalStack, runs: int, asks: int, gap_s: float) -> None:
     token = stack.dev_api_key
     headers = {"Authorization": f"Bearer {token}"}
-    channel = aio.insecure_channel(stack.dispatcher_address)
+    # The dispatcher directly, as the gateway reaches it: TLS and the gateway's service token.
+    signer = ServiceTokenSigner("gateway", stack.credentials.gateway_service_key.read_bytes(), DISPATCHER_SERVICE)
+    channel = stack.grpc_channel(stack.dispatcher_address, interceptors=service_token_interceptors(signer))
     stub = DispatcherStub(channel)
     ws_url = stack.gateway_url.replace("http://", "ws://")
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=60, headers=headers) as http:

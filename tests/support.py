@@ -38,6 +38,7 @@ def local_stack(
     env: dict[str, str] | None = None,
     with_ui: bool = False,
     ui_users: list[dict[str, str]] | None = None,
+    tls: bool = True,
 ) -> Iterator[LocalStack]:
     """A fresh stack: real nats-server with the repo's config, real services, free ports; with the
     web UI too when `with_ui` (its sign-in users: `developer` with `stack.config.ui_password`, and
@@ -56,6 +57,7 @@ def local_stack(
             ui_users=list(ui_users or []),
             job_ack_wait_s=job_ack_wait_s,
             job_max_attempts=job_max_attempts,
+            tls=tls,
             api_keys=list(IDENTITIES.values()),  # type: ignore[arg-type]
             env={
                 "FLOTILLA_GATEWAY_JWT_HS256_SECRET": JWT_SECRET,

@@ -6,8 +6,9 @@ import os
 import re
 import time
 
-_RUN_ID = re.compile(r"^[0-9a-f]{26}$")
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# Matched with fullmatch: `$` would also accept a trailing newline, which would reach NATS.
+_RUN_ID = re.compile(r"[0-9a-f]{26}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def new_run_id() -> str:
@@ -17,7 +18,7 @@ def new_run_id() -> str:
 
 def is_run_id(value: str) -> bool:
     """True when `value` has the shape of a run id (safe to use as a NATS subject token)."""
-    return bool(_RUN_ID.match(value))
+    return _RUN_ID.fullmatch(value) is not None
 
 
 def new_request_id() -> str:
@@ -28,4 +29,4 @@ def new_request_id() -> str:
 def is_subject_token(value: str) -> bool:
     """True when `value` is safe as one NATS subject token and KV key part: ASCII letters,
     digits, '_' and '-' (workflow names, request ids)."""
-    return bool(_TOKEN.match(value))
+    return _TOKEN.fullmatch(value) is not None

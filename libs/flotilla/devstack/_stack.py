@@ -262,7 +262,8 @@ class LocalStack:
         """A NATS connection as `user` (its stack password unless `password` is given), over TLS
         when the stack uses it; `options` go to nats.connect."""
         secret = self.passwords.get(user, "") if password is None else password
-        return await nats.connect(self.nats_url, user=user, password=secret, tls=self.nats_tls(), **options)
+        options.setdefault("tls", self.nats_tls())
+        return await nats.connect(self.nats_url, user=user, password=secret, **options)
 
     def grpc_channel(self, address: str, **options: Any) -> aio.Channel:
         """An asyncio channel to one of this stack's gRPC servers (TLS verified with its CA when on)."""
