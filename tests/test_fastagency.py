@@ -302,7 +302,7 @@ def test_discovery_paths_tokens_and_scopes(stack: LocalStack) -> None:
     ):
         response = httpx.get(url, headers=headers)
         assert response.status_code == 401, (url, response.text)
-        assert response.json()["detail"]
+        assert response.json()["detail"] and response.headers["www-authenticate"] == "Bearer"
     denied = httpx.get(f"{base}/fa/{READER}/fastagency/discovery")
     assert denied.status_code == 403 and "workflows:read" in denied.json()["detail"]
     denied = httpx.post(

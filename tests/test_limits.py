@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import websockets
 
@@ -41,9 +43,58 @@ def test_rate_stream_and_depth_limits() -> None:
                             raise AssertionError("a third stream should have been refused")
                         except websockets.ConnectionClosed as closed:
                             assert closed.rcvd is not None and closed.rcvd.code == 4429
-                    await asyncio.sleep(0.3)  # the run is quiet (waiting for input): slots free at once
-                    async with websockets.connect(url) as again:  # slots are given back on close
-                        first = await asyncio.wait_for(again.recv(), 10)
-                        assert '"workflow_started"' in str(first)
+                    # Slots are given back on close (and connecting counts against the rate limit).
+                    ws, first = await _admitted(url)
+                    await ws.close()
+                    assert first["type"] == "workflow_started"
+
+                    # Every input frame counts against the rate limit too: a flood is refused frame by
+                    # frame (the stream stays open), and the question is still answered once.
+                    ws, first = await _admitted(url)
+                    try:
+                        question = first if first["type"] == "text_input" else await _question(ws)
+                        for _ in range(20):
+                            await ws.send(json.dumps({"type": "input", "request_id": "nobody-asked", "value": "x"}))
+                        replies = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(20)]
+                    finally:
+                        await ws.close()
+                    refused = [r for r in replies if "rate limit" in r.get("detail", "")]
+                    assert refused and all(r["retry_after_s"] > 0 for r in refused), replies
+                    events = await _answer_once_admitted(bob, run_id, question["request_id"])
+                    assert events[-1]["status"] == "completed" and events[-1]["result"]["answers"] == ["ok"]
 
         asyncio.run(scenario())
+
+
+async def _admitted(url: str) -> tuple[websockets.ClientConnection, dict[str, Any]]:
+    """An open stream and its first frame, reconnecting while the gateway says 4429 (rate, slots)."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        ws = await websockets.connect(url)
+        try:
+            return ws, json.loads(await asyncio.wait_for(ws.recv(), 10))
+        except websockets.ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 4429, closed
+            assert asyncio.get_running_loop().time() < deadline, "never admitted again"
+            await asyncio.sleep(0.1)
+
+
+async def _question(ws: websockets.ClientConnection) -> dict[str, Any]:
+    while True:
+        event: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if event.get("type") == "text_input":
+            return event
+
+
+async def _answer_once_admitted(api: Api, run_id: str, request_id: str) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + 20
+    while (answered := await api.answer(run_id, request_id, "ok")).status_code == 429:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(float(answered.headers["retry-after"]) / 4)
+    assert answered.status_code == 202, answered.text
+    while True:
+        response = await api.http.get(f"/v1/runs/{run_id}/events")
+        if response.status_code == 200 and response.json()["events"][-1]["type"] == "workflow_completed":
+            return list(response.json()["events"])
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.2)

@@ -11,6 +11,7 @@ import structlog
 from jsonschema import Draft202012Validator
 from nats.aio.client import Client
 
+from flotilla.admission import MAX_PARAMS_BYTES
 from flotilla.dispatch._fanout import EventFanout
 from flotilla.dispatch._index import RunIndex
 from flotilla.errors import InvalidArgument, RequestNotFound, RunFinished, RunNotFound, WorkflowNotFound
@@ -29,7 +30,6 @@ from flotilla.protocol import Caller, Job, Run, RunEvent, RunStatus, WorkflowCom
 
 log = structlog.get_logger(__name__)
 
-MAX_PARAMS_BYTES = 256 * 1024
 MAX_LIST_LIMIT = 1000
 SYSTEM = Caller(admin=True)
 """The dispatcher itself (checks of its own): sees every run. Callers from outside always carry an

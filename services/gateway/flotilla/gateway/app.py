@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from grpc import aio
 
+from flotilla.admission import Admission, Limits
 from flotilla.auth import ServiceTokenSigner
 from flotilla.errors import ConfigurationError
 from flotilla.gateway import fastagency, routes, stream
 from flotilla.gateway.dispatcher import DispatcherClient, rpc_error_response
-from flotilla.gateway.grpc_api import GatewayApi, Limits, gateway_grpc_server
+from flotilla.gateway.grpc_api import GatewayApi, gateway_grpc_server
 from flotilla.gateway.identity import build_authenticator
-from flotilla.gateway.limits import BodyLimit, RateLimiter, StreamSlots
+from flotilla.gateway.limits import BodyLimit
 from flotilla.protocol import DISPATCHER_SERVICE
 from flotilla.rpc import server_credentials
 from flotilla.settings import GatewaySettings
@@ -32,7 +33,15 @@ def service_signer(settings: GatewaySettings) -> ServiceTokenSigner:
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     # Both fail at start, naming what to set.
-    authenticator = build_authenticator(settings)
+    admission = Admission(
+        build_authenticator(settings),
+        Limits(
+            rate_per_s=settings.rate_limit_per_s,
+            burst=settings.rate_limit_burst,
+            max_streams=settings.max_streams_per_identity,
+            max_params_depth=settings.max_params_depth,
+        ),
+    )
     signer = service_signer(settings)
     grpc_credentials = server_credentials(settings.grpc_tls_cert_file, settings.grpc_tls_key_file)
 
@@ -45,18 +54,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             server_name=settings.dispatcher_tls_server_name,
         )
         app.state.settings = settings
-        app.state.authenticator = authenticator
-        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
-        app.state.stream_slots = StreamSlots(settings.max_streams_per_identity)
-        app.state.max_params_depth = settings.max_params_depth
-        # The gRPC API shares the process, the dispatcher channel and the limits with REST.
-        api = GatewayApi(
-            app.state.dispatcher,
-            authenticator,
-            app.state.rate_limiter,
-            app.state.stream_slots,
-            Limits(max_params_bytes=settings.max_body_bytes, max_params_depth=settings.max_params_depth),
-        )
+        app.state.admission = admission
+        # The gRPC API shares the process, the dispatcher channel and admission (limits) with REST.
+        api = GatewayApi(app.state.dispatcher, admission)
         grpc_server = gateway_grpc_server(
             settings.host, settings.grpc_port, api, credentials=grpc_credentials, reflection=settings.grpc_reflection
         )

@@ -33,30 +33,34 @@ import contextlib
 import json
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import aclosing
 from typing import Annotated, Any, cast
 
 import grpc
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect
 from grpc import aio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flotilla.auth import SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Authenticator, Identity, Unauthenticated
-from flotilla.errors import WorkflowNotFound
+from flotilla.auth import SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity
+from flotilla.errors import FlotillaError, WorkflowNotFound
 from flotilla.events import HIDDEN_KINDS, INPUT_REQUEST_KINDS, event_to_json, is_terminal
 from flotilla.gateway.dispatcher import DispatcherClient
-from flotilla.gateway.identity import authenticate_websocket, caller, require
-from flotilla.gateway.limits import RateLimiter, StreamSlots, depth
+from flotilla.gateway.identity import (
+    CLOSE_TOO_MANY,
+    admission_of,
+    caller,
+    close_code,
+    http_error,
+    require_path_token,
+    socket_token,
+)
 from flotilla.gateway.routes import CatalogueReader, Dispatcher, Writer, list_workflows
 from flotilla.gateway.schemas import ERROR_RESPONSES, WORKFLOW_EXAMPLES, WorkflowOut, json_example
 from flotilla.gateway.stream import (
-    CLOSE_FORBIDDEN,
     CLOSE_NORMAL,
-    CLOSE_TOO_MANY,
     CLOSE_TOO_SLOW,
-    CLOSE_UNAUTHENTICATED,
     CLOSE_UNAVAILABLE,
     CLOSE_UNKNOWN_RUN,
     MAX_FRAME_BYTES,
@@ -201,25 +205,8 @@ def _error_message(workflow_uuid: str, short: str, long: str | None = None) -> d
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
-def _by_path_token(scope: str) -> Callable[[Request, str], Identity]:
-    """The token from the path (`/fa/<token>/...`), then the same scope and rate-limit checks as v1."""
-    gate = require(scope)
-
-    def check(
-        request: Request, token: Annotated[str, Path(description="An API key or JWT, as in a bearer header")]
-    ) -> Identity:
-        authenticator: Authenticator = request.app.state.authenticator
-        try:
-            identity = authenticator.authenticate(token)
-        except Unauthenticated as exc:
-            raise HTTPException(status_code=401, detail=str(exc)) from None
-        return gate(request, identity)
-
-    return check
-
-
-PathCatalogueReader = Annotated[Identity, Depends(_by_path_token(SCOPE_WORKFLOWS_READ))]
-PathWriter = Annotated[Identity, Depends(_by_path_token(SCOPE_RUNS_WRITE))]
+PathCatalogueReader = Annotated[Identity, Depends(require_path_token(SCOPE_WORKFLOWS_READ))]
+PathWriter = Annotated[Identity, Depends(require_path_token(SCOPE_RUNS_WRITE))]
 
 
 _DISCOVERED: dict[int | str, dict[str, Any]] = {200: {"content": json_example(WORKFLOW_EXAMPLES)}}
@@ -250,8 +237,10 @@ async def discovery_by_path(dispatcher: Dispatcher, identity: PathCatalogueReade
 async def _initiate(
     body: InitiateBody, dispatcher: DispatcherClient, identity: Identity, http: Request
 ) -> dict[str, Any]:
-    if depth(body.params) > http.app.state.max_params_depth:
-        raise HTTPException(status_code=422, detail=f"params nest deeper than {http.app.state.max_params_depth} levels")
+    try:
+        admission_of(http).check_params(body.params)
+    except FlotillaError as exc:
+        raise http_error(exc) from None
     catalogue = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
     if body.workflow_name not in {workflow.name for workflow in catalogue.workflows}:
         raise HTTPException(status_code=404, detail=str(WorkflowNotFound(body.workflow_name)))
@@ -302,36 +291,22 @@ async def ws_by_path(websocket: WebSocket, token: str) -> None:
 
 async def _serve(websocket: WebSocket, token: str | None) -> None:
     await websocket.accept()
+    admission = admission_of(websocket)
+    slot = contextlib.ExitStack()
     try:
-        if token is None:
-            identity = authenticate_websocket(websocket)
-        else:
-            authenticator: Authenticator = websocket.app.state.authenticator
-            identity = authenticator.authenticate(token)
-    except Unauthenticated as exc:
-        await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=str(exc)[:120])
-        return
-    if not identity.allows(SCOPE_RUNS_WRITE):
-        await websocket.close(code=CLOSE_FORBIDDEN, reason=f"lacks the {SCOPE_RUNS_WRITE!r} scope")
-        return
-    limiter: RateLimiter = websocket.app.state.rate_limiter
-    wait = limiter.retry_after(identity.name)
-    if wait is not None:
-        await websocket.close(code=CLOSE_TOO_MANY, reason=f"rate limit exceeded; retry in {wait:.2f} s")
-        return
-    slots: StreamSlots = websocket.app.state.stream_slots
-    if not slots.acquire(identity.name):
-        await websocket.close(code=CLOSE_TOO_MANY, reason="too many open streams for this identity")
+        identity = admission.enter(socket_token(websocket) if token is None else token, SCOPE_RUNS_WRITE)
+        slot.enter_context(admission.stream(identity))
+    except FlotillaError as exc:
+        await websocket.close(code=close_code(exc), reason=str(exc)[:120])
         return
     try:
-        session = await _open_session(websocket, identity)
-        if session is not None:
-            with structlog.contextvars.bound_contextvars(run_id=session.run_id):
-                await session.serve()
+        with slot:
+            session = await _open_session(websocket, identity)
+            if session is not None:
+                with structlog.contextvars.bound_contextvars(run_id=session.run_id):
+                    await session.serve()
     except WebSocketDisconnect:
         pass
-    finally:
-        slots.release(identity.name)
 
 
 async def _receive_text(websocket: WebSocket) -> str:
@@ -366,14 +341,15 @@ async def _open_session(websocket: WebSocket, identity: Identity) -> _Session | 
         )
         return None
     workflow_uuid = first.workflow_uuid.hex
-    max_depth: int = websocket.app.state.max_params_depth
-    if depth(first.params) > max_depth:
-        await refuse(CLOSE_BAD_INPUT, f"params nest deeper than {max_depth} levels", workflow_uuid)
+    try:
+        params_json = admission_of(websocket).check_params(first.params)
+    except FlotillaError as exc:
+        await refuse(CLOSE_BAD_INPUT, str(exc), workflow_uuid)
         return None
     who = caller(identity)
     start = StartRunRequest(
         workflow=first.name,
-        params_json=json.dumps(first.params),
+        params_json=params_json,
         idempotency_key=f"fastagency:{workflow_uuid}",
         caller=who,
     )

@@ -6,10 +6,9 @@ the caller, and forwarded to the dispatcher; the dispatcher's status codes pass 
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
@@ -17,19 +16,11 @@ import structlog
 from google.protobuf.message import Message
 from grpc import aio
 
-from flotilla.auth import (
-    SCOPE_ACT_AS,
-    SCOPE_RUNS_READ,
-    SCOPE_RUNS_WRITE,
-    SCOPE_WORKFLOWS_READ,
-    Authenticator,
-    Identity,
-    Unauthenticated,
-    acting_for,
-)
+from flotilla.admission import Admission
+from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity, Unauthenticated
+from flotilla.errors import FlotillaError, InvalidArgument, PermissionDenied, RateLimited, TooManyStreams
 from flotilla.gateway.dispatcher import DispatcherClient
 from flotilla.gateway.identity import caller
-from flotilla.gateway.limits import RateLimiter, StreamSlots, depth
 from flotilla.lifecycle import GrpcServer
 from flotilla.protocol import (
     GATEWAY_SERVICE,
@@ -64,26 +55,29 @@ else:
     Context = aio.ServicerContext
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_params_bytes: int
-    max_params_depth: int
+_CODES: list[tuple[type[FlotillaError], grpc.StatusCode]] = [
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (TooManyStreams, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+]
+"""Admission's refusals as gRPC status codes (RateLimited also sets a `retry-after` trailer)."""
+
+
+async def _refuse(context: Context, error: FlotillaError) -> NoReturn:
+    for kind, code in _CODES:
+        if isinstance(error, kind):
+            if isinstance(error, RateLimited):
+                context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(error.retry_after_s)))),))
+            await context.abort(code, str(error))
+    raise error
 
 
 class GatewayApi(GatewayServicer):
-    def __init__(
-        self,
-        dispatcher: DispatcherClient,
-        authenticator: Authenticator,
-        rate_limiter: RateLimiter,
-        stream_slots: StreamSlots,
-        limits: Limits,
-    ) -> None:
+    def __init__(self, dispatcher: DispatcherClient, admission: Admission) -> None:
         self._dispatcher = dispatcher
-        self._authenticator = authenticator
-        self._rate_limiter = rate_limiter
-        self._stream_slots = stream_slots
-        self._limits = limits
+        self._admission = admission
 
     async def WhoAmI(self, request: WhoAmIRequest, context: Context) -> WhoAmIResponse:  # noqa: N802
         identity = await self._authenticate(context)
@@ -129,77 +123,55 @@ class GatewayApi(GatewayServicer):
         self, request: WatchRunRequest, context: Context
     ) -> AsyncIterator[WatchRunResponse]:
         identity = await self._authorize(context, SCOPE_RUNS_READ, request)
-        if not self._stream_slots.acquire(identity.name):
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open streams for this identity")
+        slot = contextlib.ExitStack()
         try:
-            with structlog.contextvars.bound_contextvars(run_id=request.run_id):
-                watch = self._dispatcher.watch(request.run_id, request.after_seq, caller(identity))
-                try:
-                    async for events in watch:
-                        yield WatchRunResponse(events=events)
-                except aio.AioRpcError as exc:
-                    await _abort_like(context, exc)
-        finally:
-            self._stream_slots.release(identity.name)
+            slot.enter_context(self._admission.stream(identity))
+        except FlotillaError as exc:
+            await _refuse(context, exc)
+        with slot, structlog.contextvars.bound_contextvars(run_id=request.run_id):
+            watch = self._dispatcher.watch(request.run_id, request.after_seq, caller(identity))
+            try:
+                async for events in watch:
+                    yield WatchRunResponse(events=events)
+            except aio.AioRpcError as exc:
+                await _abort_like(context, exc)
 
-    async def _authenticate(self, context: Context) -> Identity:
+    def _credentials(self, context: Context) -> tuple[str | None, str | None]:
         metadata = {key: value for key, value in context.invocation_metadata() or ()}
         header = str(metadata.get("authorization", ""))
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        try:
-            identity = self._authenticator.authenticate(token)
-        except Unauthenticated as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         act_as = metadata.get(ACT_AS_METADATA)
-        if act_as is None:
-            return identity
-        if SCOPE_ACT_AS not in identity.scopes:  # not implied by admin: a service's power only
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED, f"{identity.name!r} lacks the {SCOPE_ACT_AS!r} scope"
-            )
+        return token, None if act_as is None else str(act_as)
+
+    async def _authenticate(self, context: Context) -> Identity:
         try:
-            return acting_for(identity, str(act_as))
-        except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{ACT_AS_METADATA}: {exc}")
-            raise AssertionError("abort returned") from None
+            return self._admission.identify(*self._credentials(context))
+        except FlotillaError as exc:
+            await _refuse(context, exc)
 
     async def _authorize(self, context: Context, scope: str, request: Message | None = None) -> Identity:
-        identity = await self._authenticate(context)
-        if not identity.allows(scope):
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{identity.name!r} lacks the {scope!r} scope")
-        wait = self._rate_limiter.retry_after(identity.name)
-        if wait is not None:
-            context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(wait)))),))
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, f"rate limit of {identity.name!r} exceeded; retry in {wait:.2f} s"
-            )
+        token, act_as = self._credentials(context)
+        try:
+            identity = self._admission.enter(token, scope, act_as)
+        except FlotillaError as exc:
+            await _refuse(context, exc)
         if request is not None and request.HasField("caller"):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "leave caller empty: the gateway sets it from your credentials"
             )
         return identity
 
-    async def _check_params(self, context: Context, params_json: str) -> None:
-        if len(params_json) > self._limits.max_params_bytes:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"params larger than {self._limits.max_params_bytes} bytes"
-            )
+    async def _check_params(self, context: Context, request: StartRunRequest) -> None:
         try:
-            params = json.loads(params_json) if params_json else {}
-        except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "params_json is not valid JSON")
-        if not isinstance(params, dict):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "params_json must be a JSON object")
-        if depth(params) > self._limits.max_params_depth:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"params nest deeper than {self._limits.max_params_depth} levels"
-            )
+            request.params_json = self._admission.check_params(request.params_json)
+        except FlotillaError as exc:
+            await _refuse(context, exc)
 
     async def _relay(self, context: Context, scope: str, request: Any, method: Any) -> Any:
         """Authorize `scope`, stamp the caller on `request`, and forward it to the dispatcher."""
         identity = await self._authorize(context, scope, request)
         if isinstance(request, StartRunRequest):
-            await self._check_params(context, request.params_json)
+            await self._check_params(context, request)
         request.caller.CopyFrom(caller(identity))
         return await self._forward(context, method, request)
 

@@ -1,19 +1,40 @@
-"""Authentication at the edge: bearer tokens on every route but health, scopes per route."""
+"""The admission layer's HTTP and WebSocket faces: where the bearer token is found, and how
+admission's domain errors become status codes, close codes and headers. (gRPC's face is in
+grpc_api.py.) Every route but health goes through `require`, every WebSocket through `admit_socket`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, WebSocket
+from fastapi import HTTPException, Request, WebSocket
+from fastapi import Path as PathParam
 
+from flotilla.admission import Admission
 from flotilla.auth import Authenticator, Identity, Unauthenticated, load_jwt_config, parse_api_keys
-from flotilla.errors import ConfigurationError
-from flotilla.gateway.limits import RateLimiter
+from flotilla.errors import (
+    ConfigurationError,
+    FlotillaError,
+    InvalidArgument,
+    PermissionDenied,
+    RateLimited,
+    TooManyStreams,
+)
 from flotilla.protocol import Caller
 from flotilla.settings import GatewaySettings
+
+# WebSocket close codes for refused connections (shared by the v1 and FastAgency streams).
+CLOSE_POLICY = 1008
+"""A bad parameter (the reason says which)."""
+CLOSE_UNAUTHENTICATED = 4401
+"""No token, or not a valid one."""
+CLOSE_FORBIDDEN = 4403
+"""The token lacks the scope."""
+CLOSE_TOO_MANY = 4429
+"""The identity is over its rate limit, or already holds `max_streams_per_identity` streams."""
 
 
 def build_authenticator(settings: GatewaySettings) -> Authenticator:
@@ -39,44 +60,75 @@ def build_authenticator(settings: GatewaySettings) -> Authenticator:
     return Authenticator(keys, jwt_config)
 
 
-def _bearer(header: str | None) -> str | None:
+def bearer(header: str | None) -> str | None:
     if header and header[:7].lower() == "bearer ":
         return header[7:].strip()
     return None
 
 
-def authenticate_http(request: Request) -> Identity:
-    authenticator: Authenticator = request.app.state.authenticator
-    try:
-        return authenticator.authenticate(_bearer(request.headers.get("authorization")))
-    except Unauthenticated as exc:
-        raise HTTPException(status_code=401, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+def http_error(error: FlotillaError) -> HTTPException:
+    """Admission's refusal as HTTP: 401 (with WWW-Authenticate), 403, 422 or 429 (with Retry-After)."""
+    if isinstance(error, Unauthenticated):
+        return HTTPException(status_code=401, detail=str(error), headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(error, PermissionDenied):
+        return HTTPException(status_code=403, detail=str(error))
+    if isinstance(error, RateLimited):
+        retry = str(max(1, math.ceil(error.retry_after_s)))
+        return HTTPException(status_code=429, detail=str(error), headers={"Retry-After": retry})
+    if isinstance(error, TooManyStreams):
+        return HTTPException(status_code=429, detail=str(error))
+    if isinstance(error, InvalidArgument):
+        return HTTPException(status_code=422, detail=str(error))
+    raise error
 
 
-def authenticate_websocket(websocket: WebSocket) -> Identity:
-    """By the Authorization header, or a `token` query parameter (browsers cannot set headers)."""
-    authenticator: Authenticator = websocket.app.state.authenticator
-    token = _bearer(websocket.headers.get("authorization")) or websocket.query_params.get("token")
-    return authenticator.authenticate(token)
+def close_code(error: FlotillaError) -> int:
+    """Admission's refusal as a WebSocket close code."""
+    if isinstance(error, Unauthenticated):
+        return CLOSE_UNAUTHENTICATED
+    if isinstance(error, PermissionDenied):
+        return CLOSE_FORBIDDEN
+    if isinstance(error, (RateLimited, TooManyStreams)):
+        return CLOSE_TOO_MANY
+    if isinstance(error, InvalidArgument):
+        return CLOSE_POLICY
+    raise error
 
 
-def require(scope: str) -> Callable[[Request, Identity], Identity]:
-    """Authenticated, with `scope`, and within the identity's rate limit."""
+def admission_of(connection: Request | WebSocket) -> Admission:
+    admission: Admission = connection.app.state.admission
+    return admission
 
-    def check(request: Request, identity: Annotated[Identity, Depends(authenticate_http)]) -> Identity:
-        if not identity.allows(scope):
-            raise HTTPException(status_code=403, detail=f"{identity.name!r} lacks the {scope!r} scope")
-        limiter: RateLimiter = request.app.state.rate_limiter
-        wait = limiter.retry_after(identity.name)
-        if wait is not None:
-            raise HTTPException(
-                status_code=429,
-                detail=f"rate limit of {identity.name!r} exceeded; retry in {wait:.2f} s",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-        return identity
+
+def require(scope: str) -> Callable[[Request], Identity]:
+    """A dependency: the bearer token's identity, with `scope`, within its rate limit."""
+
+    def check(request: Request) -> Identity:
+        try:
+            return admission_of(request).enter(bearer(request.headers.get("authorization")), scope)
+        except FlotillaError as exc:
+            raise http_error(exc) from None
 
     return check
+
+
+def require_path_token(scope: str) -> Callable[[Request, str], Identity]:
+    """`require`, for clients that cannot send headers: the token in the path (`/fa/<token>/...`)."""
+
+    def check(
+        request: Request, token: Annotated[str, PathParam(description="An API key or JWT, as in a bearer header")]
+    ) -> Identity:
+        try:
+            return admission_of(request).enter(token, scope)
+        except FlotillaError as exc:
+            raise http_error(exc) from None
+
+    return check
+
+
+def socket_token(websocket: WebSocket) -> str | None:
+    """By the Authorization header, or a `token` query parameter (browsers cannot set headers)."""
+    return bearer(websocket.headers.get("authorization")) or websocket.query_params.get("token")
 
 
 def caller(identity: Identity) -> Caller:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from flotilla.events import STATUS_BY_NAME, event_to_json, run_to_json
 from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity
 from flotilla.gateway.dispatcher import DispatcherClient
-from flotilla.gateway.identity import caller, require
-from flotilla.gateway.limits import depth
+from flotilla.errors import FlotillaError
+from flotilla.gateway.identity import admission_of, caller, http_error, require
 from flotilla.gateway.schemas import (
     ERROR_RESPONSES,
     EVENT_EXAMPLES,
@@ -86,11 +85,13 @@ async def list_workflows(dispatcher: Dispatcher, identity: CatalogueReader) -> l
 async def start_run(
     body: StartRunBody, dispatcher: Dispatcher, identity: Writer, response: Response, http: Request
 ) -> dict[str, Any]:
-    if depth(body.params) > http.app.state.max_params_depth:
-        raise HTTPException(status_code=422, detail=f"params nest deeper than {http.app.state.max_params_depth} levels")
+    try:
+        params_json = admission_of(http).check_params(body.params)
+    except FlotillaError as exc:
+        raise http_error(exc) from None
     request = StartRunRequest(
         workflow=body.workflow,
-        params_json=json.dumps(body.params),
+        params_json=params_json,
         idempotency_key=body.idempotency_key or "",
         caller=caller(identity),
     )

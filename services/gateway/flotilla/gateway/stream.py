@@ -12,6 +12,7 @@ Events go out in order, so `after=<last seq received>` resumes exactly where the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -22,11 +23,12 @@ import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from grpc import aio
 
-from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, Identity, Unauthenticated
+from flotilla.admission import Admission
+from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, Identity
+from flotilla.errors import FlotillaError, InvalidArgument, RateLimited
 from flotilla.events import event_to_json, is_terminal
 from flotilla.gateway.dispatcher import DispatcherClient
-from flotilla.gateway.identity import authenticate_websocket, caller
-from flotilla.gateway.limits import StreamSlots
+from flotilla.gateway.identity import admission_of, caller, close_code, socket_token
 from flotilla.gateway.routes import MAX_SEQ
 from flotilla.protocol import Caller, RunEvent, SubmitInputRequest
 from flotilla.settings import GatewaySettings
@@ -34,26 +36,19 @@ from flotilla.settings import GatewaySettings
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1")
 
-# Close codes of the stream (the reason says more):
+# Close codes of the stream (the reason says more); refusals at the door (1008 bad `after`, 4401,
+# 4403, 4429 over the rate limit or too many streams) are admission's: see identity.py.
 CLOSE_NORMAL = 1000
 """The run ended: `workflow_completed` was the last frame."""
-CLOSE_POLICY = 1008
-"""A bad `after` parameter."""
 CLOSE_INTERNAL = 1011
 """A bug in the gateway (logged); reconnect with `after`."""
 CLOSE_UNAVAILABLE = 1013
 """The dispatcher went away for longer than the gateway waits for it; reconnect with `after`."""
-CLOSE_UNAUTHENTICATED = 4401
-"""No token, or not a valid one."""
-CLOSE_FORBIDDEN = 4403
-"""The token lacks the `runs:read` scope."""
 CLOSE_UNKNOWN_RUN = 4404
 """No such run (or another identity's)."""
 CLOSE_TOO_SLOW = 4408
 """The client did not keep up: a send to it stalled for `ws_send_timeout_s`. The reason ends with
 `reconnect with after=<seq>`, the last event sent before the close frame; reconnect with it."""
-CLOSE_TOO_MANY = 4429
-"""The identity already has `max_streams_per_identity` streams open."""
 
 MAX_FRAME_BYTES = 256 * 1024
 CLOSE_WAIT_S = 10.0
@@ -89,29 +84,25 @@ async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
     dispatcher: DispatcherClient = websocket.app.state.dispatcher
     settings: GatewaySettings = websocket.app.state.settings
     await websocket.accept()
+    admission = admission_of(websocket)
+    slot = contextlib.ExitStack()
     try:
-        identity = authenticate_websocket(websocket)
-    except Unauthenticated as exc:
-        await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=str(exc)[:120])
-        return
-    if not identity.allows(SCOPE_RUNS_READ):
-        await websocket.close(code=CLOSE_FORBIDDEN, reason=f"lacks the {SCOPE_RUNS_READ!r} scope")
-        return
-    if not 0 <= after <= MAX_SEQ:
-        await websocket.close(code=CLOSE_POLICY, reason=f"after must be from 0 to {MAX_SEQ}")
+        # Every connection counts against the rate limit: each reconnect reads the log again.
+        identity = admission.enter(socket_token(websocket), SCOPE_RUNS_READ)
+        if not 0 <= after <= MAX_SEQ:
+            raise InvalidArgument(f"after must be from 0 to {MAX_SEQ}")
+        slot.enter_context(admission.stream(identity))
+    except FlotillaError as exc:
+        await websocket.close(code=close_code(exc), reason=str(exc)[:120])
         return
     who = caller(identity)
-    slots: StreamSlots = websocket.app.state.stream_slots
-    if not slots.acquire(identity.name):
-        await websocket.close(code=CLOSE_TOO_MANY, reason="too many open streams for this identity")
-        return
     outbox = _Outbox(settings.ws_send_buffer_events, sent=after)
-    with structlog.contextvars.bound_contextvars(run_id=run_id):
+    with slot, structlog.contextvars.bound_contextvars(run_id=run_id):
         watch = asyncio.create_task(_watch(dispatcher, run_id, after, who, outbox))
         tasks = {
             watch,
             asyncio.create_task(_write(websocket, outbox, settings.ws_send_timeout_s)),
-            asyncio.create_task(_read(websocket, dispatcher, run_id, who, identity, outbox)),
+            asyncio.create_task(_read(websocket, dispatcher, run_id, who, identity, admission, outbox)),
         }
         end: _End | None = None
         try:
@@ -127,7 +118,6 @@ async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
                     elif task is not watch:
                         end = end or task.result()
         finally:
-            slots.release(identity.name)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -185,7 +175,13 @@ async def _write(websocket: WebSocket, outbox: _Outbox, send_timeout_s: float) -
 
 
 async def _read(
-    websocket: WebSocket, dispatcher: DispatcherClient, run_id: str, who: Caller, identity: Identity, outbox: _Outbox
+    websocket: WebSocket,
+    dispatcher: DispatcherClient,
+    run_id: str,
+    who: Caller,
+    identity: Identity,
+    admission: Admission,
+    outbox: _Outbox,
 ) -> _End:
     """`{"type": "input", "request_id": ..., "value": ...}` frames; anything else gets an error frame
     (sent in order with the events, and counted against the client's outbox)."""
@@ -194,12 +190,21 @@ async def _read(
         if message["type"] == "websocket.disconnect":
             return _End(None)
         text = message.get("text")
-        if text is None:
-            reply: dict[str, Any] | None = {"type": "client_error", "detail": "frames must be JSON text, not binary"}
-        elif not identity.allows(SCOPE_RUNS_WRITE):
-            reply = {"type": "client_error", "detail": f"lacks the {SCOPE_RUNS_WRITE!r} scope"}
+        try:
+            admission.admit(identity, SCOPE_RUNS_WRITE)  # each frame counts against the rate limit
+        except RateLimited as exc:
+            reply: dict[str, Any] | None = {
+                "type": "client_error",
+                "detail": str(exc),
+                "retry_after_s": round(exc.retry_after_s, 3),
+            }
+        except FlotillaError as exc:
+            reply = {"type": "client_error", "detail": str(exc)}
         else:
-            reply = await _handle_frame(dispatcher, run_id, text, who)
+            if text is None:
+                reply = {"type": "client_error", "detail": "frames must be JSON text, not binary"}
+            else:
+                reply = await _handle_frame(dispatcher, run_id, text, who)
         if reply is not None:
             await outbox.queue.put(reply)
 
