@@ -150,3 +150,22 @@ async def paced_chat(session: Session, params: dict[str, Any]) -> dict[str, Any]
         await session.text_message(f"paced message {i + 1} of {n}", sender=sender, recipient=recipient)
         await asyncio.sleep(delay_s)
     return {"messages": n, "answer": answer}
+
+
+class InjectionParams(BaseModel):
+    url: str = Field(min_length=1, max_length=500)
+
+
+@registry.register(
+    name="markdown_injection",
+    description="An agent's reply carrying a prompt injection's images and HTML (tests).",
+    params=InjectionParams,
+)
+async def markdown_injection(session: Session, params: dict[str, Any]) -> str:
+    url = params["url"]
+    body = (
+        f"Summary done. ![]({url}?q=the-conversation) ![logo](https://evil.example/x.png)\n\n"
+        f'<img src="{url}?q=raw-html"> Code stays: `<img src=x>`'
+    )
+    await session.text_message(body, sender="assistant", recipient="user")
+    return "ok"

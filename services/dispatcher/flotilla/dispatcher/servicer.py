@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import nats.errors
+import structlog
 from grpc import aio
 
 from flotilla.dispatch import RunService
@@ -40,6 +41,7 @@ from flotilla.protocol import (
 )
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 if TYPE_CHECKING:
     Context = aio.ServicerContext[Any, Any]
@@ -68,7 +70,8 @@ async def _call(context: Context, operation: Callable[[], Awaitable[T]]) -> T:
     except FlotillaError as exc:
         await context.abort(status_code(exc), str(exc))
     except (nats.errors.Error, TimeoutError) as exc:
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"NATS did not answer: {exc!r}")
+        log.warning("nats error", error=repr(exc))  # the details stay in the log, not with the client
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "NATS did not answer in time; try again")
     raise AssertionError("unreachable: abort raises")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import mesop as me
 
+from flotilla.ui.markdown import safe_markdown
 from flotilla.ui import answering
 from flotilla.ui.transcript import Item, Transcript, clock
 
@@ -50,7 +51,7 @@ def message(event: dict[str, Any]) -> None:
     background, border = agent_colours(str(event.get("sender") or "workflow"))
     with _block("message", background, border):
         _header(event)
-        me.markdown(str(event.get("body", "")))
+        me.markdown(safe_markdown(str(event.get("body", ""))))
 
 
 def function_call(item: Item) -> None:
@@ -101,7 +102,7 @@ def question(item: Item, *, sent: dict[str, str], drafts: dict[str, str]) -> Non
     background, border = agent_colours(str(event.get("sender") or "workflow"))
     with _block("question", background, border):
         _header(event, f"{event.get('sender') or 'workflow'} asks")
-        me.markdown(str(event.get("prompt") or ""))
+        me.markdown(safe_markdown(str(event.get("prompt") or "")))
         if event.get("type") == "text_input":
             answering.text_controls(event, answer=answer, drafts=drafts)
         else:
@@ -130,7 +131,7 @@ def completed(event: dict[str, Any]) -> None:
         result = event.get("result")
         if result is not None:
             if isinstance(result, str):
-                me.markdown(result)
+                me.markdown(safe_markdown(result))
             else:
                 _code(_pretty(result))
         if event.get("error"):
