@@ -196,6 +196,8 @@ class UiSettings(_Settings):
         default=12 * 3600, gt=0, validation_alias=_env("ui", "session_idle_timeout_s")
     )
     """A signed-in person who does nothing for this long is signed out."""
+    cookie_secure: bool = Field(default=False, validation_alias=_env("ui", "cookie_secure"))
+    """Mark the session cookie Secure: set it when people reach the UI over HTTPS (a TLS-terminating proxy)."""
     stack: Literal["local", "none"] = Field(default="local", validation_alias=_env("ui", "stack"))
     """`local`: also start NATS, dispatcher, workers and gateway (the one-command stack);
     `none`: serve the UI only (containers)."""

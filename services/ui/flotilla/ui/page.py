@@ -39,7 +39,7 @@ def on_load(e: me.LoadEvent) -> None:
 @me.page(path="/", title="Flotilla", on_load=on_load, stylesheets=[STYLESHEET])
 def index() -> None:
     state = me.state(State)
-    if not state.session_id:
+    if not state.page_token:
         signin.form(state)
         return
     with me.box(classes="shell"):

@@ -19,6 +19,8 @@ class UiServices:
     service_key: str
     """The UI's own gateway key (scope act_as); used only to act for people signed in by password."""
     gateway_url: str
+    cookie_secure: bool
+    """Mark the session cookie Secure (served over HTTPS, e.g. behind a TLS-terminating proxy)."""
 
     def acting_for(self, identity: str) -> Credentials:
         return Credentials(token=self.service_key, act_as=identity)
@@ -38,6 +40,7 @@ def build(settings: UiSettings) -> UiServices:
         users=parse_users(settings.users.get_secret_value()),
         service_key=settings.gateway_api_key.get_secret_value(),
         gateway_url=settings.gateway_url,
+        cookie_secure=settings.cookie_secure,
     )
 
 

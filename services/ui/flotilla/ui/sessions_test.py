@@ -25,3 +25,21 @@ def test_credentials_metadata() -> None:
         ("authorization", "Bearer t"),
         ("flotilla-act-as", "ada"),
     )
+
+
+def test_a_page_token_names_its_session_only_with_the_cookie_after_the_first_minute() -> None:
+    now = [0.0]
+    store = SessionStore(clock=lambda: now[0])
+    session = Session(identity="ada", credentials=Credentials(token="k"), via="api_key")
+    session_id = store.create(session)
+    token = store.page_token(session_id)
+    assert token != session_id
+    assert store.for_page(token, None) == (session_id, session)  # the browser has no cookie yet
+    assert store.for_page(token, session_id) == (session_id, session)
+    assert store.for_page(token, "another-session") is None
+    assert store.for_page("made-up", session_id) is None and store.for_page("", session_id) is None
+    now[0] = 61
+    assert store.for_page(token, None) is None, "lifted from the page, alone, it is worth nothing"
+    assert store.for_page(token, session_id) == (session_id, session)
+    store.drop(session_id)
+    assert store.for_page(token, session_id) is None

@@ -3,7 +3,8 @@
 Two ways in: a username and password from the UI's configuration (the UI then calls the gateway
 with its own service key, acting for the user's identity), or the person's own gateway API key
 (checked with WhoAmI, then used as their bearer token). Either way a server-side session is
-created and only its random id goes to the browser: in the page state and an HttpOnly cookie.
+created; its random id goes to the browser in an HttpOnly cookie only, and the page state holds a
+page token that works only with that cookie (sessions.py).
 """
 
 from __future__ import annotations
@@ -13,32 +14,36 @@ import mesop as me
 from flotilla.ui import runs
 from flotilla.ui.gateway import Credentials, GatewayError
 from flotilla.ui.services import current
-from flotilla.ui.sessions import Session
+from flotilla.ui.sessions import COOKIE, Session
 from flotilla.ui.state import RUN_PARAM, State
 from flotilla.ui.users import TooManyAttempts
 
-COOKIE = "flotilla_session"
 WRONG_PASSWORD = "Wrong username or password."
 BAD_KEY = "That API key was not accepted."
 
 
 def restore(state: State) -> Session | None:
-    """The session named by the state or, after a reload, by the cookie."""
+    """The session of this page (its token and the cookie) or, after a reload, of the cookie."""
     sessions = current().sessions
-    for session_id in (state.session_id, me.cookie(COOKIE)):
-        session = sessions.get(session_id)
-        if session is not None:
-            state.session_id, state.identity = session_id, session.identity
-            return session
-    state.session_id = state.identity = ""
+    cookie = me.cookie(COOKIE)
+    found = sessions.for_page(state.page_token, cookie)
+    if found is not None:
+        state.identity = found[1].identity
+        return found[1]
+    session = sessions.get(cookie)
+    if session is not None and cookie:
+        state.page_token, state.identity = sessions.page_token(cookie), session.identity
+        return session
+    state.page_token = state.identity = ""
     return None
 
 
 def _signed_in(state: State, session: Session) -> None:
-    session_id = current().sessions.create(session)
-    state.session_id, state.identity = session_id, session.identity
+    sessions = current().sessions
+    session_id = sessions.create(session)
+    state.page_token, state.identity = sessions.page_token(session_id), session.identity
     state.username = state.password = state.api_key = state.sign_in_error = ""
-    me.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict")
+    me.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict", secure=current().cookie_secure)
     runs.load_history(state, session)
     try:
         runs.load_catalogue(state, session)
@@ -47,10 +52,13 @@ def _signed_in(state: State, session: Session) -> None:
 
 
 def sign_out(state: State) -> None:
-    current().sessions.drop(state.session_id)
+    sessions = current().sessions
+    found = sessions.for_page(state.page_token, me.cookie(COOKIE))
+    if found is not None:
+        sessions.drop(found[0])
     me.delete_cookie(COOKIE)
     runs.close_run(state)
-    state.session_id = state.identity = ""
+    state.page_token = state.identity = ""
     state.runs_json = state.workflows_json = "[]"
     state.selected_workflow = state.start_error = ""
     if RUN_PARAM in me.query_params:

@@ -9,7 +9,7 @@ from typing import Any
 
 import mesop as me
 
-from flotilla.ui.sessions import Session
+from flotilla.ui.sessions import COOKIE, Session
 from flotilla.ui.services import current
 
 RUN_PARAM = "run"
@@ -18,8 +18,8 @@ RUN_PARAM = "run"
 
 @me.stateclass
 class State:
-    session_id: str = ""
-    """Random key of the server-side session (also in the HttpOnly cookie)."""
+    page_token: str = ""
+    """Names the server-side session only together with its HttpOnly cookie (sessions.py)."""
     identity: str = ""
     """For display only; every call's identity comes from the session."""
     # Sign-in form.
@@ -56,7 +56,8 @@ class State:
 
 
 def session_of(state: State) -> Session | None:
-    return current().sessions.get(state.session_id)
+    found = current().sessions.for_page(state.page_token, me.cookie(COOKIE))
+    return None if found is None else found[1]
 
 
 def events_of(state: State) -> list[dict[str, Any]]:

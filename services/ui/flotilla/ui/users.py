@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from flotilla.auth import valid_name
 from flotilla.errors import ConfigurationError
 
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**17, 8, 1
+"""OWASP's current guidance for scrypt: 128 MiB and ~0.3 s a hash here. (Hashes made with other
+parameters still verify: they are stored in the hash.)"""
+_SCRYPT_MAXMEM = 256 * 1024 * 1024
+_HASHING = threading.BoundedSemaphore(2)
+"""At most two hashes at once: each takes 128 MiB, and guesses at many usernames must not add up."""
 
 
 class BadUsersConfig(ConfigurationError):
@@ -39,7 +44,8 @@ def _unb64(text: str) -> bytes:
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32)
+    with _HASHING:
+        return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_SCRYPT_MAXMEM, dklen=32)
 
 
 def hash_password(password: str) -> str:
@@ -106,6 +112,7 @@ class UserDirectory:
         self._window_s = window_s
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._pending: dict[str, int] = {}  # checks in progress per username
         self._lock = threading.Lock()  # gunicorn's threads share the directory
 
     def __len__(self) -> int:
@@ -113,12 +120,16 @@ class UserDirectory:
 
     def authenticate(self, username: str, password: str) -> User | None:
         """The user when the password is right, else None (same answer for an unknown name);
-        TooManyAttempts while the username is locked out."""
+        TooManyAttempts while the username is locked out. A check in progress counts as a failure
+        until it is known not to be one, so concurrent guesses cannot slip past the limit."""
         name = username.strip()
-        self._check_lockout(name)
+        self._reserve(name)
         user = self._users.get(name)
         ok = (user or _DECOY).check(password)
         with self._lock:
+            self._pending[name] -= 1
+            if not self._pending[name]:
+                del self._pending[name]
             if user is not None and ok:
                 self._failures.pop(name, None)
                 return user
@@ -130,18 +141,21 @@ class UserDirectory:
                     del self._failures[n]
         return None
 
-    def _check_lockout(self, name: str) -> None:
+    def _reserve(self, name: str) -> None:
+        """Count an attempt for `name` in, or TooManyAttempts if its failures and the attempts in
+        progress already reach the limit."""
         with self._lock:
-            failures = self._failures.get(name)
-            if not failures:
-                return
             now = self._clock()
+            failures = self._failures.get(name)
             while failures and now - failures[0] > self._window_s:
                 failures.popleft()
-            if not failures:
+            if failures is not None and not failures:
                 del self._failures[name]  # the table stays as small as the recent guessing
-            elif len(failures) >= self._max_failures:
-                raise TooManyAttempts(self._window_s - (now - failures[0]))
+                failures = None
+            if len(failures or ()) + self._pending.get(name, 0) >= self._max_failures:
+                oldest = failures[0] if failures else now
+                raise TooManyAttempts(max(1.0, self._window_s - (now - oldest)))
+            self._pending[name] = self._pending.get(name, 0) + 1
 
 
 def parse_users(text: str) -> UserDirectory:

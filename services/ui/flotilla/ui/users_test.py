@@ -76,3 +76,43 @@ def test_guessing_a_password_locks_the_username_out_for_a_while() -> None:
     user = users.authenticate("ada", "right")
     assert user is not None and user.identity == "ada"
     assert users.authenticate("ada", "wrong") is None  # a success cleared the count
+
+
+def test_concurrent_guesses_cannot_slip_past_the_limit() -> None:
+    """32 guesses at once (gunicorn's 32 threads): only `max_failures` are ever checked."""
+    import threading
+
+    checked: list[str] = []
+    started = threading.Barrier(32)
+
+    class Slow(User):
+        def check(self, password: str) -> bool:
+            checked.append(password)
+            return False
+
+    users = UserDirectory({"ada": Slow(username="ada", identity="ada", password="right")}, max_failures=5)
+    outcomes: list[str] = []
+
+    def guess(i: int) -> None:
+        started.wait()
+        try:
+            users.authenticate("ada", f"guess-{i}")
+            outcomes.append("checked")
+        except TooManyAttempts:
+            outcomes.append("locked")
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(checked) == 5 and outcomes.count("checked") == 5 and outcomes.count("locked") == 27
+
+
+def test_new_hashes_use_current_scrypt_cost_and_old_ones_still_verify() -> None:
+    from flotilla.ui.users import _scrypt, _b64
+
+    assert hash_password("pw").split("$")[1:4] == [str(2**17), "8", "1"]
+    salt = b"0123456789abcdef"
+    old = f"scrypt${2**14}$8$1${_b64(salt)}${_b64(_scrypt('pw', salt, 2**14, 8, 1))}"
+    assert verify_password("pw", old) and not verify_password("px", old)
