@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from measure import rss_mb
+from measure import BENCHMARKS, rss_mb
 from flotilla.devstack import LocalStack, StackConfig
 
 
@@ -87,7 +87,7 @@ def main() -> None:
         config = StackConfig(
             data_dir=Path(tmp) / "data", log_dir=Path(tmp) / "logs", workers=1, with_ui=False,
             nats_port=0, dispatcher_port=0, gateway_port=0, gateway_grpc_port=0, ui_port=0,
-            env={"FLOTILLA_LOG_LEVEL": "warning", "FLOTILLA_GATEWAY_RATE_LIMIT_PER_S": "1000000", "FLOTILLA_GATEWAY_RATE_LIMIT_BURST": "1000000",
+            env={"FLOTILLA_LOG_LEVEL": "warning", "FLOTILLA_WORKER_WORKFLOWS": BENCHMARKS, "FLOTILLA_GATEWAY_RATE_LIMIT_PER_S": "1000000", "FLOTILLA_GATEWAY_RATE_LIMIT_BURST": "1000000",
                  "FLOTILLA_GATEWAY_MAX_STREAMS_PER_IDENTITY": "100000", "FLOTILLA_WORKER_MAX_CONCURRENT_RUNS": str(max(1000, args.runs))},
         )  # fmt: skip
         with LocalStack(config) as stack:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import websockets
 
-from measure import cpu_seconds, ms_summary, rss_mb
+from measure import BENCHMARKS, cpu_seconds, ms_summary, rss_mb
 from flotilla.devstack import LocalStack, StackConfig
 from flotilla.auth import ServiceTokenSigner
 from flotilla.protocol import DISPATCHER_SERVICE, Caller, DispatcherStub, WatchRunRequest
@@ -59,6 +59,7 @@ def local_stack(workers: int, env: dict[str, str]) -> Iterator[LocalStack]:
             nats_port=0, dispatcher_port=0, gateway_port=0, gateway_grpc_port=0, ui_port=0,
             env={
                 "FLOTILLA_LOG_LEVEL": "warning",
+                "FLOTILLA_WORKER_WORKFLOWS": BENCHMARKS,
                 "FLOTILLA_GATEWAY_RATE_LIMIT_PER_S": "1000000",
                 "FLOTILLA_GATEWAY_RATE_LIMIT_BURST": "1000000",
                 "FLOTILLA_GATEWAY_MAX_STREAMS_PER_IDENTITY": "1000000",

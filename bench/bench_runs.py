@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import websockets
 
-from measure import cpu_seconds, ms_summary, rss_mb
+from measure import BENCHMARKS, cpu_seconds, ms_summary, rss_mb
 from flotilla.devstack import LocalStack, StackConfig
 
 
@@ -122,7 +122,7 @@ def main() -> None:
             config = StackConfig(
                 data_dir=tmp / "data", log_dir=tmp / "logs", workers=args.workers, with_ui=False,
                 nats_port=0, dispatcher_port=0, gateway_port=0, gateway_grpc_port=0, ui_port=0,
-                env={"FLOTILLA_LOG_LEVEL": "warning", "FLOTILLA_GATEWAY_RATE_LIMIT_PER_S": "1000000", "FLOTILLA_GATEWAY_RATE_LIMIT_BURST": "1000000",
+                env={"FLOTILLA_LOG_LEVEL": "warning", "FLOTILLA_WORKER_WORKFLOWS": BENCHMARKS, "FLOTILLA_GATEWAY_RATE_LIMIT_PER_S": "1000000", "FLOTILLA_GATEWAY_RATE_LIMIT_BURST": "1000000",
                  "FLOTILLA_GATEWAY_MAX_STREAMS_PER_IDENTITY": "100000",},
             )  # fmt: skip
             local = stack.enter_context(LocalStack(config))

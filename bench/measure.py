@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+BENCHMARKS = "flotilla.examples.benchmarks:registry"
+"""The workers of a benchmark's stack serve `load` and `load_sync` (no default deployment does)."""
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)

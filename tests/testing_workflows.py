@@ -14,11 +14,13 @@ from autogen.testing import TestAgent, ToolCall
 from pydantic import BaseModel, Field
 
 from flotilla.examples import registry as examples
+from flotilla.examples.benchmarks import registry as benchmarks
 from flotilla.llm import get_llm
 from flotilla.workflows import Session, SyncSession, WorkflowRegistry
 
 registry = WorkflowRegistry()
 registry.include(examples)
+registry.include(benchmarks)
 
 
 @registry.register(name="crash_worker", description="Kills the worker process running it.")

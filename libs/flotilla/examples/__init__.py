@@ -1,5 +1,6 @@
-"""The workflows the local stack serves: `learning_chat` (the seed's example), `tool_approval`,
-`group_chat` (AG2 agents on the configured LLM), and `load` / `load_sync` (tests, benchmarks)."""
+"""The workflows a deployment serves by default: `learning_chat` (the seed's example),
+`tool_approval` and `group_chat` (AG2 agents on the configured LLM). The benchmarks' `load` and
+`load_sync` are in flotilla.examples.benchmarks, served only where asked for."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from typing import Any
 from autogen import Agent, ConversableAgent, GroupChat, GroupChatManager, register_function
 from pydantic import BaseModel, Field
 
-from flotilla.errors import InvalidArgument
 from flotilla.llm import llm_config, register_llm
-from flotilla.workflows import Session, SyncSession, WorkflowRegistry
+from flotilla.workflows import SyncSession, WorkflowRegistry
 
 registry = WorkflowRegistry()
 
@@ -116,46 +116,3 @@ def group_chat(ui: SyncSession, params: dict[str, Any]) -> str:
     assert isinstance(first, ConversableAgent)
     result = first.initiate_chat(manager, message=params["question"], summary_method="last_msg")
     return str(result.summary)
-
-
-def _int_param(params: dict[str, Any], name: str, default: int, *, low: int, high: int) -> int:
-    value = params.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InvalidArgument(f"param {name!r} must be an integer from {low} to {high}")
-    return value
-
-
-@registry.register(
-    name="load",
-    description="Emits n messages of size bytes and asks asks questions (for tests and benchmarks).",
-)
-async def load(session: Session, params: dict[str, Any]) -> dict[str, Any]:
-    n = _int_param(params, "n", 10, low=0, high=100_000)
-    size = _int_param(params, "size", 100, low=0, high=1_000_000)
-    asks = _int_param(params, "asks", 0, low=0, high=1_000)
-    body = "x" * size
-    for _ in range(n):
-        await session.text_message(body, sender="load", recipient="user")
-    answers = []
-    for i in range(asks):
-        answer = await session.text_input(f"question {i + 1} of {asks}")
-        answers.append(answer)
-        await session.text_message(f"echo: {answer}", sender="load", recipient="user")
-    return {"messages": n, "answers": answers}
-
-
-@registry.register(
-    name="load_sync",
-    description="`load` as a plain def workflow (runs in a thread, as AG2 workflows do); for benchmarks.",
-)
-def load_sync(session: SyncSession, params: dict[str, Any]) -> dict[str, Any]:
-    n = _int_param(params, "n", 10, low=0, high=100_000)
-    size = _int_param(params, "size", 100, low=0, high=1_000_000)
-    asks = _int_param(params, "asks", 0, low=0, high=1_000)
-    for _ in range(n):
-        session.text_message("x" * size, sender="load", recipient="user")
-    answers = []
-    for i in range(asks):
-        answers.append(session.text_input(f"question {i + 1} of {asks}"))
-        session.text_message(f"echo: {answers[-1]}", sender="load", recipient="user")
-    return {"messages": n, "answers": answers}
