@@ -107,10 +107,19 @@ class Api:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
-    async def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
-        response = await self.http.get(f"/v1/runs/{run_id}/events", params={"after": after})
-        assert response.status_code == 200, response.text
-        return list(response.json()["events"])
+    async def events(self, run_id: str, after: int = 0, *, hidden: bool = True) -> list[dict[str, Any]]:
+        """Every stored event after `after`, page by page; with the hidden ones unless `hidden=False`
+        (tests compare whole logs; the API's default leaves them out)."""
+        events: list[dict[str, Any]] = []
+        while True:
+            params = {"after": after, "include_hidden": str(hidden).lower()}
+            response = await self.http.get(f"/v1/runs/{run_id}/events", params=params)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            events.extend(page["events"])
+            if not page["more"]:
+                return events
+            after = page["next_after"]
 
     async def answer(self, run_id: str, request_id: str, value: str) -> httpx.Response:
         return await self.http.post(f"/v1/runs/{run_id}/input", json={"request_id": request_id, "value": value})
@@ -122,13 +131,16 @@ class Api:
         after: int = 0,
         answer: Callable[[dict[str, Any]], str | None] | None = None,
         timeout_s: float = 60.0,
+        hidden: bool = True,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Every event over the WebSocket until the server closes; answers questions over the same
-        socket with `answer(event)`. Returns the events and the close code."""
+        """Every event over the WebSocket until the server closes (hidden ones too unless
+        `hidden=False`); answers questions over the same socket with `answer(event)`. Returns the
+        events and the close code."""
         received: list[dict[str, Any]] = []
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        query = f"after={after}&include_hidden={str(hidden).lower()}"
         async with websockets.connect(
-            f"{self.ws_url}/v1/runs/{run_id}/stream?after={after}", additional_headers=headers
+            f"{self.ws_url}/v1/runs/{run_id}/stream?{query}", additional_headers=headers, max_size=None
         ) as ws:
 
             async def consume() -> None:

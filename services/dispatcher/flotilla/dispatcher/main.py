@@ -25,12 +25,13 @@ async def serve(settings: DispatcherSettings) -> None:
     layout = Layout(
         job_ack_wait_s=settings.job_ack_wait_s,
         job_max_attempts=settings.job_max_attempts,
-        max_age_s=settings.event_max_age_s,
+        retention_s=settings.event_max_age_s,
         workflow_ttl_s=settings.workflow_ttl_s,
         replicas=settings.jetstream_replicas,
+        duplicate_window_s=settings.duplicate_window_s,
     )
     await provision(js, layout)
-    service = RunService(nc)
+    service = RunService(nc, layout)
     await service.open()
 
     def register(server: aio.Server) -> None:

@@ -133,7 +133,9 @@ class GatewayApi(GatewayServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open streams for this identity")
         try:
             with structlog.contextvars.bound_contextvars(run_id=request.run_id):
-                watch = self._dispatcher.watch(request.run_id, request.after_seq, caller(identity))
+                watch = self._dispatcher.watch(
+                    request.run_id, request.after_seq, caller(identity), include_hidden=request.include_hidden
+                )
                 try:
                     async for events in watch:
                         yield WatchRunResponse(events=events)
