@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
+import nats.aio.client
+import nats.js.errors
 import websockets
 
 from flotilla.devstack import LocalStack, StackConfig
@@ -38,6 +42,7 @@ def local_stack(
     env: dict[str, str] | None = None,
     with_ui: bool = False,
     ui_users: list[dict[str, str]] | None = None,
+    max_file_store: str | None = None,
 ) -> Iterator[LocalStack]:
     """A fresh stack: real nats-server with the repo's config, real services, free ports; with the
     web UI too when `with_ui` (its sign-in users: `developer` with `stack.config.ui_password`, and
@@ -56,6 +61,7 @@ def local_stack(
             ui_users=list(ui_users or []),
             job_ack_wait_s=job_ack_wait_s,
             job_max_attempts=job_max_attempts,
+            max_file_store=max_file_store,
             api_keys=list(IDENTITIES.values()),  # type: ignore[arg-type]
             env={
                 "FLOTILLA_GATEWAY_JWT_HS256_SECRET": JWT_SECRET,
@@ -76,8 +82,18 @@ def local_stack(
         stack.start()
         try:
             yield stack
+        except BaseException:
+            print_logs(config.log_dir)  # what the services said, for the failure's report
+            raise
         finally:
             stack.stop()
+
+
+def print_logs(log_dir: Path | None, lines: int = 60) -> None:
+    """The last lines of every service's log (pytest shows them with a failure)."""
+    for log in sorted(log_dir.glob("*.log")) if log_dir else []:
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"----- {log.name} (last {len(tail)} lines) -----", *tail, sep="\n")
 
 
 class Api:
@@ -185,3 +201,49 @@ def first_question(events: list[dict[str, Any]]) -> dict[str, Any] | None:
         if event["type"] in ("text_input", "multiple_choice") and event["request_id"] not in answered:
             return event
     return None
+
+
+async def admin(stack: LocalStack) -> nats.aio.client.Client:
+    """A NATS connection with the dispatcher's credentials (to inspect or break things)."""
+    return await nats.connect(stack.nats_url, user="dispatcher", password=stack.passwords["dispatcher"])
+
+
+FILLER_RUN = "0" * 26
+"""A run id no run has: its event subject holds the filler of a store filled on purpose."""
+
+
+async def fill_store(stack: LocalStack, chunk: int = 1024 * 1024) -> int:
+    """Publish to the events stream until JetStream refuses for lack of room (the store is full);
+    how many chunks it took. `empty_store` undoes it."""
+    nc = await admin(stack)
+    try:
+        js = nc.jetstream()
+        stored = 0
+        while True:
+            try:
+                await js.publish(f"flotilla.runs.{FILLER_RUN}.events", b"\0" * chunk)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code in (10023, 10047) and stored:
+                    return stored
+                raise
+            stored += 1
+    finally:
+        await nc.close()
+
+
+async def empty_store(stack: LocalStack) -> None:
+    nc = await admin(stack)
+    try:
+        await nc.jetstream().purge_stream("FLOTILLA_EVENTS", subject=f"flotilla.runs.{FILLER_RUN}.events")
+    finally:
+        await nc.close()
+
+
+def wait_for_log_line(path: Path, text: str, timeout_s: float = 30.0) -> None:
+    """Until a process's log file says `text` (how a test knows the process reached a point)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path.name} never said {text!r}")

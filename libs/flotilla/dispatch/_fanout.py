@@ -56,6 +56,7 @@ class _Watcher:
             self.overflowed = True  # drop what is queued; the next round reads the log
             while not self.queue.empty():
                 self.queue.get_nowait()
+            self.queue.put_nowait(event)  # wakes the reader
 
 
 def chunks(events: list[RunEvent]) -> Iterator[list[RunEvent]]:

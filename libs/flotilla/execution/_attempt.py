@@ -200,7 +200,7 @@ class RunAttempt:
             return
         writer, prior = taken
         if record.attempts > self._ctx.layout.job_max_attempts:
-            outcome = await self._dead_letter(writer)
+            outcome = await self._dead_letter(writer, record.error)
         else:
             started = WorkflowStarted(
                 workflow=self._job.workflow, params_json=self._job.params_json, attempt=record.attempts
@@ -370,8 +370,10 @@ class RunAttempt:
             return Outcome("failed", error=short)
         return Outcome("completed", result_json=_to_json(task.result()))
 
-    async def _dead_letter(self, writer: RunEventWriter) -> Outcome:
+    async def _dead_letter(self, writer: RunEventWriter, last_error: str) -> Outcome:
         reason = f"gave up after {self._ctx.layout.job_max_attempts} attempts: every worker that took the run stopped"
+        if last_error:
+            reason += f" (the last: {last_error})"
         log.error("run dead-lettered", reason=reason)
         await writer.emit("error", Error(short=reason), sender="system")
         await writer.flush()  # only the attempt holding the log may dead-letter the job

@@ -13,7 +13,8 @@ from nats.aio.msg import Msg
 from flotilla.execution._attempt import RunAttempt, WorkerContext
 from flotilla.ids import is_run_id
 from flotilla.jetstream import Catalogue, JobConsumer, dead_letter
-from flotilla.protocol import Job
+from flotilla.events import TERMINAL_STATUSES
+from flotilla.protocol import Job, Run
 
 log = structlog.get_logger(__name__)
 
@@ -108,8 +109,10 @@ class Worker:
                 await attempt.execute()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("run attempt failed; the job will be retried")
+                with contextlib.suppress(Exception):
+                    await self._ctx.runs.update(job.run_id, lambda run: _note_failure(run, exc))
                 with contextlib.suppress(Exception):
                     await msg.nak(delay=1.0)
 
@@ -163,3 +166,11 @@ class Worker:
         for task in pending:
             task.cancel()  # RunAttempt naks the job: another worker takes it over
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _note_failure(run: Run, exc: Exception) -> bool:
+    """Keep why the attempt failed in the record (the dead letter says it, if it comes to that)."""
+    if run.status in TERMINAL_STATUSES:
+        return False
+    run.error = f"attempt {run.attempts} failed: {type(exc).__name__}: {exc}"[:1000]
+    return True

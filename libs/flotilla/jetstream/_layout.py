@@ -131,6 +131,7 @@ def _streams(layout: Layout) -> list[StreamConfig]:
             subjects=["flotilla.dead.>"],
             retention=RetentionPolicy.LIMITS,
             max_age=layout.retention_s,
+            duplicate_window=min(120.0, layout.retention_s),
             **common,  # type: ignore[arg-type]
         ),
     ]

@@ -24,7 +24,9 @@ async def enqueue(js: JetStreamContext, job: Job) -> bool:
     """Queue the run's job unless it has one (queued, or held by a worker): True if this call
     queued it. The stream keeps at most one job per run, so repeating this is always safe."""
     try:
-        await js.publish(job_subject(job.run_id), job.SerializeToString(), headers={"Nats-Msg-Id": job.run_id})
+        # No Nats-Msg-Id: the per-subject limit dedups, and a job lost after it was stored must
+        # be queued again at once, not dropped as a duplicate of itself.
+        await js.publish(job_subject(job.run_id), job.SerializeToString())
     except APIError as exc:
         if "maximum messages per subject" in (exc.description or ""):
             return False

@@ -7,6 +7,7 @@ import asyncio
 import structlog
 from grpc import aio
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from flotilla.dispatch import RunService
 from flotilla.dispatcher.servicer import Dispatcher
@@ -30,7 +31,7 @@ async def serve(settings: DispatcherSettings) -> None:
         replicas=settings.jetstream_replicas,
         duplicate_window_s=settings.duplicate_window_s,
     )
-    await provision(js, layout)
+    await _provision(js, layout)
     service = RunService(nc, layout)
     await service.open()
 
@@ -47,6 +48,19 @@ async def serve(settings: DispatcherSettings) -> None:
     await server.stop(grace_s=5)
     await service.close()
     await nc.drain()
+
+
+async def _provision(js: JetStreamContext, layout: Layout) -> None:
+    """Provision, waiting for JetStream (a cluster electing its first leader, a server starting)."""
+    for attempt in range(120):
+        try:
+            await provision(js, layout)
+            return
+        except Exception as exc:
+            if attempt == 119:
+                raise
+            log.info("waiting for JetStream to provision the layout", error=repr(exc))
+            await asyncio.sleep(0.5)
 
 
 async def _report_health(server: GrpcServer, nc: Client) -> None:

@@ -118,7 +118,8 @@ class RunOut(BaseModel):
     created_at: str | None
     updated_at: str | None
     finished_at: str | None
-    attempts: int
+    attempts: int = Field(description="Workers that started the run and stopped without finishing it count one each")
+    handbacks: int = Field(default=0, description="Times a worker shutting down handed the run back (not attempts)")
     worker_id: str | None
     result: Any = None
     error: str | None
