@@ -128,7 +128,7 @@ class Api:
         (tests compare whole logs; the API's default leaves them out)."""
         events: list[dict[str, Any]] = []
         while True:
-            params = {"after": after, "include_hidden": str(hidden).lower()}
+            params: dict[str, str | int] = {"after": after, "include_hidden": str(hidden).lower()}
             response = await self.http.get(f"/v1/runs/{run_id}/events", params=params)
             assert response.status_code == 200, response.text
             page = response.json()

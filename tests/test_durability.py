@@ -125,6 +125,7 @@ def test_a_run_whose_job_was_lost_gets_it_back() -> None:
                     js = nc.jetstream()
                     for run_id in (plain, keyed):
                         job = await js.get_last_msg(JOBS_STREAM, job_subject(run_id), direct=True)
+                        assert job.seq is not None
                         await js.delete_msg(JOBS_STREAM, job.seq)
                         assert not await has_job(js, run_id)
                     again = await api.http.post("/v1/runs", json=body)

@@ -111,8 +111,9 @@ class Worker:
                 raise
             except Exception as exc:
                 log.exception("run attempt failed; the job will be retried")
+                failure = f"{type(exc).__name__}: {exc}"
                 with contextlib.suppress(Exception):
-                    await self._ctx.runs.update(job.run_id, lambda run: _note_failure(run, exc))
+                    await self._ctx.runs.update(job.run_id, lambda run: _note_failure(run, failure))
                 with contextlib.suppress(Exception):
                     await msg.nak(delay=1.0)
 
@@ -168,9 +169,9 @@ class Worker:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _note_failure(run: Run, exc: Exception) -> bool:
+def _note_failure(run: Run, failure: str) -> bool:
     """Keep why the attempt failed in the record (the dead letter says it, if it comes to that)."""
     if run.status in TERMINAL_STATUSES:
         return False
-    run.error = f"attempt {run.attempts} failed: {type(exc).__name__}: {exc}"[:1000]
+    run.error = f"attempt {run.attempts} failed: {failure}"[:1000]
     return True
