@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
+import nats.aio.client
+import nats.js.errors
 import websockets
 
 from flotilla.devstack import LocalStack, StackConfig
@@ -39,6 +43,7 @@ def local_stack(
     with_ui: bool = False,
     ui_users: list[dict[str, str]] | None = None,
     tls: bool = True,
+    max_file_store: str | None = None,
 ) -> Iterator[LocalStack]:
     """A fresh stack: real nats-server with the repo's config, real services, free ports; with the
     web UI too when `with_ui` (its sign-in users: `developer` with `stack.config.ui_password`, and
@@ -58,6 +63,7 @@ def local_stack(
             job_ack_wait_s=job_ack_wait_s,
             job_max_attempts=job_max_attempts,
             tls=tls,
+            max_file_store=max_file_store,
             api_keys=list(IDENTITIES.values()),  # type: ignore[arg-type]
             env={
                 "FLOTILLA_GATEWAY_JWT_HS256_SECRET": JWT_SECRET,
@@ -78,8 +84,18 @@ def local_stack(
         stack.start()
         try:
             yield stack
+        except BaseException:
+            print_logs(config.log_dir)  # what the services said, for the failure's report
+            raise
         finally:
             stack.stop()
+
+
+def print_logs(log_dir: Path | None, lines: int = 60) -> None:
+    """The last lines of every service's log (pytest shows them with a failure)."""
+    for log in sorted(log_dir.glob("*.log")) if log_dir else []:
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"----- {log.name} (last {len(tail)} lines) -----", *tail, sep="\n")
 
 
 class Api:
@@ -109,10 +125,19 @@ class Api:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
-    async def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
-        response = await self.http.get(f"/v1/runs/{run_id}/events", params={"after": after})
-        assert response.status_code == 200, response.text
-        return list(response.json()["events"])
+    async def events(self, run_id: str, after: int = 0, *, hidden: bool = True) -> list[dict[str, Any]]:
+        """Every stored event after `after`, page by page; with the hidden ones unless `hidden=False`
+        (tests compare whole logs; the API's default leaves them out)."""
+        events: list[dict[str, Any]] = []
+        while True:
+            params: dict[str, str | int] = {"after": after, "include_hidden": str(hidden).lower()}
+            response = await self.http.get(f"/v1/runs/{run_id}/events", params=params)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            events.extend(page["events"])
+            if not page["more"]:
+                return events
+            after = page["next_after"]
 
     async def answer(self, run_id: str, request_id: str, value: str) -> httpx.Response:
         return await self.http.post(f"/v1/runs/{run_id}/input", json={"request_id": request_id, "value": value})
@@ -124,13 +149,16 @@ class Api:
         after: int = 0,
         answer: Callable[[dict[str, Any]], str | None] | None = None,
         timeout_s: float = 60.0,
+        hidden: bool = True,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Every event over the WebSocket until the server closes; answers questions over the same
-        socket with `answer(event)`. Returns the events and the close code."""
+        """Every event over the WebSocket until the server closes (hidden ones too unless
+        `hidden=False`); answers questions over the same socket with `answer(event)`. Returns the
+        events and the close code."""
         received: list[dict[str, Any]] = []
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        query = f"after={after}&include_hidden={str(hidden).lower()}"
         async with websockets.connect(
-            f"{self.ws_url}/v1/runs/{run_id}/stream?after={after}", additional_headers=headers
+            f"{self.ws_url}/v1/runs/{run_id}/stream?{query}", additional_headers=headers, max_size=None
         ) as ws:
 
             async def consume() -> None:
@@ -175,3 +203,49 @@ def first_question(events: list[dict[str, Any]]) -> dict[str, Any] | None:
         if event["type"] in ("text_input", "multiple_choice") and event["request_id"] not in answered:
             return event
     return None
+
+
+async def admin(stack: LocalStack) -> nats.aio.client.Client:
+    """A NATS connection with the dispatcher's credentials (to inspect or break things)."""
+    return await stack.nats_connect("dispatcher")
+
+
+FILLER_RUN = "0" * 26
+"""A run id no run has: its event subject holds the filler of a store filled on purpose."""
+
+
+async def fill_store(stack: LocalStack, chunk: int = 1024 * 1024) -> int:
+    """Publish to the events stream until JetStream refuses for lack of room (the store is full);
+    how many chunks it took. `empty_store` undoes it."""
+    nc = await admin(stack)
+    try:
+        js = nc.jetstream()
+        stored = 0
+        while True:
+            try:
+                await js.publish(f"flotilla.runs.{FILLER_RUN}.events", b"\0" * chunk)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code in (10023, 10047) and stored:
+                    return stored
+                raise
+            stored += 1
+    finally:
+        await nc.close()
+
+
+async def empty_store(stack: LocalStack) -> None:
+    nc = await admin(stack)
+    try:
+        await nc.jetstream().purge_stream("FLOTILLA_EVENTS", subject=f"flotilla.runs.{FILLER_RUN}.events")
+    finally:
+        await nc.close()
+
+
+def wait_for_log_line(path: Path, text: str, timeout_s: float = 30.0) -> None:
+    """Until a process's log file says `text` (how a test knows the process reached a point)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path.name} never said {text!r}")

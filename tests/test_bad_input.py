@@ -68,7 +68,13 @@ def test_answers_to_unknown_or_answered_requests_are_refused(stack: LocalStack) 
             request_id = next(e for e in events if e["type"] == "text_input")["request_id"]
             unknown = await api.answer(run_id, "deadbeefdeadbeef", "x")
             assert unknown.status_code == 404 and "no question" in unknown.json()["detail"]
-            for garbage_id in ("../../etc", "\u2132", "q1.>", "*", f"{request_id}\n"):  # found by schemathesis: non-ASCII once gave 503
+            for garbage_id in (
+                "../../etc",
+                "\u2132",
+                "q1.>",
+                "*",
+                f"{request_id}\n",
+            ):  # found by schemathesis: non-ASCII once gave 503
                 garbage = await api.answer(run_id, garbage_id, "x")
                 assert garbage.status_code == 404, (garbage_id, garbage.text)
             assert (await api.answer(run_id, request_id, "first")).status_code == 202

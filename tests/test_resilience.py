@@ -33,8 +33,9 @@ def test_garbage_on_the_job_subject_is_dead_lettered_and_workers_go_on(stack: Lo
     async def scenario() -> None:
         nc = await stack.nats_connect("dispatcher")
         try:
-            for garbage in (b"\x00\xff\xfe garbage", b"", b'{"json": "but not a job"}'):
-                await nc.jetstream().publish(JOBS_SUBJECT, garbage)
+            # The stream keeps one message per subject: each piece of garbage on its own.
+            for n, garbage in enumerate((b"\x00\xff\xfe garbage", b"", b'{"json": "but not a job"}')):
+                await nc.jetstream().publish(f"{JOBS_SUBJECT}.garbage{n}", garbage)
         finally:
             await nc.close()
         async with Api(stack.gateway_url, stack.dev_api_key) as api:

@@ -159,7 +159,7 @@ def test_plaintext_stack_with_reflection_still_authenticates() -> None:
             listing = reflection_pb2.ServerReflectionRequest(list_services="")
             async with aio.insecure_channel(stack.dispatcher_address) as channel:
                 reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-                assert await _stream_code(reflection.ServerReflectionInfo(iter([listing]))) == UNAUTHENTICATED
+                assert await reflection.ServerReflectionInfo(iter([listing])).code() == UNAUTHENTICATED
                 token = _bearer(_gateway_signer(stack).token())
                 async for reply in reflection.ServerReflectionInfo(iter([listing]), metadata=token):
                     assert DISPATCHER_SERVICE in {s.name for s in reply.list_services_response.service}

@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 
 from flotilla.examples import registry as examples
 from flotilla.examples.benchmarks import registry as benchmarks
-from flotilla.llm import get_llm
-from flotilla.workflows import Session, SyncSession, WorkflowRegistry
+from flotilla.llm import get_llm, llm_config, register_llm
+from flotilla.workflows import Session, SyncSession, WorkflowRegistry, current_tool_call
 
 registry = WorkflowRegistry()
 registry.include(examples)
@@ -171,3 +171,66 @@ async def markdown_injection(session: Session, params: dict[str, Any]) -> str:
     )
     await session.text_message(body, sender="assistant", recipient="user")
     return "ok"
+
+
+def _crash_once(marker: str, why: str) -> None:
+    """Kill this worker the first time (the marker file says it happened): the run is resumed
+    by another attempt."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text(why)
+        time.sleep(0.3)  # let what was emitted reach NATS
+        os._exit(17)
+
+
+@registry.register(name="huge_question", description="Asks a question too large for the server to store.")
+async def huge_question(session: Session, params: dict[str, Any]) -> str:
+    return await session.text_input("x" * int(params.get("bytes", 9_000_000)))
+
+
+@registry.register(
+    name="side_effect_tool",
+    description="An AG2 agent calls a tool with a side effect (a ledger line); the worker dies after it once.",
+)
+def side_effect_tool(ui: SyncSession, params: dict[str, Any]) -> dict[str, Any]:
+    ledger = Path(params["ledger"])
+    assistant = ConversableAgent("assistant", llm_config=llm_config(), human_input_mode="NEVER")
+    executor = ConversableAgent("executor", llm_config=False, human_input_mode="NEVER", code_execution_config=False)
+
+    def book_table(city: str) -> str:
+        call = current_tool_call()
+        with ledger.open("a") as out:  # the side effect, with the key the outside world would dedupe on
+            out.write(f"{call.idempotency_key if call else 'no key'} {city}\n")
+        return f"booked in {city}"
+
+    autogen.register_function(book_table, caller=assistant, executor=executor, description="Book a table")
+    register_llm(assistant)
+    chat = executor.initiate_chat(assistant, message="Book me a table in Oslo.", max_turns=2, summary_method="last_msg")
+    _crash_once(params["marker"], "died after the tool ran")
+    return {"summary": str(chat.summary), "ledger": ledger.read_text().splitlines()}
+
+
+@registry.register(name="async_side_effect", description="session.call_tool in an async workflow, then dies once.")
+async def async_side_effect(session: Session, params: dict[str, Any]) -> list[str]:
+    ledger = Path(params["ledger"])
+
+    def charge() -> str:
+        call = current_tool_call()
+        with ledger.open("a") as out:
+            out.write(f"{call.idempotency_key if call else 'no key'}\n")
+        return "charged"
+
+    result = await session.call_tool("charge", charge)
+    await session.text_message(f"tool said {result}")
+    _crash_once(params["marker"], "died after the tool ran")
+    return ledger.read_text().splitlines()
+
+
+@registry.register(name="diverges", description="Says something else on its second attempt (changed code).")
+async def diverges(session: Session, params: dict[str, Any]) -> str:
+    path = "B" if Path(params["marker"]).exists() else "A"
+    await session.text_message(f"took path {path}")
+    answer = await session.text_input("go on?")
+    _crash_once(params["marker"], "died before the code changed")
+    await session.text_message(f"went on with {answer}")
+    return path

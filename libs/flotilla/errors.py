@@ -81,3 +81,12 @@ class RunCancelled(FlotillaError):
 class RequestExpired(Conflict):
     def __init__(self, run_id: str, request_id: str) -> None:
         super().__init__(f"request {request_id!r} of run {run_id!r} expired before it was answered")
+
+
+class Nondeterminism(FlotillaError):
+    """A resumed run's workflow did something else than its log says it did before (its code
+    changed, or it took another path): the two histories cannot be joined."""
+
+
+class ToolError(FlotillaError):
+    """A tool call failed (now, or in the earlier attempt whose recorded result is replayed)."""

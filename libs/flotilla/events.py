@@ -100,6 +100,7 @@ def run_to_json(run: Run) -> dict[str, Any]:
         "updated_at": timestamp_to_iso(run.updated_at),
         "finished_at": timestamp_to_iso(run.finished_at),
         "attempts": run.attempts,
+        "handbacks": run.handbacks,
         "worker_id": run.worker_id or None,
         "result": decode_json(run.result_json),
         "error": run.error or None,

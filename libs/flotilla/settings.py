@@ -70,7 +70,11 @@ class DispatcherSettings(NatsSettings):
     job_max_attempts: int = Field(default=3, ge=1, validation_alias=_env("dispatcher", "job_max_attempts"))
     """How many workers may start a run before it is marked failed (dead-lettered)."""
     event_max_age_s: float = Field(default=7 * 86400, gt=0, validation_alias=_env("dispatcher", "event_max_age_s"))
-    """How long run events, answers and records are kept."""
+    """How long a run's record, events and answers are kept after the run ended (a live run keeps
+    them however long it lives); also the age limit of dead letters and idempotency keys."""
+    duplicate_window_s: float = Field(default=120.0, gt=0, validation_alias=_env("dispatcher", "duplicate_window_s"))
+    """JetStream's deduplication window (a retried publish whose ack was lost). Correctness does
+    not depend on it: appends to a log are conditional on the log's state."""
     workflow_ttl_s: float = Field(default=15.0, gt=0, validation_alias=_env("dispatcher", "workflow_ttl_s"))
     """A workflow whose workers stopped advertising it for this long leaves the catalogue."""
     jetstream_replicas: int = Field(default=1, ge=1, le=5, validation_alias=_env("dispatcher", "jetstream_replicas"))
@@ -102,6 +106,10 @@ class WorkerSettings(NatsSettings):
     """How long a question waits for an answer unless the workflow says otherwise."""
     heartbeat_s: float = Field(default=5.0, gt=0, validation_alias=_env("worker", "heartbeat_s"))
     """How often the worker re-advertises its workflows."""
+    on_divergence: Literal["fail", "continue"] = Field(default="fail", validation_alias=_env("worker", "on_divergence"))
+    """A resumed run whose workflow does something else than its log says: `fail` ends the run
+    with a Nondeterminism error naming the step; `continue` marks the spot with an error event
+    and goes on live."""
     log_format: LogFormat = Field(default="auto", validation_alias=_env("worker", "log_format", shared=True))
     log_level: str = Field(default="info", validation_alias=_env("worker", "log_level", shared=True))
 

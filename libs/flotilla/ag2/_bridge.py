@@ -3,18 +3,26 @@
 AG2 sends every agent message, tool call and tool result to the current IOStream (a context
 variable), and asks for human input through it. `bridge(session)` makes a run's session that
 stream for the code inside the `with`, so runs in other threads never see each other's events.
+
+Tools go through the session too (`SyncSession.call_tool`): inside a bridge, an agent executing a
+tool records its result in the run's log, and a resumed run gets the recorded result back
+instead of running the tool again; the tool reads its idempotency key with
+`flotilla.workflows.current_tool_call()`.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from autogen import ConversableAgent
 from autogen.events.base_event import BaseEvent
 from autogen.io import IOStream
 
+from flotilla.errors import ToolError
 from flotilla.workflows import SyncSession
 
 
@@ -43,6 +51,30 @@ class SessionIOStream:
 
     def __init__(self, session: SyncSession) -> None:
         self._session = session
+        self._in_tool = 0
+
+    def run_tool(
+        self, agent: ConversableAgent, func_call: dict[str, Any], call_id: str | None, verbose: bool
+    ) -> tuple[bool, dict[str, Any]]:
+        """AG2's `execute_function`, once per run: the result comes from the log on resume."""
+        name = str(func_call.get("name", ""))
+
+        def execute() -> Any:
+            self._in_tool += 1  # AG2 reports the result itself; the session records it instead
+            try:
+                ok, result = _EXECUTE_FUNCTION(agent, func_call, call_id=call_id, verbose=verbose)
+            finally:
+                self._in_tool -= 1
+            if not ok:
+                raise ToolError(str(result.get("content", "")))
+            return result.get("content", "")
+
+        try:
+            content = self._session.call_tool(name, execute, call_id=call_id or "", sender=agent.name)
+            ok = True
+        except ToolError as exc:
+            content, ok = str(exc), False
+        return ok, {"name": name, "role": "function", "content": content}
 
     def print(self, *objects: Any, sep: str = " ", end: str = "\n", flush: bool = False) -> None:
         """Free console text (AG2 prints decorations here); not part of the transcript."""
@@ -53,8 +85,13 @@ class SessionIOStream:
     def send(self, message: BaseEvent) -> None:
         kind = getattr(message, "type", "")
         content = getattr(message, "content", None)
+        if content is None:
+            return
+        if kind == "executed_function":
+            _executed_function(self, content)
+            return
         handler = _HANDLERS.get(kind)
-        if handler is not None and content is not None:
+        if handler is not None:
             handler(self._session, content)
 
 
@@ -83,6 +120,11 @@ def _on_executed_function(session: SyncSession, event: Any) -> None:
     session.function_call_execution(event.func_name, event.content, call_id=event.call_id or "", sender=event.recipient)
 
 
+def _executed_function(stream: SessionIOStream, event: Any) -> None:
+    if not stream._in_tool:  # a tool run outside `run_tool` (AG2 internals): report it as is
+        _on_executed_function(stream._session, event)
+
+
 def _on_termination(session: SyncSession, event: Any) -> None:
     reason = getattr(event, "termination_reason", None) or "the conversation ended"
     session.system_message({"type": "termination", "reason": str(reason)}, sender="ag2")
@@ -96,15 +138,36 @@ _HANDLERS = {
     "text": _on_text,
     "tool_call": _on_tool_call,
     "function_call": _on_function_call,
-    "executed_function": _on_executed_function,
     "termination": _on_termination,
     "error": _on_error,
 }
 
 
+_EXECUTE_FUNCTION = ConversableAgent.execute_function
+_installed = threading.Lock()
+
+
+def _execute_function(
+    self: ConversableAgent, func_call: dict[str, Any], call_id: str | None = None, verbose: bool = False
+) -> tuple[bool, dict[str, Any]]:
+    stream = IOStream.get_default()
+    if isinstance(stream, SessionIOStream):
+        return stream.run_tool(self, func_call, call_id, verbose)
+    return _EXECUTE_FUNCTION(self, func_call, call_id=call_id, verbose=verbose)
+
+
+def _install() -> None:
+    """Route every agent's tool execution through the run's session while a bridge is active
+    (AG2 has no hook for it); outside a bridge, agents behave as AG2 made them."""
+    with _installed:
+        if ConversableAgent.execute_function is not _execute_function:
+            ConversableAgent.execute_function = _execute_function  # type: ignore[method-assign]
+
+
 @contextmanager
 def bridge(session: SyncSession) -> Iterator[SessionIOStream]:
     """Inside the `with`, AG2 agents in this thread (and context) talk to `session`."""
+    _install()
     stream = SessionIOStream(session)
     with IOStream.set_default(stream):
         yield stream

@@ -1,6 +1,6 @@
 """The local stack: every Flotilla process on one machine, no Docker, no internet."""
 
-from flotilla.devstack._processes import Child, find_nats_server, free_port, port_open
+from flotilla.devstack._processes import Child, find_nats_server, free_port, jetstream_server, port_open
 from flotilla.devstack._stack import LocalStack, StackConfig, find_nats_conf, stop_on_signals
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "find_nats_conf",
     "find_nats_server",
     "free_port",
+    "jetstream_server",
     "port_open",
     "stop_on_signals",
 ]

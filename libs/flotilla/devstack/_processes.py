@@ -78,6 +78,8 @@ class Child:
     env: dict[str, str]
     ready: Callable[[], bool]
     log_path: Path | None = None
+    url: str = ""
+    """Where clients reach it, for a server."""
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -126,7 +128,24 @@ class Child:
             self.process.kill()
             self.process.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stays, frozen (a GC pause, swap, a VM migration)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
     def _log_tail(self) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""
         return "; last log lines:\n" + "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
+
+
+def jetstream_server(data_dir: Path, *, name: str = "nats", log_path: Path | None = None) -> Child:
+    """A bare nats-server with JetStream on a free 127.0.0.1 port (no users): for tests and
+    benchmarks of the JetStream layer. Start it, `wait_ready`, stop it by pid."""
+    port = free_port()
+    argv = [find_nats_server(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir)]
+    return Child(name, argv, dict(os.environ), lambda: port_open(port), log_path, url=f"nats://127.0.0.1:{port}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import ssl
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,13 @@ class StackConfig:
     tls: bool = True
     """TLS on every connection between services (NATS, both gRPC hops), with credentials the stack
     makes at each start; False: plaintext (service tokens still authenticate the gRPC hops)."""
+    nats_nodes: int = 1
+    """3: an R3 JetStream cluster of three nats-servers (every stream and bucket replicated)."""
+    nats_host: str = "127.0.0.1"
+    """The address NATS listens on and the services use (a veth address reaches a worker in a
+    network namespace)."""
+    max_file_store: str | None = None
+    """Override the config's JetStream file store limit (e.g. "128MB", to fill it in a test)."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for every service (e.g. FLOTILLA_WORKER_WORKFLOWS)."""
     dev_api_key: str | None = None
@@ -99,7 +108,7 @@ class LocalStack:
         self.dev_api_key = config.dev_api_key or "flk_dev_" + secrets.token_hex(16)
         self.ui_api_key = "flk_ui_" + secrets.token_hex(16)
         """The UI's own service identity (act_as), never printed."""
-        self.nats: Child | None = None
+        self.nats_nodes: list[Child] = []
         self.dispatcher: Child | None = None
         self.workers: list[Child] = []
         self.gateway: Child | None = None
@@ -109,8 +118,16 @@ class LocalStack:
         self._stopping = threading.Event()
 
     @property
+    def nats(self) -> Child | None:
+        """The (first) nats-server."""
+        return self.nats_nodes[0] if self.nats_nodes else None
+
+    @property
     def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.config.nats_port}"
+        """Every node's URL, comma-separated (what the services are given)."""
+        if not self.nats_nodes:
+            return f"nats://{self.config.nats_host}:{self.config.nats_port}"
+        return ",".join(node.url for node in self.nats_nodes)
 
     @property
     def dispatcher_address(self) -> str:
@@ -129,7 +146,7 @@ class LocalStack:
         return f"http://127.0.0.1:{self.config.ui_port}"
 
     def children(self) -> list[Child]:
-        found = [self.nats, self.dispatcher, *self.workers, self.gateway, self.ui]
+        found = [*self.nats_nodes, self.dispatcher, *self.workers, self.gateway, self.ui]
         return [c for c in found if c is not None]
 
     def __enter__(self) -> LocalStack:
@@ -151,10 +168,12 @@ class LocalStack:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         if cfg.log_dir:
             cfg.log_dir.mkdir(parents=True, exist_ok=True)
-        write_credentials(self.credentials.root)
-        self.nats = self._nats_child()
-        self.nats.start()
-        self.nats.wait_ready(timeout_s)
+        write_credentials(self.credentials.root, hosts=sorted({"127.0.0.1", "localhost", cfg.nats_host}))
+        self.nats_nodes = self._nats_children()
+        for node in self.nats_nodes:
+            node.start()
+        for node in self.nats_nodes:
+            node.wait_ready(timeout_s)
         self.dispatcher = self._service(
             "dispatcher", "flotilla.dispatcher.main", self._dispatcher_env(), lambda: port_open(cfg.dispatcher_port)
         )
@@ -174,7 +193,9 @@ class LocalStack:
         if cfg.workers:
             self._wait_for_catalogue(timeout_s)
 
-    def add_worker(self, worker_id: str, *, wait: bool = False) -> Child:
+    def add_worker(self, worker_id: str, *, wait: bool = False, wrap: Sequence[str] = ()) -> Child:
+        """Start one more worker; `wrap` prefixes its command (`ip netns exec NS` runs it in a
+        network namespace)."""
         env = {
             "FLOTILLA_NATS_URL": self.nats_url,
             "FLOTILLA_WORKER_NATS_PASSWORD": self.passwords["worker"],
@@ -184,6 +205,7 @@ class LocalStack:
             "FLOTILLA_WORKER_DRAIN_TIMEOUT_S": "3",
         }
         child = self._service(worker_id, "flotilla.worker.main", env, lambda: True)
+        child.argv = [*wrap, *child.argv]
         child.start()
         self.workers.append(child)
         if wait:
@@ -225,22 +247,35 @@ class LocalStack:
         ]
         print("\n".join(line for line in lines if line is not None), file=sys.stderr, flush=True)
 
-    def _nats_child(self) -> Child:
+    def _nats_children(self) -> list[Child]:
         cfg = self.config
-        argv = [
-            find_nats_server(cfg.nats_server),
-            "-c", str(find_nats_conf(cfg.nats_conf)),
-            "-a", "127.0.0.1",
-            "-p", str(cfg.nats_port),
-            "-sd", str(cfg.data_dir / "jetstream"),
-        ]  # fmt: skip
-        if cfg.tls:
-            creds = self.credentials
-            argv += ["--tls", "--tlscert", str(creds.cert_file("nats")), "--tlskey", str(creds.key_file("nats"))]
         env = dict(os.environ)
         env["FLOTILLA_DISPATCHER_NATS_PASSWORD"] = self.passwords["dispatcher"]
         env["FLOTILLA_WORKER_NATS_PASSWORD"] = self.passwords["worker"]
-        return Child("nats", argv, env, lambda: port_open(cfg.nats_port), self._log_path("nats"))
+        base = find_nats_conf(cfg.nats_conf)
+        ports = [cfg.nats_port] + [free_port() for _ in range(cfg.nats_nodes - 1)]
+        routes = [free_port() for _ in range(cfg.nats_nodes)] if cfg.nats_nodes > 1 else []
+        children = []
+        for i, port in enumerate(ports):
+            name = "nats" if cfg.nats_nodes == 1 else f"nats-{i + 1}"
+            conf = base
+            if cfg.nats_nodes > 1 or cfg.max_file_store:
+                conf = cfg.data_dir / f"{name}.conf"
+                conf.write_text(_derived_conf(base.read_text(), name, cfg.nats_host, routes, i, cfg.max_file_store))
+            argv = [
+                find_nats_server(cfg.nats_server),
+                "-c", str(conf),
+                "-a", cfg.nats_host,
+                "-p", str(port),
+                "-sd", str(cfg.data_dir / ("jetstream" if cfg.nats_nodes == 1 else name)),
+            ]  # fmt: skip
+            if cfg.tls:
+                creds = self.credentials
+                argv += ["--tls", "--tlscert", str(creds.cert_file("nats")), "--tlskey", str(creds.key_file("nats"))]
+            url = f"nats://{cfg.nats_host}:{port}"
+            ready = _port_ready(cfg.nats_host, port)
+            children.append(Child(name, argv, env, ready, self._log_path(name), url=url))
+        return children
 
     def _service(self, name: str, module: str, env: dict[str, str], ready: object) -> Child:
         full_env = python_env({**self.config.env, **env})
@@ -281,7 +316,9 @@ class LocalStack:
         return {variable: str(self.credentials.ca_file)} if self.config.tls else {}
 
     def _dispatcher_env(self) -> dict[str, str]:
+        replicas = {"FLOTILLA_DISPATCHER_JETSTREAM_REPLICAS": "3"} if self.config.nats_nodes >= 3 else {}
         return {
+            **replicas,
             "FLOTILLA_NATS_URL": self.nats_url,
             "FLOTILLA_DISPATCHER_NATS_PASSWORD": self.passwords["dispatcher"],
             **self._tls_client("FLOTILLA_DISPATCHER_NATS_TLS_CA_FILE"),
@@ -333,6 +370,22 @@ class LocalStack:
                 pass
             time.sleep(0.1)
         raise TimeoutError("no worker advertised its workflows in time")
+
+
+def _port_ready(host: str, port: int) -> Callable[[], bool]:
+    return lambda: port_open(port, host)
+
+
+def _derived_conf(text: str, name: str, host: str, routes: list[int], index: int, max_file_store: str | None) -> str:
+    """The repo's config for one node of a test stack: its own server name, a cluster block
+    (when there are routes), another store limit."""
+    text = re.sub(r"(?m)^server_name:.*$", f"server_name: {name}", text)
+    if max_file_store:
+        text = re.sub(r"(?m)^(\s*)max_file_store:.*$", rf"\g<1>max_file_store: {max_file_store}", text)
+    if routes:
+        peers = ", ".join(f"nats-route://{host}:{port}" for j, port in enumerate(routes) if j != index)
+        text += f"\ncluster {{\n  name: flotilla\n  listen: {host}:{routes[index]}\n  routes: [{peers}]\n}}\n"
+    return text
 
 
 def stop_on_signals() -> threading.Event:

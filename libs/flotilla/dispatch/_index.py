@@ -10,6 +10,7 @@ import asyncio
 
 import structlog
 
+from flotilla.events import TERMINAL_STATUSES
 from flotilla.jetstream import RunStore
 from flotilla.protocol import Run, RunStatus
 
@@ -36,6 +37,16 @@ class RunIndex:
         if current is None or _newer_or_same(run, current):
             self._runs[run.run_id] = run
 
+    def remove(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+
+    def where(self, status: int) -> list[Run]:
+        """Every known run in `status` (for the dispatcher's upkeep)."""
+        return [run for run in self._runs.values() if run.status == status]
+
+    def finished(self) -> list[Run]:
+        return [run for run in self._runs.values() if run.status in TERMINAL_STATUSES]
+
     def list(
         self, *, limit: int, status: int = RunStatus.RUN_STATUS_UNSPECIFIED, owner: str | None = None
     ) -> list[Run]:
@@ -53,8 +64,11 @@ class RunIndex:
     async def _follow(self) -> None:
         while True:
             try:
-                async for run in self._store.watch():
-                    self.put(run)
+                async for run_id, run in self._store.watch():
+                    if run is None:
+                        self.remove(run_id)
+                    else:
+                        self.put(run)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS reconnecting: watch again from the start

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -14,13 +17,23 @@ from nats.aio.client import Client
 from flotilla.admission import MAX_PARAMS_BYTES
 from flotilla.dispatch._fanout import EventFanout
 from flotilla.dispatch._index import RunIndex
-from flotilla.errors import InvalidArgument, RequestNotFound, RunFinished, RunNotFound, WorkflowNotFound
-from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, now
+from flotilla.dispatch._upkeep import Upkeep
+from flotilla.errors import (
+    InvalidArgument,
+    RequestNotFound,
+    RunFinished,
+    RunNotFound,
+    Unavailable,
+    WorkflowNotFound,
+)
+from flotilla.events import HIDDEN_KINDS, STATUS_NAMES, TERMINAL_STATUSES, now
 from flotilla.ids import is_run_id, is_subject_token, new_run_id
 from flotilla.jetstream import (
     Catalogue,
     EventLog,
     IdempotencyKeys,
+    Layout,
+    LostOwnership,
     Requests,
     RunStore,
     control_subject,
@@ -31,31 +44,62 @@ from flotilla.protocol import Caller, Job, Run, RunEvent, RunStatus, WorkflowCom
 log = structlog.get_logger(__name__)
 
 MAX_LIST_LIMIT = 1000
+DEFAULT_PAGE = 1000
+MAX_PAGE = 10_000
+ENQUEUE_TRIES = 5
 SYSTEM = Caller(admin=True)
 """The dispatcher itself (checks of its own): sees every run. Callers from outside always carry an
 identity; the servicer refuses any that does not."""
 
 
+@dataclass(frozen=True)
+class EventsPage:
+    events: list[RunEvent]
+    more: bool
+    next_after_seq: int
+
+
+def _hidden(event: RunEvent) -> bool:
+    return event.WhichOneof("kind") in HIDDEN_KINDS
+
+
 class RunService:
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, layout: Layout | None = None) -> None:
         self._nc = nc
         self._js = nc.jetstream()
+        self._layout = layout or Layout()
         self._events = EventLog(nc)
         self._fanout = EventFanout(nc, self._events)
 
     async def open(self) -> None:
-        """Open the stores (after provisioning) and start the list index."""
+        """Open the stores (after provisioning), start the list index and the upkeep."""
         self._runs = await RunStore.open(self._js)
-        self._requests = await Requests.open_store(self._js)
+        self._requests = Requests(self._js)
         self._catalogue = await Catalogue.open(self._js)
         self._idempotency = await IdempotencyKeys.open(self._js)
         self._index = RunIndex(self._runs)
         self._index.start()
+        self.upkeep = Upkeep(self._js, self._index, self._runs, self._idempotency, self._layout)
+        self.upkeep.start()
         await self._fanout.start()
 
     async def close(self) -> None:
         await self._fanout.stop()
+        await self.upkeep.stop()
         await self._index.stop()
+
+    async def _enqueue(self, run: Run) -> None:
+        """Queue the run's job (a no-op when it has one), retrying a NATS hiccup a few times;
+        if that fails, the upkeep queues it later (the caller learns the start is uncertain)."""
+        job = Job(run_id=run.run_id, workflow=run.workflow, params_json=run.params_json)
+        for attempt in range(ENQUEUE_TRIES):
+            try:
+                await enqueue(self._js, job)
+                return
+            except Exception as exc:
+                if attempt == ENQUEUE_TRIES - 1:
+                    raise Unavailable(f"run {run.run_id} was created but could not be queued yet: {exc!r}") from exc
+                await asyncio.sleep(0.1 * 2**attempt)
 
     async def start_run(
         self, workflow: str, params_json: str, idempotency_key: str = "", caller: Caller = SYSTEM
@@ -76,9 +120,13 @@ class RunService:
             bound = await self._idempotency.claim(f"{caller.identity}\n{idempotency_key}", run_id)
             if bound != run_id:
                 try:
-                    return await self.get_run(bound, caller), False
+                    existing = await self.get_run(bound, caller)
                 except RunNotFound:
                     run_id = bound  # the first caller died before creating it: finish its work
+                else:
+                    if existing.status == RunStatus.RUN_STATUS_QUEUED:
+                        await self._enqueue(existing)  # its first start may have died before queueing
+                    return existing, False
         run = Run(
             run_id=run_id,
             workflow=workflow,
@@ -89,7 +137,7 @@ class RunService:
         )
         await self._runs.create(run)
         self._index.put(run)
-        await enqueue(self._js, Job(run_id=run_id, workflow=workflow, params_json=params_json))
+        await self._enqueue(run)
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             log.info("run queued", workflow=workflow)
         return run, True
@@ -108,17 +156,39 @@ class RunService:
         owner = None if _sees_all(caller) else caller.identity
         return self._index.list(limit=min(limit, MAX_LIST_LIMIT), status=status, owner=owner)
 
-    async def watch(self, run_id: str, after_seq: int, caller: Caller = SYSTEM) -> AsyncIterator[list[RunEvent]]:
+    async def watch(
+        self, run_id: str, after_seq: int, caller: Caller = SYSTEM, *, include_hidden: bool = False
+    ) -> AsyncIterator[list[RunEvent]]:
+        """The run's events after `after_seq`, live, until the terminal event; hidden ones only
+        when asked for."""
         _check_run_id(run_id)
-        if after_seq or not _sees_all(caller):
-            await self.get_run(run_id, caller)
-        follow = self._fanout.follow(run_id, after_seq=after_seq, exists=lambda: self.get_run(run_id, caller))
+        run = await self.get_run(run_id, caller)
+        follow = self._fanout.follow(
+            run_id,
+            after_seq=after_seq,
+            from_stream_seq=run.log_from or 1,
+            exists=lambda: self.get_run(run_id, caller),
+        )
         async for batch in follow:
-            yield batch
+            shown = batch if include_hidden else [event for event in batch if not _hidden(event)]
+            if shown:
+                yield shown
 
-    async def list_events(self, run_id: str, after_seq: int, caller: Caller = SYSTEM) -> list[RunEvent]:
-        await self.get_run(run_id, caller)
-        return await self._events.read(run_id, after_seq=after_seq)
+    async def list_events(
+        self,
+        run_id: str,
+        after_seq: int,
+        caller: Caller = SYSTEM,
+        *,
+        limit: int = 0,
+        include_hidden: bool = False,
+    ) -> EventsPage:
+        """One page of the stored events after `after_seq` (hidden ones only when asked for)."""
+        run = await self.get_run(run_id, caller)
+        limit = min(limit or DEFAULT_PAGE, MAX_PAGE)
+        page = await self._events.read_page(run_id, after_seq=after_seq, from_stream_seq=run.log_from or 1, limit=limit)
+        events = page.events if include_hidden else [event for event in page.events if not _hidden(event)]
+        return EventsPage(events, page.more, page.end.seq)
 
     async def submit_input(self, run_id: str, request_id: str, value: str, caller: Caller = SYSTEM) -> None:
         _check_run_id(run_id)
@@ -128,11 +198,10 @@ class RunService:
             raise RequestNotFound(run_id, request_id)
         if len(value.encode()) > MAX_PARAMS_BYTES:
             raise InvalidArgument(f"the answer is larger than {MAX_PARAMS_BYTES} bytes")
-        try:
-            await self._requests.answer(run_id, request_id, value)
-        except RequestNotFound:
-            await self.get_run(run_id)  # an unknown run is reported as such
-            raise
+        run = await self.get_run(run_id)  # an unknown run is reported as such
+        ended = STATUS_NAMES[run.status] if run.status in TERMINAL_STATUSES else None
+        # Stored conditionally on the question being open: once it is, the worker has it.
+        await self._requests.answer(run_id, request_id, value, run_ended=ended)
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             log.info("answer submitted", request_id=request_id)
 
@@ -158,17 +227,34 @@ class RunService:
         run = await self._runs.update(run_id, request_cancel)
         self._index.put(run)
         if cancelled_here:
-            # The run record's compare-and-set made this process the only writer of its log.
-            last = await self._events.last_event(run_id)
-            event = RunEvent(run_id=run_id, seq=(last.seq if last else 0) + 1, sender="system")
-            event.timestamp.CopyFrom(now())
-            event.workflow_completed.CopyFrom(WorkflowCompleted(status="cancelled", error=run.error))
-            await self._events.append(event)
+            await self._append_cancelled(run)
         else:
             await self._nc.publish(control_subject(run_id), b"cancel")
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             log.info("cancel requested", queued=cancelled_here)
         return run
+
+    async def _append_cancelled(self, run: Run) -> None:
+        """End the log of a run cancelled while no worker held it. The record's compare-and-set
+        made this the run's only writer; the append is conditional on the log as read anyway (a
+        handed-back run's log has events; a worker that lost its lease cannot slip one in)."""
+        token = secrets.token_hex(6)
+        for _ in range(10):
+            position, last, _ = await self._events.tail(run.run_id)
+            if last is not None and last.WhichOneof("kind") == "workflow_completed":
+                return
+            event = RunEvent(run_id=run.run_id, seq=position.seq + 1, sender="system")
+            event.timestamp.CopyFrom(now())
+            event.workflow_completed.CopyFrom(WorkflowCompleted(status="cancelled", error=run.error))
+            try:
+                async with asyncio.timeout(10.0):
+                    await self._events.append([event], after=position, token=token, retry=True)
+                return
+            except LostOwnership:
+                continue  # a stale writer slipped an event in before the record changed: read again
+            except TimeoutError:
+                break  # the worker that takes the job ends the log from the record (RunAttempt)
+        raise Unavailable(f"run {run.run_id} is cancelled, but its log could not be ended yet")
 
     async def list_workflows(self) -> list[WorkflowInfo]:
         return await self._catalogue.list()

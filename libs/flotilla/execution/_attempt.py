@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import json
+import secrets
 import sys
 import traceback
 from dataclasses import dataclass
@@ -17,12 +18,15 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from flotilla.errors import FlotillaError, InvalidArgument
-from flotilla.events import TERMINAL_STATUSES, is_terminal, now
+from flotilla.errors import FlotillaError, InvalidArgument, RunNotFound
+from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, is_terminal, now
 from flotilla.execution._session import RunSession, SyncRunSession
+from flotilla.execution._replay import DivergencePolicy, PriorAttempts
 from flotilla.jetstream import (
+    EVENTS_STREAM,
     EventLog,
     Layout,
+    LostOwnership,
     Reconnects,
     Requests,
     RunEventWriter,
@@ -34,12 +38,12 @@ from flotilla.protocol import (
     Error,
     Job,
     Run,
+    RunEvent,
     RunRetried,
     RunStatus,
     WorkflowCompleted,
     WorkflowStarted,
 )
-from flotilla.execution._replay import PriorAttempts
 from flotilla.llm import Completion, Replay, llm_run
 from flotilla.workflows import Workflow, WorkflowRegistry
 
@@ -68,6 +72,8 @@ class WorkerContext:
     executor: concurrent.futures.Executor
     """Threads for plain `def` workflows (one per run while it runs)."""
     input_timeout_s: float = 86400.0
+    on_divergence: DivergencePolicy = "fail"
+    """What a resumed run does when its workflow leaves its log (see flotilla.execution._replay)."""
 
 
 @dataclass(frozen=True)
@@ -77,29 +83,90 @@ class Outcome:
     error: str = ""
 
 
+TAKEOVER_TRIES = 20
+
+
 class RunAttempt:
-    """Runs `job` once. The job is acked only after the run's terminal event and record are
-    stored; if this task is cancelled (worker draining) the job is handed back with a nak."""
+    """Runs `job` once.
+
+    The attempt claims the run record (compare-and-set: status RUNNING, its own lease token,
+    the attempt count), reads the log, and, when it takes a run over, appends `run_retried`
+    conditionally on the log it read: from then on the previous holder cannot append (if it
+    is only paused, it learns so at its next write, or when the worker sees the lease moved,
+    and stops without writing anything). The job is acked only after the terminal event and the
+    record are stored. Cancelled while draining, the attempt hands the run back: what it wrote
+    is flushed, the record says QUEUED without a lease (the next claim is not a new attempt),
+    and the job is nak'ed for another worker at once.
+    """
 
     def __init__(self, ctx: WorkerContext, job: Job, msg: Msg) -> None:
         self._ctx = ctx
         self._job = job
         self._msg = msg
-        self._attempt = msg.metadata.num_delivered or 1
+        self._token = secrets.token_hex(8)
         self._cancel = asyncio.Event()
+        self._claimed = False
+        self._finishing = False
+        self._lost = False
+        self._writer: RunEventWriter | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self._job.run_id
+
+    async def still_holds(self) -> bool:
+        """False once another attempt claimed the run (this one was paused or cut off): the
+        worker then stops it and sends no more in-progress acks for its job."""
+        if not self._claimed or self._finishing:
+            return True
+        run, _ = await self._ctx.runs.get(self._job.run_id)
+        return run.lease == self._token
+
+    def abandon(self) -> None:
+        """The run is another attempt's now: stop without writing, acking or handing back."""
+        self._lost = True
 
     async def execute(self) -> None:
         sub = await self._ctx.nc.subscribe(control_subject(self._job.run_id), cb=self._on_control)
         catch_up = asyncio.create_task(self._check_cancel_after_reconnects())
         try:
             await self._execute()
+        except LostOwnership:
+            log.warning("another worker took the run over; this attempt stops without writing more")
         except asyncio.CancelledError:
-            await self._msg.nak()  # draining: another worker takes the run over
-            log.info("run handed back")
+            if not self._lost:
+                await self._hand_back()
             raise
         finally:
             catch_up.cancel()
-            await sub.unsubscribe()
+            if self._writer is not None:
+                await self._writer.close()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _hand_back(self) -> None:
+        """Draining: keep what the run did so far, release the record, give the job back."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5.0):
+                    await self._writer.flush()
+
+        def release(run: Run) -> bool:
+            if run.lease != self._token or run.status in TERMINAL_STATUSES:
+                return False
+            run.status = RunStatus.RUN_STATUS_QUEUED
+            run.lease = ""
+            run.handbacks += 1
+            return True
+
+        if self._claimed:
+            try:
+                await self._ctx.runs.update(self._job.run_id, release)
+            except Exception as exc:  # the next claim then counts an attempt: no harm beyond that
+                log.warning("could not release the run record", error=repr(exc))
+        with contextlib.suppress(Exception):
+            await self._msg.nak()
+        log.info("run handed back")
 
     async def _check_cancel_after_reconnects(self) -> None:
         """A cancel sent while we were disconnected missed the control subscription; the run
@@ -117,62 +184,120 @@ class RunAttempt:
 
     async def _execute(self) -> None:
         run_id = self._job.run_id
-        record = await self._claim()
-        if record is None:
+        try:
+            record, claimed, handed_back = await self._claim()
+        except RunNotFound:  # a job whose run is gone (deleted past its retention): nothing to run
+            await dead_letter(self._ctx.js, "orphan", self._msg.data, detail=f"run {run_id} has no record")
+            await self._msg.term()
+            return
+        if not claimed:
+            await self._end_log_like(record)
             await self._msg.ack()
             return
-        # A run taken over resumes: earlier attempts' events say what already happened.
-        log_so_far = await self._ctx.events.read(run_id) if self._attempt > 1 else []
-        last = log_so_far[-1] if log_so_far else None
-        if last is not None and is_terminal(last):
-            # The previous attempt finished the log but died before the record: finish that.
-            done = last.workflow_completed
-            outcome = Outcome(done.status, result_json=done.result_json, error=done.error)
-            await self._ctx.runs.update(run_id, lambda run: _finish(run, outcome))
+        taken = await self._take_over(record, handed_back)
+        if taken is None:  # the log already ends the run; its record says so now
             await self._msg.ack()
             return
-        writer = RunEventWriter(self._ctx.js, run_id, last_seq=last.seq if last else 0)
-        if self._attempt > self._ctx.layout.job_max_attempts:
-            outcome = await self._dead_letter(writer)
+        writer, prior = taken
+        if record.attempts > self._ctx.layout.job_max_attempts:
+            outcome = await self._dead_letter(writer, record.error)
         else:
-            if self._attempt > 1:
-                reason = "the previous attempt stopped (its worker died or handed the run back)"
-                await writer.emit("run_retried", RunRetried(attempt=self._attempt, reason=reason), sender="system")
             started = WorkflowStarted(
-                workflow=self._job.workflow, params_json=self._job.params_json, attempt=self._attempt
+                workflow=self._job.workflow, params_json=self._job.params_json, attempt=record.attempts
             )
             await writer.emit("workflow_started", started, sender="system")
             outcome = (
-                await self._run_workflow(writer, PriorAttempts.from_log(log_so_far))
+                await self._run_workflow(writer, prior)
                 if not record.cancel_requested
                 else Outcome("cancelled", error="cancelled")
             )
         completed = WorkflowCompleted(status=outcome.status, result_json=outcome.result_json, error=outcome.error)
         await writer.emit("workflow_completed", completed, sender="system")
         await writer.flush()
+        self._finishing = True
         await self._ctx.runs.update(run_id, lambda run: _finish(run, outcome))
         await self._msg.ack()
-        log.info("run finished", status=outcome.status, attempt=self._attempt, events=writer.last_seq)
+        log.info("run finished", status=outcome.status, attempt=record.attempts, events=writer.last_seq)
 
-    async def _claim(self) -> Run | None:
-        """Mark the run RUNNING on this worker; None if it must not run (finished, or cancelled
-        while queued)."""
-        claimed = False
+    async def _take_over(self, record: Run, handed_back: bool) -> tuple[RunEventWriter, PriorAttempts] | None:
+        """Read the log and, if earlier attempts wrote to it, append `run_retried` conditionally
+        on what was read, so the previous holder is fenced off. None when the log ends with the
+        terminal event (the record is finished from it)."""
+        run_id = self._job.run_id
+        for _ in range(TAKEOVER_TRIES):
+            position, last, _ = await self._ctx.events.tail(run_id)
+            if last is not None and is_terminal(last):
+                # The previous attempt finished the log but died before the record: finish that.
+                self._finishing = True
+                done = last.workflow_completed
+                outcome = Outcome(done.status, result_json=done.result_json, error=done.error)
+                await self._ctx.runs.update(run_id, lambda run: _finish(run, outcome))
+                return None
+            history: list[RunEvent] = []
+            if position.seq:
+                history, position = await self._ctx.events.history(run_id, from_stream_seq=record.log_from or 1)
+            if self._writer is not None:
+                await self._writer.close()
+            self._writer = writer = RunEventWriter(self._ctx.events, run_id, after=position, token=self._token)
+            if not position.seq:
+                return writer, PriorAttempts(policy=self._ctx.on_divergence)
+            if handed_back:
+                reason = "the previous worker handed the run back (it was shutting down)"
+            else:
+                reason = "the previous attempt stopped (its worker died, stalled or was cut off)"
+            retried = RunRetried(attempt=record.attempts, reason=reason, handed_back=handed_back)
+            await writer.emit("run_retried", retried, sender="system")
+            try:
+                await writer.flush()
+            except LostOwnership:
+                continue  # the previous holder appended meanwhile: read again
+            return writer, PriorAttempts.from_log(history, policy=self._ctx.on_divergence)
+        raise LostOwnership(f"run {run_id}: the log kept changing; another worker holds it")
+
+    async def _end_log_like(self, record: Run) -> None:
+        """The record is final (the run was cancelled while queued): make sure its log ends
+        too, in case the dispatcher that cancelled it could not append the terminal event."""
+        position, last, _ = await self._ctx.events.tail(self._job.run_id)
+        if last is not None and is_terminal(last):
+            return
+        writer = RunEventWriter(self._ctx.events, self._job.run_id, after=position, token=self._token)
+        status = STATUS_NAMES.get(record.status, "failed")
+        await writer.emit("workflow_completed", WorkflowCompleted(status=status, error=record.error), sender="system")
+        with contextlib.suppress(LostOwnership):  # the dispatcher's own append landed meanwhile
+            await writer.flush()
+
+    async def _claim(self) -> tuple[Run, bool, bool]:
+        """Mark the run RUNNING under this attempt's lease. Returns the record, whether it was
+        claimed (not when finished, or cancelled while queued), and whether the previous holder
+        handed the run back (then this is not a new attempt)."""
+        current, _ = await self._ctx.runs.get(self._job.run_id)
+        log_from = current.log_from
+        if not log_from and current.status not in TERMINAL_STATUSES:
+            # Where the run's log will start: reads of it begin there, not at the stream's start.
+            info = await self._ctx.js.stream_info(EVENTS_STREAM)
+            log_from = (info.state.last_seq or 0) + 1
+        claimed = handed_back = False
 
         def start(run: Run) -> bool:
-            nonlocal claimed
+            nonlocal claimed, handed_back
+            claimed = handed_back = False
             if run.status in TERMINAL_STATUSES:
                 return False
+            handed_back = run.status == RunStatus.RUN_STATUS_QUEUED and run.attempts > 0
+            if not handed_back:
+                run.attempts += 1  # a first start, or the previous holder stopped without a word
             run.status = RunStatus.RUN_STATUS_RUNNING
-            run.attempts = self._attempt
+            run.lease = self._token
             run.worker_id = self._ctx.worker_id
+            run.log_from = run.log_from or log_from
             claimed = True
             return True
 
         record = await self._ctx.runs.update(self._job.run_id, start)
+        self._claimed = claimed
         if record.cancel_requested:
             self._cancel.set()
-        return record if claimed else None
+        return record, claimed, handed_back
 
     async def _run_workflow(self, writer: RunEventWriter, prior: PriorAttempts) -> Outcome:
         try:
@@ -191,7 +316,7 @@ class RunAttempt:
             self._job.run_id,
             self._ctx.reconnects,
             input_timeout_s=self._ctx.input_timeout_s,
-            prior=prior if prior.emitted or prior.completions else None,
+            prior=None if prior.live else prior,
         )
         loop = asyncio.get_running_loop()
         sync_session = None if workflow.is_async else SyncRunSession(session, loop)
@@ -200,8 +325,13 @@ class RunAttempt:
             await session.llm_completion(completion.model, messages, completion.to_dict())
 
         # Every LLM completion the run's agents use is recorded in its log, in order; a resumed
-        # run gets the recorded ones back first.
-        with llm_run(recorder=record, replay=Replay(prior.completions) if prior.completions else None):
+        # run gets the recorded ones back first, each checked against the request it answered.
+        replay = (
+            Replay(prior.completions, digests=prior.digests, strict=prior.policy == "fail")
+            if prior.completions
+            else None
+        )
+        with llm_run(recorder=record, replay=replay):
             if sync_session is None:
                 task: asyncio.Future[Any] = asyncio.ensure_future(workflow.function(session, params))
             else:
@@ -220,9 +350,18 @@ class RunAttempt:
                     sync_session.cancel()  # the thread stops at its next call on the session
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        if writer.failure is not None:
+            raise writer.failure  # lost the run (LostOwnership), or the log refused an append
+        outcome = await self._outcome(task, session, writer)
+        await session.close_questions()
+        return outcome
+
+    async def _outcome(self, task: asyncio.Future[Any], session: RunSession, writer: RunEventWriter) -> Outcome:
         if task.cancelled():
             return Outcome("cancelled", error="cancelled by request")
         raised = task.exception()
+        if raised is None and session.divergence is not None and self._ctx.on_divergence == "fail":
+            raised = session.divergence  # the workflow swallowed it; the run still cannot go on
         if raised is not None:
             log.warning("workflow raised", error=repr(raised))
             long = "" if isinstance(raised, FlotillaError) else "".join(traceback.format_exception(raised))
@@ -231,11 +370,14 @@ class RunAttempt:
             return Outcome("failed", error=short)
         return Outcome("completed", result_json=_to_json(task.result()))
 
-    async def _dead_letter(self, writer: RunEventWriter) -> Outcome:
+    async def _dead_letter(self, writer: RunEventWriter, last_error: str) -> Outcome:
         reason = f"gave up after {self._ctx.layout.job_max_attempts} attempts: every worker that took the run stopped"
+        if last_error:
+            reason += f" (the last: {last_error})"
         log.error("run dead-lettered", reason=reason)
-        await dead_letter(self._ctx.js, "attempts", self._msg.data, detail=reason)
         await writer.emit("error", Error(short=reason), sender="system")
+        await writer.flush()  # only the attempt holding the log may dead-letter the job
+        await dead_letter(self._ctx.js, "attempts", self._msg.data, detail=reason)
         return Outcome("failed", error=reason)
 
 
@@ -250,6 +392,7 @@ def _run_sync(workflow: Workflow, session: SyncRunSession, params: dict[str, Any
 
 
 def _finish(run: Run, outcome: Outcome) -> bool:
+    run.lease = ""
     run.status = _STATUS[outcome.status]
     run.result_json = outcome.result_json
     run.error = outcome.error

@@ -9,19 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import json
-from collections.abc import Coroutine, Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+import structlog
 from google.protobuf.message import Message
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-import structlog
-
-from flotilla.errors import InputTimeout, RunCancelled
+from flotilla.errors import InputTimeout, Nondeterminism, RunCancelled, ToolError
 from flotilla.execution._replay import PriorAttempts
-from flotilla.jetstream import Reconnects, Requests, RunEventWriter, input_subject
+from flotilla.jetstream import (
+    ANSWER,
+    CLOSED,
+    EXPIRED,
+    OPEN,
+    LostOwnership,
+    Question,
+    Reconnects,
+    Requests,
+    RunEventWriter,
+    input_filter,
+)
+from flotilla.llm import request_digest
 from flotilla.protocol import (
     Error,
     FunctionCallExecution,
@@ -33,12 +46,23 @@ from flotilla.protocol import (
     TextInput,
     TextMessage,
 )
+from flotilla.workflows import ToolCall, tool_call_scope
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 DEFAULT_SENDER = "workflow"
 DEFAULT_RECIPIENT = "user"
+_NOT_RECORDED = (RunCancelled, Nondeterminism, LostOwnership)
+"""Exceptions from inside a tool that say the run stops, not that the tool failed."""
+
+
+def replayed_tool(recorded: FunctionCallExecution) -> Any:
+    """What a recorded tool call gave (or raised) the first time."""
+    value = json.loads(recorded.retval_json or "null")
+    if recorded.failed:
+        raise ToolError(str(value))
+    return value
 
 
 class RunSession:
@@ -55,7 +79,7 @@ class RunSession:
         input_timeout_s: float,
         prior: PriorAttempts | None = None,
     ) -> None:
-        """`prior`: what earlier attempts of the run emitted (a resumed run skips re-emitting it)."""
+        """`prior`: what earlier attempts of the run did (a resumed run retraces it)."""
         self._prior = prior
         self._nc = nc
         self._writer = writer
@@ -64,27 +88,48 @@ class RunSession:
         self._reconnects = reconnects
         self._input_timeout_s = input_timeout_s
         self._questions = 0
+        self._tools = 0
+        self._open: dict[str, int] = {}
         self._closed = False
 
     @property
     def run_id(self) -> str:
         return self._run_id
 
+    @property
+    def divergence(self) -> Nondeterminism | None:
+        """Where the resumed workflow left its log, if it did."""
+        return self._prior.diverged if self._prior is not None else None
+
     def close(self) -> None:
         """After this, every call raises RunCancelled: nothing follows the terminal event."""
         self._closed = True
 
-    async def _emit(self, kind: str, body: Message, *, sender: str, recipient: str = "") -> None:
+    async def close_questions(self) -> None:
+        """The run ends: questions still open refuse answers from now on."""
+        for request_id, open_seq in list(self._open.items()):
+            await self._requests.close(self._run_id, request_id, open_seq)
+            self._open.pop(request_id, None)
+
+    def _check(self) -> None:
         if self._closed:
             raise RunCancelled(f"run {self._run_id} is no longer running here")
-        if self._prior is not None:
-            seen = self._prior.already_emitted(kind)
-            if seen:
+        if self._writer.failure is not None:
+            raise self._writer.failure
+
+    async def _emit(self, kind: str, body: Message, *, sender: str, recipient: str = "") -> None:
+        self._check()
+        prior = self._prior
+        if prior is not None:
+            if prior.diverged is not None and prior.policy == "fail":
+                raise prior.diverged  # the workflow went on after its first divergence error
+            if prior.already_emitted(kind, body, sender=sender, recipient=recipient):
                 return
-            if seen is None:
-                log.warning("the resumed workflow took another path than before; going live", kind=kind)
-            if not seen:
-                self._prior = None  # the log ran out: live from here on
+            if prior.diverged is not None:
+                log.warning("the resumed workflow left its log; going on live", error=str(prior.diverged))
+                marker = Error(short="the resumed run left its history here", long=str(prior.diverged))
+                await self._writer.emit("error", marker, sender="system")
+            self._prior = None  # the log ran out (or was left): live from here on
         await self._writer.emit(kind, body, sender=sender, recipient=recipient)
 
     async def text_message(self, body: str = "", *, sender: str | None = None, recipient: str | None = None) -> None:
@@ -123,10 +168,61 @@ class RunSession:
         )
         await self._emit("function_call_execution", body, sender=sender or DEFAULT_SENDER)
 
-    async def llm_completion(self, model: str, request: Any, completion: Any) -> None:
-        """Record a completion an agent used (hidden from the transcript)."""
-        recorded = LlmCompletion(model=model, request_json=json.dumps(request), completion_json=json.dumps(completion))
+    async def llm_completion(self, model: str, request: Sequence[Any], completion: Any) -> None:
+        """Record a completion an agent used (hidden from the transcript): the completion, and a
+        digest of the request (the whole conversation so far would make the log grow with the
+        square of its length)."""
+        recorded = LlmCompletion(
+            model=model, request_sha256=request_digest(list(request)), completion_json=json.dumps(completion)
+        )
         await self._emit("llm_completion", recorded, sender="llm")
+
+    async def begin_tool(self, name: str) -> tuple[ToolCall, FunctionCallExecution | None]:
+        """The next tool call of the run, and its recorded result if an earlier attempt has one."""
+        self._check()
+        self._tools += 1
+        call = ToolCall(run_id=self._run_id, step=self._tools, name=name)
+        recorded = self._prior.tool_result(call.step) if self._prior is not None else None
+        return call, recorded
+
+    async def end_tool(
+        self, call: ToolCall, value: Any, *, failed: bool, call_id: str = "", sender: str | None = None
+    ) -> None:
+        """Record what the tool gave, and wait until it is stored: a resumed run must find it."""
+        body = FunctionCallExecution(
+            function_name=call.name,
+            call_id=call_id,
+            retval_json=json.dumps(value, default=str),
+            step=call.step,
+            failed=failed,
+        )
+        await self._emit("function_call_execution", body, sender=sender or DEFAULT_SENDER)
+        await self._writer.flush()
+
+    async def call_tool(
+        self,
+        name: str,
+        function: Callable[[], T | Awaitable[T]],
+        *,
+        call_id: str = "",
+        sender: str | None = None,
+    ) -> T:
+        call, recorded = await self.begin_tool(name)
+        if recorded is not None:
+            replayed: T = replayed_tool(recorded)
+            return replayed
+        with tool_call_scope(call):
+            try:
+                result = function()
+                if inspect.isawaitable(result):
+                    result = await result
+            except _NOT_RECORDED:
+                raise
+            except Exception as exc:
+                await self.end_tool(call, f"{type(exc).__name__}: {exc}", failed=True, call_id=call_id, sender=sender)
+                raise
+        await self.end_tool(call, result, failed=False, call_id=call_id, sender=sender)
+        return result
 
     async def text_input(
         self,
@@ -173,81 +269,68 @@ class RunSession:
     ) -> str:
         # The n-th question of a run always has the same id, so a retried run finds the answer
         # given to its earlier attempt (or while no worker held it) instead of asking again.
+        self._check()
         self._questions += 1
         request_id = f"q{self._questions}"
         question.request_id = request_id
         asker, person = sender or DEFAULT_SENDER, recipient or DEFAULT_RECIPIENT
-        if self._prior is not None and request_id in self._prior.timed_out:
-            # An earlier attempt waited its time out and took the default: so does this one.
-            await self._emit(kind, question, sender=asker, recipient=person)
-            if default is None:
-                raise InputTimeout(f"no answer to {question.prompt!r} in an earlier attempt")
-            await self._answered(request_id, default, person, asker, mask=mask, timed_out=True)
-            return default
-        if not await self._requests.open(self._run_id, request_id):
-            # Answered already (to an earlier attempt): the question and answer are in the log
-            # unless that attempt stopped before writing them.
-            stored = await self._requests.stored_answer(self._run_id, request_id)
-            value = (stored or b"").decode(errors="replace")
-            await self._emit(kind, question, sender=asker, recipient=person)
-            await self._answered(request_id, value, person, asker, mask=mask, timed_out=False)
-            return value
-        # The request is open and we are subscribed before anyone can see the question, so an
-        # answer can neither be refused nor missed.
-        answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        asked_at = self._prior.asked_at.get(request_id, time.time()) if self._prior is not None else time.time()
+        outcome: asyncio.Future[Question] = asyncio.get_running_loop().create_future()
 
-        async def on_answer(msg: Msg) -> None:
-            if not answered.done():
-                answered.set_result(msg.data)
+        async def on_state(msg: Msg) -> None:
+            state = msg.subject.rsplit(".", 1)[-1]
+            if state != OPEN and not outcome.done():
+                value = msg.data.decode(errors="replace") if state == ANSWER else ""
+                outcome.set_result(Question(state, value))
 
-        sub = await self._nc.subscribe(input_subject(self._run_id, request_id), cb=on_answer)
+        # Subscribed before the question is open, so no outcome can slip by unseen.
+        sub = await self._nc.subscribe(input_filter(self._run_id, request_id), cb=on_state)
         try:
+            state = await self._requests.open(self._run_id, request_id)
             await self._emit(kind, question, sender=asker, recipient=person)
-            limit = self._input_timeout_s if timeout_s is None else timeout_s
-            try:
-                raw = await asyncio.wait_for(self._answer(answered, request_id), limit)
-                value, timed_out = raw.decode(errors="replace"), False
-            except TimeoutError:
-                value, timed_out = await self._expire(request_id, question.prompt, limit, default)
+            if state.state == OPEN:
+                self._open[request_id] = state.open_seq
+                # The question is stored before anyone waits for its answer: one whose append
+                # failed raises here instead of waiting a day for an answer nobody can give.
+                await self._writer.flush()
+                limit = self._input_timeout_s if timeout_s is None else timeout_s
+                remaining = max(0.0, limit - (time.time() - asked_at))
+                try:
+                    state = await asyncio.wait_for(self._outcome(outcome, request_id), remaining)
+                except TimeoutError:
+                    state = await self._requests.expire(self._run_id, request_id, state.open_seq)
+                self._open.pop(request_id, None)
         finally:
             await sub.unsubscribe()
-        await self._answered(request_id, value, person, asker, mask=mask, timed_out=timed_out)
-        return value
-
-    async def _answered(
-        self, request_id: str, value: str, person: str, asker: str, *, mask: bool, timed_out: bool
-    ) -> None:
+        if state.state == ANSWER:
+            value, timed_out = state.value, False
+        elif state.state == EXPIRED:
+            if default is None:
+                raise InputTimeout(f"no answer to {question.prompt!r} in time")
+            value, timed_out = default, True
+        else:
+            assert state.state == CLOSED
+            raise RunCancelled(f"run {self._run_id} ended while question {request_id} was open")
         shown = "*" * 8 if mask else value
         answer = InputAnswered(request_id=request_id, value=shown, timed_out=timed_out)
         await self._emit("input_answered", answer, sender=person, recipient=asker)
+        return value
 
-    async def _expire(self, request_id: str, prompt: str, limit: float, default: str | None) -> tuple[str, bool]:
-        if not await self._requests.expire(self._run_id, request_id):
-            # An answer claimed the request just as time ran out: it wins.
-            for _ in range(50):
-                stored = await self._requests.stored_answer(self._run_id, request_id)
-                if stored is not None:
-                    return stored.decode(errors="replace"), False
-                await asyncio.sleep(0.05)
-        if default is None:
-            raise InputTimeout(f"no answer to {prompt!r} within {limit:g} s")
-        return default, True
-
-    async def _answer(self, answered: asyncio.Future[bytes], request_id: str) -> bytes:
-        """The answer from the live subscription; after a reconnect, also look in the stream
-        (an answer published while we were disconnected never reached the subscription)."""
-        while not answered.done():
+    async def _outcome(self, outcome: asyncio.Future[Question], request_id: str) -> Question:
+        """The answer (or expiry) from the live subscription; after a reconnect, also from the
+        stream (what was published while we were disconnected never reached the subscription)."""
+        while not outcome.done():
             reconnected: asyncio.Future[None] = asyncio.ensure_future(self._reconnects.wait())
-            waiting: set[asyncio.Future[Any]] = {answered, reconnected}
+            waiting: set[asyncio.Future[Any]] = {outcome, reconnected}
             try:
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 reconnected.cancel()
-            if not answered.done():
-                stored = await self._requests.stored_answer(self._run_id, request_id)
-                if stored is not None:
+            if not outcome.done():
+                stored = await self._requests.get(self._run_id, request_id)
+                if stored is not None and stored.state != OPEN:
                     return stored
-        return answered.result()
+        return outcome.result()
 
 
 class SyncRunSession:
@@ -312,6 +395,23 @@ class SyncRunSession:
         self, function_name: str, retval: Any, *, call_id: str = "", sender: str | None = None
     ) -> None:
         self.call(self._session.function_call_execution(function_name, retval, call_id=call_id, sender=sender))
+
+    def call_tool(self, name: str, function: Callable[[], T], *, call_id: str = "", sender: str | None = None) -> T:
+        call, recorded = self.call(self._session.begin_tool(name))
+        if recorded is not None:
+            replayed: T = replayed_tool(recorded)
+            return replayed
+        with tool_call_scope(call):
+            try:
+                result = function()
+            except _NOT_RECORDED:
+                raise
+            except Exception as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+                self.call(self._session.end_tool(call, failure, failed=True, call_id=call_id, sender=sender))
+                raise
+        self.call(self._session.end_tool(call, result, failed=False, call_id=call_id, sender=sender))
+        return result
 
     def text_input(
         self,

@@ -13,7 +13,8 @@ from nats.aio.msg import Msg
 from flotilla.execution._attempt import RunAttempt, WorkerContext
 from flotilla.ids import is_run_id
 from flotilla.jetstream import Catalogue, JobConsumer, dead_letter
-from flotilla.protocol import Job
+from flotilla.events import TERMINAL_STATUSES
+from flotilla.protocol import Job, Run
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +36,7 @@ class Worker:
         self._drain_timeout = drain_timeout_s
         self._heartbeat = heartbeat_s
         self._held: dict[asyncio.Task[None], Msg] = {}
+        self._attempts: dict[asyncio.Task[None], RunAttempt] = {}
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._consumer: JobConsumer
@@ -85,6 +87,7 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._held.pop(task, None)
+        self._attempts.pop(task, None)
         self._background(self._consumer.refill())
 
     async def _handle(self, msg: Msg) -> None:
@@ -97,24 +100,41 @@ class Worker:
             await dead_letter(self._ctx.js, "malformed", msg.data, detail=f"malformed job: {exc}")
             await msg.term()
             return
+        attempt = RunAttempt(self._ctx, job, msg)
+        task = asyncio.current_task()
+        if task is not None:
+            self._attempts[task] = attempt
         with structlog.contextvars.bound_contextvars(run_id=job.run_id, workflow=job.workflow):
             try:
-                await RunAttempt(self._ctx, job, msg).execute()
+                await attempt.execute()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("run attempt failed; the job will be retried")
+                failure = f"{type(exc).__name__}: {exc}"
+                with contextlib.suppress(Exception):
+                    await self._ctx.runs.update(job.run_id, lambda run: _note_failure(run, failure))
                 with contextlib.suppress(Exception):
                     await msg.nak(delay=1.0)
 
     async def _keep_jobs_alive(self) -> None:
-        """In-progress acks for every held job, so only a dead worker's jobs time out."""
+        """In-progress acks for every held job, so only a dead worker's jobs time out; but first
+        each attempt checks it still holds its run: one that was paused or cut off while another
+        worker took the run over stops, and must not keep that worker's job alive."""
         interval = max(0.2, self._ctx.layout.job_ack_wait_s / 3)
         while True:
             await asyncio.sleep(interval)
-            for msg in list(self._held.values()):
-                with contextlib.suppress(Exception):
-                    await msg.in_progress()
+            await asyncio.gather(*(self._keep_alive(task, msg) for task, msg in list(self._held.items())))
+
+    async def _keep_alive(self, task: asyncio.Task[None], msg: Msg) -> None:
+        attempt = self._attempts.get(task)
+        with contextlib.suppress(Exception):
+            if attempt is not None and not await attempt.still_holds():
+                log.warning("another worker took the run over; stopping this attempt", run_id=attempt.run_id)
+                attempt.abandon()
+                task.cancel()
+                return
+            await msg.in_progress()
 
     async def _keep_requesting(self) -> None:
         """Re-issue pull requests after a reconnect (the server forgot ours), and now and then in
@@ -137,6 +157,9 @@ class Worker:
             await asyncio.sleep(self._heartbeat)
 
     async def _drain(self) -> None:
+        # Pull requests go first: a job handed back below must reach another worker, not come
+        # back here (each round trip would be a delivery, and the run would wait).
+        await self._consumer.stop()
         if not self._held:
             return
         log.info("draining", held=len(self._held), timeout_s=self._drain_timeout)
@@ -144,3 +167,11 @@ class Worker:
         for task in pending:
             task.cancel()  # RunAttempt naks the job: another worker takes it over
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _note_failure(run: Run, failure: str) -> bool:
+    """Keep why the attempt failed in the record (the dead letter says it, if it comes to that)."""
+    if run.status in TERMINAL_STATUSES:
+        return False
+    run.error = f"attempt {run.attempts} failed: {failure}"[:1000]
+    return True

@@ -3,9 +3,18 @@ queue, questions and answers, the workflow catalogue."""
 
 from flotilla.jetstream._catalogue import Catalogue
 from flotilla.jetstream._connect import Reconnects, connect, redacted_url
-from flotilla.jetstream._events import EventLog, LostOwnership, RunEventWriter
+from flotilla.jetstream._events import (
+    EventLog,
+    LogPage,
+    LogPosition,
+    LostOwnership,
+    RunEventWriter,
+    StoreError,
+    decode,
+    last_seq_of,
+)
 from flotilla.jetstream._idempotency import IdempotencyKeys
-from flotilla.jetstream._inputs import Requests
+from flotilla.jetstream._inputs import ANSWER, CLOSED, EXPIRED, OPEN, Question, Requests
 from flotilla.jetstream._layout import (
     DEAD_STREAM,
     EVENTS_STREAM,
@@ -15,11 +24,13 @@ from flotilla.jetstream._layout import (
     Layout,
     control_subject,
     events_subject,
+    input_filter,
     input_subject,
+    job_subject,
     provision,
     read_layout,
 )
-from flotilla.jetstream._queue import JobConsumer, dead_letter, enqueue
+from flotilla.jetstream._queue import JobConsumer, dead_letter, enqueue, has_job
 from flotilla.jetstream._runs import RunStore
 
 __all__ = [
@@ -37,17 +48,32 @@ __all__ = [
     "JOBS_SUBJECT",
     "control_subject",
     "events_subject",
+    "input_filter",
     "input_subject",
+    "job_subject",
+    # event logs
+    "EventLog",
+    "LogPage",
+    "LogPosition",
+    "LostOwnership",
+    "RunEventWriter",
+    "StoreError",
+    "decode",
+    "last_seq_of",
+    # questions
+    "Question",
+    "Requests",
+    "OPEN",
+    "ANSWER",
+    "EXPIRED",
+    "CLOSED",
     # stores
     "Catalogue",
-    "EventLog",
     "IdempotencyKeys",
-    "LostOwnership",
-    "Requests",
-    "RunEventWriter",
     "RunStore",
     # jobs
     "JobConsumer",
     "dead_letter",
     "enqueue",
+    "has_job",
 ]

@@ -1,120 +1,342 @@
 """The per-run event log: the source of truth for what happened in a run.
 
-Writers publish with `Nats-Msg-Id = <run_id>:<seq>`, so a re-published event is dropped as a
-duplicate, and a second writer that raced for the same seq learns it lost (`LostOwnership`).
+Each message on `flotilla.runs.<run>.events` holds one or more consecutive events of the run (a
+`RunEventBatch`). Every append is conditional on the log's state on the server: it carries
+`Nats-Expected-Last-Subject-Sequence` = the stream sequence of the run's last message, so it is
+stored only if nothing was appended since the writer last looked, whatever the time. A writer
+whose condition fails learns that another writer appended (`LostOwnership`) and writes nothing
+more. That fence holds on one server and on an R3 cluster (where the leader refuses a second
+conditional proposal on a subject while one is in flight): a writer keeps one append in flight
+and groups the events emitted meanwhile into the next one, so appends stay pipelined in effect.
+
+A retried append (its ack was lost) is recognised as the writer's own by its `Nats-Msg-Id`
+(`<run>:<first seq>:<writer token>`): deduplicated within the window, found as the log's last
+message after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from google.protobuf.message import Message
+import nats.errors
+import structlog
+from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from flotilla.errors import FlotillaError, Unavailable
 from flotilla.events import now
 from flotilla.jetstream._layout import EVENTS_STREAM, events_subject
-from flotilla.protocol import RunEvent
+from flotilla.protocol import RunEvent, RunEventBatch
+
+log = structlog.get_logger(__name__)
+
+SEQS_HEADER = "Flotilla-Seqs"
+"""`<first>-<last>`: the event seqs a message holds (absent on old single-event messages)."""
+WRONG_LAST_SEQUENCE = 10071
+MAX_BATCH_EVENTS = 256
+MAX_BATCH_BYTES = 512 * 1024
+RETRY_MAX_S = 2.0
 
 
 class LostOwnership(FlotillaError):
-    """Another writer already published this seq: this process no longer owns the run."""
+    """Another writer appended to the run's log: this process no longer owns the run."""
 
 
-def _msg_id(event: RunEvent) -> dict[str, str]:
-    return {"Nats-Msg-Id": f"{event.run_id}:{event.seq}"}
+class StoreError(FlotillaError):
+    """The server refused an append for good (e.g. an event larger than the server allows)."""
 
 
-class RunEventWriter:
-    """Appends one run's events with consecutive seqs, pipelined: `emit` does not wait for the
-    server; `flush` waits for every ack so far (call it before anything that must follow them)."""
+@dataclass(frozen=True)
+class LogPosition:
+    """Where a run's log ends: its last event's seq and the stream sequence of its message."""
 
-    def __init__(self, js: JetStreamContext, run_id: str, *, last_seq: int) -> None:
-        self._js = js
-        self._run_id = run_id
-        self._subject = events_subject(run_id)
-        self._seq = last_seq
-        self._pending: list[asyncio.Future[PubAck]] = []
-
-    @property
-    def last_seq(self) -> int:
-        return self._seq
-
-    async def emit(self, kind: str, body: Message, *, sender: str = "", recipient: str = "") -> RunEvent:
-        self._seq += 1
-        event = RunEvent(run_id=self._run_id, seq=self._seq, sender=sender, recipient=recipient)
-        event.timestamp.CopyFrom(now())
-        getattr(event, kind).CopyFrom(body)
-        future = await self._js.publish_async(self._subject, event.SerializeToString(), headers=_msg_id(event))
-        self._pending.append(future)
-        if len(self._pending) >= 256:
-            await self.flush()
-        return event
-
-    async def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        for ack in await asyncio.gather(*pending):
-            if ack.duplicate:
-                raise LostOwnership(f"run {self._run_id}: seq already written by another worker")
+    seq: int = 0
+    stream_seq: int = 0
 
 
-_DIRECT_GET = f"$JS.API.DIRECT.GET.{EVENTS_STREAM}"
-_BATCH = 1000
+@dataclass(frozen=True)
+class LogPage:
+    events: list[RunEvent]
+    next_stream_seq: int
+    """Where the next page's read starts (pass it as `from_stream_seq`)."""
+    more: bool
+    """More events are stored after this page."""
+    end: LogPosition
+    """The log's position after the last event read (its last seq and that message's stream seq)."""
+
+
+def decode(data: bytes, headers: dict[str, str] | None) -> list[RunEvent]:
+    """The events one stored (or live) message holds."""
+    if headers and SEQS_HEADER in headers:
+        return list(RunEventBatch.FromString(data).events)
+    try:
+        return [RunEvent.FromString(data)]  # written before batches (one event per message)
+    except DecodeError:
+        return []
+
+
+def last_seq_of(headers: dict[str, str] | None) -> int:
+    """The last event seq a message holds, from its headers alone (0 if unknown)."""
+    headers = headers or {}
+    _, _, last = headers.get(SEQS_HEADER, "").partition("-")
+    if last.isdigit():
+        return int(last)
+    _, _, seq = headers.get("Nats-Msg-Id", "").rpartition(":")  # an old single-event message
+    return int(seq) if seq.isdigit() else 0
+
+
+def _headers(events: Sequence[RunEvent], token: str, expected_stream_seq: int) -> dict[str, str]:
+    first, last = events[0].seq, events[-1].seq
+    return {
+        "Nats-Msg-Id": f"{events[0].run_id}:{first}:{token}",
+        "Nats-Expected-Last-Subject-Sequence": str(expected_stream_seq),
+        SEQS_HEADER: f"{first}-{last}",
+    }
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth retrying: the server is restarting, electing a leader, full for now, or slow."""
+    if isinstance(exc, APIError):
+        return (exc.code or 0) >= 500 or exc.err_code in (10002, 10028, 10047, 10158)
+    return isinstance(
+        exc, (nats.errors.TimeoutError, nats.errors.NoRespondersError, asyncio.TimeoutError, ConnectionError)
+    )
 
 
 class EventLog:
-    """Reads run logs; appends single events for writers other than the worker (a run cancelled
-    while queued)."""
+    """Reads run logs and makes conditional appends (the worker's writer and the dispatcher)."""
 
     def __init__(self, nc: Client, *, timeout_s: float = 5.0) -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self._timeout = timeout_s
 
-    async def last_event(self, run_id: str) -> RunEvent | None:
+    @property
+    def js(self) -> JetStreamContext:
+        return self._js
+
+    async def tail(self, run_id: str) -> tuple[LogPosition, RunEvent | None, str]:
+        """The log's end, its last event, and the Nats-Msg-Id of its last message."""
         try:
             raw = await self._js.get_last_msg(EVENTS_STREAM, events_subject(run_id), direct=True)
         except NotFoundError:
-            return None
-        return RunEvent.FromString(raw.data or b"")
+            return LogPosition(), None, ""
+        events = decode(raw.data or b"", raw.headers)
+        last = events[-1] if events else None
+        msg_id = (raw.headers or {}).get("Nats-Msg-Id", "")
+        return LogPosition(last.seq if last else 0, raw.seq or 0), last, msg_id
 
-    async def append(self, event: RunEvent) -> None:
-        ack = await self._js.publish(events_subject(event.run_id), event.SerializeToString(), headers=_msg_id(event))
-        if ack.duplicate:
-            raise LostOwnership(f"run {event.run_id}: seq {event.seq} already written")
+    async def last_event(self, run_id: str) -> RunEvent | None:
+        _, last, _ = await self.tail(run_id)
+        return last
 
-    async def read(self, run_id: str, *, after_seq: int = 0) -> list[RunEvent]:
-        """The events stored now with seq > after_seq, in order, by batched direct gets: one
-        round trip per `_BATCH` events, no consumer."""
+    async def append(
+        self, events: Sequence[RunEvent], *, after: LogPosition, token: str, retry: bool = False
+    ) -> LogPosition:
+        """Store `events` as one message if the log still ends at `after`; LostOwnership if
+        another writer appended since. With `retry`, transient failures are retried (forever,
+        backing off); the caller cancels when it gives up."""
+        data = RunEventBatch(events=list(events)).SerializeToString()
+        headers = _headers(events, token, after.stream_seq)
+        subject = events_subject(events[0].run_id)
+        delay = 0.05
+        while True:
+            try:
+                ack = await self._js.publish(subject, data, headers=headers, timeout=self._timeout)
+                return LogPosition(events[-1].seq, ack.seq)  # a duplicate is our own retry: same seq
+            except Exception as exc:
+                if isinstance(exc, APIError) and exc.err_code == WRONG_LAST_SEQUENCE:
+                    return await self._ours_or_lost(events, headers["Nats-Msg-Id"])
+                if not (retry and _transient(exc)):
+                    if isinstance(exc, APIError):
+                        raise StoreError(f"run {events[0].run_id}: the log refused an append: {exc}") from exc
+                    raise
+                log.info("append failed; retrying", error=repr(exc), delay_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(RETRY_MAX_S, delay * 2)
+
+    async def _ours_or_lost(self, events: Sequence[RunEvent], msg_id: str) -> LogPosition:
+        """The condition failed: either our own earlier try landed (its ack was lost), or
+        someone else appended."""
+        position, _, last_id = await self.tail(events[0].run_id)
+        if last_id == msg_id:
+            return position
+        raise LostOwnership(f"run {events[0].run_id}: another writer appended to its log")
+
+    async def read_page(
+        self,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        from_stream_seq: int = 1,
+        limit: int = 1000,
+        max_bytes: int = 1024 * 1024,
+    ) -> LogPage:
+        """Up to `limit` events (and about `max_bytes`) with seq > after_seq, reading the run's
+        messages from stream sequence `from_stream_seq` on (a run's own first message, when the
+        caller knows it), by batched direct gets: no consumer, one round trip per batch."""
         subject = events_subject(run_id)
         events: list[RunEvent] = []
+        size = 0
+        position = LogPosition(after_seq, 0)
+        next_stream_seq = max(1, from_stream_seq)
         inbox = self._nc.new_inbox()
         sub = await self._nc.subscribe(inbox)
         try:
-            next_stream_seq, more = 1, True
-            while more:
-                request = {"seq": next_stream_seq, "next_by_subj": subject, "batch": _BATCH}
-                await self._nc.publish(_DIRECT_GET, json.dumps(request).encode(), reply=inbox)
+            while True:
+                request = {"seq": next_stream_seq, "next_by_subj": subject, "batch": min(limit, 256) + 1}
+                await self._nc.publish(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", json.dumps(request).encode(), reply=inbox)
+                full, pending = False, 0
                 while True:
                     msg = await sub.next_msg(timeout=self._timeout)
                     headers = msg.headers or {}
                     status = headers.get("Status")
                     if status == "404":  # nothing (more) stored
-                        more = False
                         break
                     if status == "204":  # end of this batch
-                        more = int(headers.get("Nats-Num-Pending", "0")) > 0
+                        pending = int(headers.get("Nats-Num-Pending", "0") or 0)
                         break
                     if status:
                         raise Unavailable(f"direct get of {subject} failed: {status} {headers}")
-                    next_stream_seq = int(headers["Nats-Sequence"]) + 1
-                    event = RunEvent.FromString(msg.data)
-                    if event.seq > after_seq:
-                        events.append(event)
+                    if full:
+                        continue  # the rest of a batch we no longer need
+                    stream_seq = int(headers["Nats-Sequence"])
+                    fresh = [event for event in decode(msg.data, headers) if event.seq > position.seq]
+                    if fresh and (len(events) + len(fresh) > limit or size + len(msg.data) > max_bytes) and events:
+                        full = True  # this message starts the next page
+                        next_stream_seq = stream_seq
+                        continue
+                    events.extend(fresh)
+                    size += len(msg.data)
+                    if fresh:
+                        position = LogPosition(fresh[-1].seq, stream_seq)
+                    next_stream_seq = stream_seq + 1
+                if full:
+                    return LogPage(events, next_stream_seq, True, position)
+                if pending == 0:
+                    return LogPage(events, next_stream_seq, False, position)
         finally:
-            await sub.unsubscribe()
-        return events
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def history(self, run_id: str, *, from_stream_seq: int = 1) -> tuple[list[RunEvent], LogPosition]:
+        """The whole log as stored now, and where it ends (for a writer to continue it)."""
+        events: list[RunEvent] = []
+        position = LogPosition()
+        while True:
+            page = await self.read_page(run_id, after_seq=position.seq, from_stream_seq=from_stream_seq)
+            events.extend(page.events)
+            if page.events:
+                position = page.end
+            if not page.more:
+                return events, position
+            from_stream_seq = page.next_stream_seq
+
+    async def read(self, run_id: str, *, after_seq: int = 0, from_stream_seq: int = 1) -> list[RunEvent]:
+        """Every event stored now with seq > after_seq, in order (all pages)."""
+        events: list[RunEvent] = []
+        while True:
+            page = await self.read_page(run_id, after_seq=after_seq, from_stream_seq=from_stream_seq)
+            events.extend(page.events)
+            if not page.more:
+                return events
+            after_seq, from_stream_seq = page.end.seq, page.next_stream_seq
+
+
+class RunEventWriter:
+    """Appends one attempt's events to a run's log with consecutive seqs.
+
+    `emit` does not wait for the server: one append is in flight at a time and the events
+    emitted meanwhile go together in the next, each append conditional on the one before.
+    `flush` waits until everything emitted is stored; call it before anything that must follow
+    (a question a person will answer, the job's ack). Transient failures (a restarting server,
+    a leader election, a full store) are retried until the caller gives up; once another writer
+    appended, every call raises LostOwnership and nothing more is written.
+    """
+
+    def __init__(self, log: EventLog, run_id: str, *, after: LogPosition, token: str | None = None) -> None:
+        self._log = log
+        self._run_id = run_id
+        self._token = token or secrets.token_hex(6)
+        self._seq = after.seq
+        self._stored = after
+        self._queued: list[RunEvent] = []
+        self._sending: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._failure: BaseException | None = None
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last event emitted (stored or not yet)."""
+        return self._seq
+
+    @property
+    def stored(self) -> LogPosition:
+        return self._stored
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why this writer stopped (LostOwnership, StoreError, ...), or None."""
+        return self._failure
+
+    async def emit(self, kind: str, body: Message, *, sender: str = "", recipient: str = "") -> RunEvent:
+        self._check()
+        self._seq += 1
+        event = RunEvent(run_id=self._run_id, seq=self._seq, sender=sender, recipient=recipient)
+        event.timestamp.CopyFrom(now())
+        getattr(event, kind).CopyFrom(body)
+        self._queued.append(event)
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._send())
+        if len(self._queued) >= 4 * MAX_BATCH_EVENTS:
+            await self.flush()  # a workflow emitting faster than the server stores waits here
+        return event
+
+    async def flush(self) -> None:
+        """Wait until every event emitted so far is stored (or raise why it cannot be)."""
+        while True:
+            self._check()
+            if self._stored.seq >= self._seq:
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def close(self) -> None:
+        """Stop sending (what is not stored yet stays unwritten)."""
+        if self._sending is not None and not self._sending.done():
+            self._sending.cancel()
+            await asyncio.gather(self._sending, return_exceptions=True)
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    async def _send(self) -> None:
+        try:
+            while self._queued:
+                batch: list[RunEvent] = []
+                size = 0
+                for event in self._queued:
+                    size += event.ByteSize()
+                    if batch and (len(batch) >= MAX_BATCH_EVENTS or size > MAX_BATCH_BYTES):
+                        break
+                    batch.append(event)
+                self._stored = await self._log.append(batch, after=self._stored, token=self._token, retry=True)
+                del self._queued[: len(batch)]
+                self._changed.set()
+        except asyncio.CancelledError:
+            self._failure = self._failure or LostOwnership(f"run {self._run_id}: the writer was closed")
+            raise
+        except BaseException as exc:
+            self._failure = exc
+            if isinstance(exc, LostOwnership):
+                log.warning("another writer appended to the run's log; this attempt stops", run_id=self._run_id)
+        finally:
+            self._changed.set()

@@ -21,10 +21,18 @@ class IdempotencyKeys:
 
     async def claim(self, key: str, run_id: str) -> str:
         """Bind `key` to `run_id` if it is new; return the run_id the key is bound to."""
-        digest = hashlib.sha256(key.encode()).hexdigest()
+        digest = _digest(key)
         try:
             await self._kv.create(digest, run_id.encode())
             return run_id
         except KeyWrongLastSequenceError:
             entry = await self._kv.get(digest)
             return (entry.value or b"").decode()
+
+    async def forget(self, key: str) -> None:
+        """Drop the key (its run is gone)."""
+        await self._kv.purge(_digest(key))
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()

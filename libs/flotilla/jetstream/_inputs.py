@@ -1,92 +1,121 @@
-"""Questions and answers: open requests (KV `flotilla_requests`) and answers (FLOTILLA_INPUTS).
+"""Questions and answers: each question's lifecycle on its own subjects of FLOTILLA_INPUTS.
 
-The worker opens a request before it publishes the question; the dispatcher claims it with a
-compare-and-set before it publishes the answer, so a request is answered at most once.
+    flotilla.inputs.<run>.<request>.open      the worker: the run waits for an answer
+    flotilla.inputs.<run>.<request>.answer    the dispatcher: the person's answer
+    flotilla.inputs.<run>.<request>.expired   the worker: nobody answered in time
+    flotilla.inputs.<run>.<request>.closed    the worker: the run ended while it waited
+
+`open` comes first; then exactly one of the others, because each is published conditionally on
+`open` being the question's last message (`Nats-Expected-Last-Subject-Sequence` over the
+question's subjects). So an answer and a timeout cannot both win, an answer is stored before it
+is acknowledged (never claimed first and lost), and a question of a run that ended refuses
+answers. The worker cannot publish answers (nats-server.conf).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
-from nats.js.kv import KeyValue
+from nats.js.errors import APIError, NotFoundError
 
-from flotilla.errors import RequestAlreadyAnswered, RequestExpired, RequestNotFound
-from flotilla.jetstream._layout import INPUTS_STREAM, REQUESTS_BUCKET, input_subject
+from flotilla.errors import RequestAlreadyAnswered, RequestExpired, RequestNotFound, RunFinished
+from flotilla.jetstream._events import WRONG_LAST_SEQUENCE
+from flotilla.jetstream._layout import INPUTS_STREAM, input_filter, input_subject
 
-_OPEN = b"open"
-_ANSWERED = b"answered"
-_EXPIRED = b"expired"
+OPEN = "open"
+ANSWER = "answer"
+EXPIRED = "expired"
+CLOSED = "closed"
 
 
-def _key(run_id: str, request_id: str) -> str:
-    return f"{run_id}.{request_id}"
+@dataclass(frozen=True)
+class Question:
+    """Where one question stands: `state` is its last message's (open, answer, expired, closed)."""
+
+    state: str
+    value: str = ""
+    """The answer, when state is `answer`."""
+    open_seq: int = 0
+    """Stream sequence of its `open` message (what the outcome is conditional on)."""
+
+
+def _state_of(subject: str) -> str:
+    return subject.rsplit(".", 1)[-1]
 
 
 class Requests:
-    def __init__(self, js: JetStreamContext, kv: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext) -> None:
         self._js = js
-        self._kv = kv
 
-    @classmethod
-    async def open_store(cls, js: JetStreamContext) -> Requests:
-        return cls(js, await js.key_value(REQUESTS_BUCKET))
-
-    async def open(self, run_id: str, request_id: str) -> bool:
-        """Record that the run waits for an answer to `request_id`. False when the request was
-        answered already (a retried run asking again: use `stored_answer`)."""
-        key = _key(run_id, request_id)
+    async def get(self, run_id: str, request_id: str) -> Question | None:
+        """The question's state now, or None when it was never opened."""
         try:
-            await self._kv.create(key, _OPEN)
-            return True
-        except KeyWrongLastSequenceError:
-            entry = await self._kv.get(key)
-        if entry.value == _ANSWERED:
-            return False
-        if entry.value == _EXPIRED and entry.revision is not None:
-            await self._kv.update(key, _OPEN, last=entry.revision)
-        return True
-
-    async def expire(self, run_id: str, request_id: str) -> bool:
-        """Close an unanswered request; False if an answer claimed it first."""
-        key = _key(run_id, request_id)
-        entry = await self._kv.get(key)
-        if entry.value != _OPEN or entry.revision is None:
-            return False
-        try:
-            await self._kv.update(key, _EXPIRED, last=entry.revision)
-            return True
-        except KeyWrongLastSequenceError:
-            return False
-
-    async def stored_answer(self, run_id: str, request_id: str) -> bytes | None:
-        """The answer already published for the request, if any (for catching up)."""
-        try:
-            raw = await self._js.get_last_msg(INPUTS_STREAM, input_subject(run_id, request_id), direct=True)
+            raw = await self._js.get_last_msg(INPUTS_STREAM, input_filter(run_id, request_id), direct=True)
         except NotFoundError:
             return None
-        return raw.data or b""
+        state = _state_of(raw.subject or "")
+        value = (raw.data or b"").decode(errors="replace") if state == ANSWER else ""
+        open_seq = int((raw.headers or {}).get("Flotilla-Open-Seq", raw.seq or 0)) if state != OPEN else raw.seq or 0
+        return Question(state, value, open_seq)
 
-    async def answer(self, run_id: str, request_id: str, value: str) -> None:
-        """Claim the request, then publish the answer durably for the worker to pick up."""
-        key = _key(run_id, request_id)
+    async def _publish(self, run_id: str, request_id: str, state: str, value: str, after_seq: int) -> int | None:
+        """Publish `state` if the question's last message is still the one at `after_seq`
+        (0: no message yet); the new message's sequence, or None when something came first."""
+        headers = {
+            "Nats-Expected-Last-Subject-Sequence": str(after_seq),
+            "Nats-Expected-Last-Subject-Sequence-Subject": input_filter(run_id, request_id),
+            "Nats-Msg-Id": f"{run_id}.{request_id}.{state}",
+        }
+        if after_seq:
+            headers["Flotilla-Open-Seq"] = str(after_seq)
         try:
-            entry = await self._kv.get(key)
-        except KeyNotFoundError:
-            raise RequestNotFound(run_id, request_id) from None
-        if entry.value == _EXPIRED:
-            raise RequestExpired(run_id, request_id)
-        if entry.value != _OPEN or entry.revision is None:
-            raise RequestAlreadyAnswered(run_id, request_id)
-        try:
-            revision = await self._kv.update(key, _ANSWERED, last=entry.revision)
-        except KeyWrongLastSequenceError:
-            raise RequestAlreadyAnswered(run_id, request_id) from None
-        try:
-            await self._js.publish(
-                input_subject(run_id, request_id),
-                value.encode(),
-                headers={"Nats-Msg-Id": key},
-            )
-        except BaseException:
-            await self._kv.update(key, _OPEN, last=revision)  # let the person answer again
+            ack = await self._js.publish(input_subject(run_id, request_id, state), value.encode(), headers=headers)
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                return None
             raise
+        return ack.seq
+
+    async def open(self, run_id: str, request_id: str) -> Question:
+        """Record that the run waits for an answer to `request_id` (before anyone sees the
+        question); if an earlier attempt of the run asked it already, where it stands."""
+        seq = await self._publish(run_id, request_id, OPEN, "", 0)
+        if seq is not None:
+            return Question(OPEN, open_seq=seq)
+        question = await self.get(run_id, request_id)
+        assert question is not None, "a question that refused to open exists"
+        return question
+
+    async def expire(self, run_id: str, request_id: str, open_seq: int) -> Question:
+        """Nobody answered in time: close the question unless an answer came first (which wins)."""
+        return await self._finish(run_id, request_id, EXPIRED, open_seq)
+
+    async def close(self, run_id: str, request_id: str, open_seq: int) -> Question:
+        """The run ended while the question was open: later answers are refused."""
+        return await self._finish(run_id, request_id, CLOSED, open_seq)
+
+    async def _finish(self, run_id: str, request_id: str, state: str, open_seq: int) -> Question:
+        if await self._publish(run_id, request_id, state, "", open_seq) is not None:
+            return Question(state, open_seq=open_seq)
+        question = await self.get(run_id, request_id)
+        assert question is not None
+        return question
+
+    async def answer(self, run_id: str, request_id: str, value: str, *, run_ended: str | None = None) -> None:
+        """Store the answer if the question is open; the worker picks it up from the stream.
+        `run_ended`: the run's terminal status, if it has one (then an open question refuses)."""
+        question = await self.get(run_id, request_id)
+        if question is None:
+            raise RequestNotFound(run_id, request_id)
+        if question.state == OPEN and run_ended is not None:
+            raise RunFinished(run_id, run_ended)
+        if question.state == OPEN and await self._publish(run_id, request_id, ANSWER, value, question.open_seq):
+            return
+        current = await self.get(run_id, request_id) if question.state == OPEN else question
+        state = current.state if current is not None else ANSWER
+        if state == EXPIRED:
+            raise RequestExpired(run_id, request_id)
+        if state == CLOSED:
+            raise RunFinished(run_id, "it ended while the question was open")
+        raise RequestAlreadyAnswered(run_id, request_id)

@@ -1,12 +1,19 @@
 """Names of every stream, subject, consumer and bucket, and their idempotent provisioning.
 
-jobs      FLOTILLA_JOBS    work queue  flotilla.jobs.run          durable pull consumer "workers"
-events    FLOTILLA_EVENTS  limits      flotilla.runs.<run>.events  per-run log, Nats-Msg-Id run:seq
-inputs    FLOTILLA_INPUTS  limits      flotilla.inputs.<run>.<request>  human answers, durable
+jobs      FLOTILLA_JOBS    work queue  flotilla.jobs.run.<run>    one job per run at most; durable pull
+                                                                  consumer "workers"
+events    FLOTILLA_EVENTS  limits      flotilla.runs.<run>.events  per-run log, conditional appends
+inputs    FLOTILLA_INPUTS  limits      flotilla.inputs.<run>.<request>.<state>  a question's lifecycle:
+                                       open (worker), then one of answer (dispatcher), expired or
+                                       closed (worker), each conditional on the one before
 dead      FLOTILLA_DEAD    limits      flotilla.dead.<reason>     jobs no worker could run
 control   (core NATS)                  flotilla.control.<run>     "cancel" to the holding worker
-KV flotilla_runs (run records), flotilla_requests (open questions),
-   flotilla_idempotency (key -> run_id), flotilla_workflows (catalogue, expires without heartbeat)
+KV flotilla_runs (run records), flotilla_idempotency (key -> run_id), flotilla_workflows (catalogue,
+   expires without heartbeat)
+
+Nothing of a live run ages out: the events and inputs streams and the runs bucket have no age
+limit, and the dispatcher's janitor deletes a run's log, answers and record `retention_s` after
+the run ended (`flotilla.dispatch.Janitor`).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
     StorageType,
@@ -30,22 +38,32 @@ log = structlog.get_logger(__name__)
 
 JOBS_STREAM = "FLOTILLA_JOBS"
 JOBS_SUBJECT = "flotilla.jobs.run"
+"""Where garbage may be published by mistake; real jobs go to `job_subject(run_id)` below it."""
 WORKERS_CONSUMER = "workers"
 EVENTS_STREAM = "FLOTILLA_EVENTS"
 INPUTS_STREAM = "FLOTILLA_INPUTS"
 DEAD_STREAM = "FLOTILLA_DEAD"
 RUNS_BUCKET = "flotilla_runs"
-REQUESTS_BUCKET = "flotilla_requests"
 IDEMPOTENCY_BUCKET = "flotilla_idempotency"
 WORKFLOWS_BUCKET = "flotilla_workflows"
+
+
+def job_subject(run_id: str) -> str:
+    return f"{JOBS_SUBJECT}.{run_id}"
 
 
 def events_subject(run_id: str) -> str:
     return f"flotilla.runs.{run_id}.events"
 
 
-def input_subject(run_id: str, request_id: str) -> str:
-    return f"flotilla.inputs.{run_id}.{request_id}"
+def input_subject(run_id: str, request_id: str, state: str) -> str:
+    """`state`: open, answer, expired or closed (see flotilla.jetstream._inputs)."""
+    return f"flotilla.inputs.{run_id}.{request_id}.{state}"
+
+
+def input_filter(run_id: str, request_id: str = "*") -> str:
+    """Every state message of one question (or, with "*", of every question of the run)."""
+    return f"flotilla.inputs.{run_id}.{request_id}.*"
 
 
 def control_subject(run_id: str) -> str:
@@ -63,12 +81,20 @@ class Layout:
     job_ack_wait_s: float = 30.0
     """Seconds without an ack or in-progress ack before a job is redelivered."""
     job_max_attempts: int = 3
-    """Workers that may start a run; one more delivery lets a worker dead-letter it."""
-    max_age_s: float = 7 * 86400
-    """Age limit of events, answers, dead letters and records."""
+    """Attempts a run may have (workers that started it and stopped without finishing or
+    handing it back); the claim after the last one fails the run and dead-letters its job.
+    Deliveries are not limited: a hand-back is not an attempt."""
+    retention_s: float = 7 * 86400
+    """How long a finished run's record, events and answers are kept (the janitor deletes them);
+    also the age limit of dead letters and idempotency keys."""
     workflow_ttl_s: float = 15.0
     """A catalogue entry not refreshed for this long disappears."""
     replicas: int = 1
+    duplicate_window_s: float = 120.0
+    """JetStream's window for Nats-Msg-Id deduplication (a retried publish whose ack was lost)."""
+
+
+MAX_ATTEMPTS_METADATA = "flotilla_max_attempts"
 
 
 def _streams(layout: Layout) -> list[StreamConfig]:
@@ -78,30 +104,34 @@ def _streams(layout: Layout) -> list[StreamConfig]:
             name=JOBS_STREAM,
             subjects=["flotilla.jobs.>"],
             retention=RetentionPolicy.WORK_QUEUE,
-            duplicate_window=120.0,
+            duplicate_window=layout.duplicate_window_s,
+            # One job per run at most, whatever the dedup window: enqueueing a run whose job is
+            # still there (queued or being worked on) is refused.
+            max_msgs_per_subject=1,
+            discard=DiscardPolicy.NEW,
+            discard_new_per_subject=True,
             **common,  # type: ignore[arg-type]
         ),
         StreamConfig(
             name=EVENTS_STREAM,
             subjects=["flotilla.runs.*.events"],
             retention=RetentionPolicy.LIMITS,
-            max_age=layout.max_age_s,
-            duplicate_window=120.0,
+            duplicate_window=layout.duplicate_window_s,
             **common,  # type: ignore[arg-type]
         ),
         StreamConfig(
             name=INPUTS_STREAM,
-            subjects=["flotilla.inputs.*.*"],
+            subjects=["flotilla.inputs.>"],
             retention=RetentionPolicy.LIMITS,
-            max_age=layout.max_age_s,
-            duplicate_window=120.0,
+            duplicate_window=layout.duplicate_window_s,
             **common,  # type: ignore[arg-type]
         ),
         StreamConfig(
             name=DEAD_STREAM,
             subjects=["flotilla.dead.>"],
             retention=RetentionPolicy.LIMITS,
-            max_age=layout.max_age_s,
+            max_age=layout.retention_s,
+            duplicate_window=min(120.0, layout.retention_s),
             **common,  # type: ignore[arg-type]
         ),
     ]
@@ -113,7 +143,10 @@ def _workers_consumer(layout: Layout) -> ConsumerConfig:
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=layout.job_ack_wait_s,
-        max_deliver=layout.job_max_attempts + 1,
+        # Unlimited: attempts are counted in the run record (a hand-back is not one), and the
+        # claim after the last attempt fails the run, so no job is ever exhausted unseen.
+        max_deliver=-1,
+        metadata={MAX_ATTEMPTS_METADATA: str(layout.job_max_attempts)},
         max_ack_pending=100_000,
         max_waiting=512,
         filter_subject="flotilla.jobs.>",
@@ -127,9 +160,8 @@ def _buckets(layout: Layout) -> list[KeyValueConfig]:
         )
 
     return [
-        bucket(RUNS_BUCKET, layout.max_age_s),
-        bucket(REQUESTS_BUCKET, layout.max_age_s),
-        bucket(IDEMPOTENCY_BUCKET, layout.max_age_s),
+        bucket(RUNS_BUCKET, 0.0),  # a live run's record never ages out; the janitor deletes finished ones
+        bucket(IDEMPOTENCY_BUCKET, layout.retention_s),
         bucket(WORKFLOWS_BUCKET, layout.workflow_ttl_s),
     ]
 
@@ -147,7 +179,7 @@ async def provision(js: JetStreamContext, layout: Layout) -> None:
             await js.create_key_value(kv)
             continue
         info = await js.stream_info(f"KV_{kv.bucket}")
-        if info.config.max_age != kv.ttl:  # e.g. a changed workflow TTL or retention
+        if (info.config.max_age or 0) != (kv.ttl or 0):  # e.g. a changed workflow TTL or retention
             await js.update_stream(replace(info.config, max_age=kv.ttl))
             log.info("bucket updated", bucket=kv.bucket, ttl_s=kv.ttl)
 
@@ -160,19 +192,28 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.add_stream(config)
         log.info("stream created", stream=config.name)
         return
-    current = info.config
-    if (current.subjects, current.max_age or 0, current.num_replicas) != (
+    if _tuned(info.config) != _tuned(config):
+        await js.update_stream(config)
+        log.info("stream updated", stream=config.name)
+
+
+def _tuned(config: StreamConfig) -> tuple[object, ...]:
+    """The settings provisioning may change on an existing stream."""
+    return (
         config.subjects,
         config.max_age or 0,
         config.num_replicas,
-    ):
-        await js.update_stream(config)
-        log.info("stream updated", stream=config.name)
+        config.duplicate_window or 0,
+        config.max_msgs_per_subject or -1,
+        config.discard_new_per_subject or False,
+    )
 
 
 async def read_layout(js: JetStreamContext) -> Layout:
     """What a worker needs of the provisioned layout (ack wait, attempts), read from the server."""
     info = await js.consumer_info(JOBS_STREAM, WORKERS_CONSUMER)
     ack_wait = info.config.ack_wait or 30.0
-    max_deliver = info.config.max_deliver or 4
-    return Layout(job_ack_wait_s=ack_wait, job_max_attempts=max(1, max_deliver - 1))
+    attempts = (info.config.metadata or {}).get(MAX_ATTEMPTS_METADATA, "")
+    if not attempts.isdigit():  # a consumer provisioned before the metadata existed
+        attempts = str(max(1, (info.config.max_deliver or 4) - 1))
+    return Layout(job_ack_wait_s=ack_wait, job_max_attempts=max(1, int(attempts)))

@@ -9,19 +9,38 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.errors import APIError, NotFoundError
 
 from flotilla.jetstream._layout import (
     JOBS_STREAM,
-    JOBS_SUBJECT,
     WORKERS_CONSUMER,
     dead_subject,
+    job_subject,
 )
 from flotilla.protocol import Job
 
 
-async def enqueue(js: JetStreamContext, job: Job) -> None:
-    """Publish a job once: a repeat with the same run_id inside the dedup window is dropped."""
-    await js.publish(JOBS_SUBJECT, job.SerializeToString(), headers={"Nats-Msg-Id": job.run_id})
+async def enqueue(js: JetStreamContext, job: Job) -> bool:
+    """Queue the run's job unless it has one (queued, or held by a worker): True if this call
+    queued it. The stream keeps at most one job per run, so repeating this is always safe."""
+    try:
+        # No Nats-Msg-Id: the per-subject limit dedups, and a job lost after it was stored must
+        # be queued again at once, not dropped as a duplicate of itself.
+        await js.publish(job_subject(job.run_id), job.SerializeToString())
+    except APIError as exc:
+        if "maximum messages per subject" in (exc.description or ""):
+            return False
+        raise
+    return True
+
+
+async def has_job(js: JetStreamContext, run_id: str) -> bool:
+    """Whether the run's job is in the queue (waiting, or held by a worker)."""
+    try:
+        await js.get_last_msg(JOBS_STREAM, job_subject(run_id), direct=True)
+    except NotFoundError:
+        return False
+    return True
 
 
 async def dead_letter(js: JetStreamContext, reason: str, data: bytes, *, detail: str) -> None:
@@ -55,9 +74,11 @@ class JobConsumer:
         await self.refill()
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            await self._sub.unsubscribe()
-            self._sub = None
+        """Withdraw every pull request (the server stops delivering to us at once); jobs already
+        on their way are still handed to `on_job`."""
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            await sub.drain()  # type: ignore[no-untyped-call]
 
     def forget_requests(self) -> None:
         """After a reconnect the server has dropped our pull requests: ask again from zero."""

@@ -55,13 +55,18 @@ class RunStore:
             except KeyWrongLastSequenceError:
                 continue
 
-    async def watch(self) -> AsyncIterator[Run]:
-        """Every current record, then every change, for as long as the caller iterates."""
+    async def delete(self, run_id: str) -> None:
+        """Remove the record for good (retention); its history in the bucket goes with it."""
+        await self._kv.purge(run_id)
+
+    async def watch(self) -> AsyncIterator[tuple[str, Run | None]]:
+        """Every current record, then every change, for as long as the caller iterates: the run
+        id and its record (None: the record was deleted)."""
         watcher = await self._kv.watchall()
         try:
             async for entry in watcher:
-                if entry is None or not entry.value:
-                    continue  # the marker after the initial values, or a deletion
-                yield Run.FromString(entry.value)
+                if entry is None:
+                    continue  # the marker after the initial values
+                yield entry.key, Run.FromString(entry.value) if entry.value else None
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]

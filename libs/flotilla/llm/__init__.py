@@ -18,7 +18,7 @@ from flotilla.llm._factory import create_backend
 from flotilla.llm._local import LocalBackend
 from flotilla.llm._model import BUNDLED_MODEL, BundledModel, ensure_local_model
 from flotilla.llm._openai import OpenAIBackend
-from flotilla.llm._run import LlmRun, Recorder, Replay, current_run, llm_run
+from flotilla.llm._run import LlmRun, Recorder, Replay, current_run, llm_run, request_digest
 from flotilla.llm._scripted import ScriptedBackend, ScriptedReply, load_script
 from flotilla.llm._service import LlmService, configure_llm, get_llm, set_llm
 from flotilla.llm._settings import LlmSettings
@@ -64,4 +64,5 @@ __all__ = [
     "Replay",
     "current_run",
     "llm_run",
+    "request_digest",
 ]

@@ -14,17 +14,23 @@ with a copy of its context) and never reach another run.
   it raises, the call fails with that error (e.g. the run was cancelled).
 - **replay** hands out completions recorded by an earlier attempt, in order: while it has some,
   they are returned instead of calling the backend (and are not recorded again); once it runs
-  out, the run continues live.
+  out, the run continues live. Each recorded completion may carry the digest of the request it
+  answered (`request_digest`): a request that differs means the run has diverged from its log,
+  and the call raises `Nondeterminism` (or, with `strict=False`, the replay stops and the run
+  goes live).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from flotilla.errors import Nondeterminism
 from flotilla.llm._types import Completion, Message
 
 Recorder = Callable[[list[Message], Completion], Awaitable[None] | None]
@@ -32,20 +38,46 @@ Recorder = Callable[[list[Message], Completion], Awaitable[None] | None]
 return an awaitable, which is awaited before the completion is used."""
 
 
+def request_digest(messages: Sequence[Message]) -> str:
+    """SHA-256 (hex) of a request's canonical JSON: what a log records instead of the request."""
+    canonical = json.dumps(list(messages), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 class Replay:
     """Completions recorded by an earlier attempt of a run, handed out once each, in order."""
 
-    def __init__(self, completions: Iterable[Completion | Mapping[str, Any]]) -> None:
+    def __init__(
+        self,
+        completions: Iterable[Completion | Mapping[str, Any]],
+        *,
+        digests: Sequence[str] = (),
+        strict: bool = True,
+    ) -> None:
+        """`digests`: the `request_digest` each completion answered ("" or missing: unchecked)."""
         self._items = [item if isinstance(item, Completion) else Completion.from_dict(item) for item in completions]
+        self._digests = list(digests)
+        self._strict = strict
         self._next = 0
         self._lock = threading.Lock()
 
-    def next(self) -> Completion | None:
-        """The next recorded completion, or None once all were handed out."""
+    def next(self, messages: Sequence[Message] | None = None) -> Completion | None:
+        """The next recorded completion, or None once all were handed out. With `messages`, the
+        request is checked against the one recorded with the completion."""
         with self._lock:
             if self._next >= len(self._items):
                 return None
-            item, self._next = self._items[self._next], self._next + 1
+            index = self._next
+            expected = self._digests[index] if index < len(self._digests) else ""
+            if messages is not None and expected and request_digest(messages) != expected:
+                if self._strict:
+                    raise Nondeterminism(
+                        f"LLM call {index + 1} of the resumed run asks something else than the call its log "
+                        "recorded (the conversation before it differs)"
+                    )
+                self._next = len(self._items)  # diverged: live from here
+                return None
+            item, self._next = self._items[index], index + 1
             return item
 
     @property

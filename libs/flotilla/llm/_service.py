@@ -47,7 +47,7 @@ class LlmService:
     async def complete(self, messages: list[Message], *, tools: list[Tool] | None = None, **params: Any) -> Completion:
         """A completion for `messages`, from the run's replay while it lasts, else the backend."""
         run = current_run()
-        replayed = _replayed(run)
+        replayed = _replayed(run, messages)
         if replayed is not None:
             return replayed
         call = self._backend.complete(messages, tools=tools, **params)
@@ -68,7 +68,7 @@ class LlmService:
         Must not be called from the service loop's own thread (it would wait for itself).
         """
         run = current_run()
-        replayed = _replayed(run)
+        replayed = _replayed(run, messages)
         if replayed is not None:
             return replayed
         loop = self._event_loop()
@@ -125,11 +125,11 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _replayed(run: LlmRun | None) -> Completion | None:
+def _replayed(run: LlmRun | None, messages: list[Message]) -> Completion | None:
     if run is None:
         return None
     run.next_index("completions")
-    return run.replay.next() if run.replay is not None else None
+    return run.replay.next(messages) if run.replay is not None else None
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:

@@ -2,5 +2,16 @@
 
 from flotilla.workflows._registry import Workflow, WorkflowFunction, WorkflowRegistry
 from flotilla.workflows._session import Session, SyncSession
+from flotilla.workflows._tools import ToolCall, current_tool_call, tool_call_scope
 
-__all__ = ["Session", "SyncSession", "Workflow", "WorkflowFunction", "WorkflowRegistry"]
+__all__ = [
+    "Session",
+    "SyncSession",
+    "Workflow",
+    "WorkflowFunction",
+    "WorkflowRegistry",
+    # tool calls
+    "ToolCall",
+    "current_tool_call",
+    "tool_call_scope",
+]

@@ -8,8 +8,10 @@ AG2's synchronous `initiate_chat` needs). Pass arguments by keyword: FastAgency 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Session(Protocol):
@@ -72,6 +74,21 @@ class Session(Protocol):
     ) -> None:
         """Show what a function call returned."""
 
+    async def call_tool(
+        self,
+        name: str,
+        function: Callable[[], T | Awaitable[T]],
+        *,
+        call_id: str = "",
+        sender: str | None = None,
+    ) -> T:
+        """Run a tool with side effects once per run: its result (a JSON value) is recorded in
+        the log as a `function_call_execution` and, when the run is resumed elsewhere, returned
+        again without calling `function`. Inside `function`, `current_tool_call()` gives the
+        call's idempotency key (`<run_id>:tool:<step>`) to pass to the outside world. A tool
+        that raises fails the same way on resume (`ToolError`)."""
+        ...
+
 
 class SyncSession(Protocol):
     """The run a plain `def` workflow is executing in (the same calls, blocking)."""
@@ -129,3 +146,8 @@ class SyncSession(Protocol):
         self, function_name: str, retval: Any, *, call_id: str = "", sender: str | None = None
     ) -> None:
         """Show what a function call returned."""
+
+    def call_tool(self, name: str, function: Callable[[], T], *, call_id: str = "", sender: str | None = None) -> T:
+        """`Session.call_tool` for a plain `def` workflow (AG2 agents' tools go through it by
+        themselves)."""
+        ...

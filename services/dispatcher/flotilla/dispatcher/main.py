@@ -7,6 +7,7 @@ import asyncio
 import structlog
 from grpc import aio
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from flotilla.auth import ServiceTokenVerifier, load_trusted_services
 from flotilla.dispatch import RunService
@@ -39,12 +40,13 @@ async def serve(settings: DispatcherSettings, verifier: ServiceTokenVerifier) ->
     layout = Layout(
         job_ack_wait_s=settings.job_ack_wait_s,
         job_max_attempts=settings.job_max_attempts,
-        max_age_s=settings.event_max_age_s,
+        retention_s=settings.event_max_age_s,
         workflow_ttl_s=settings.workflow_ttl_s,
         replicas=settings.jetstream_replicas,
+        duplicate_window_s=settings.duplicate_window_s,
     )
-    await provision(js, layout)
-    service = RunService(nc)
+    await _provision(js, layout)
+    service = RunService(nc, layout)
     await service.open()
 
     def register(server: aio.Server) -> None:
@@ -74,6 +76,19 @@ async def serve(settings: DispatcherSettings, verifier: ServiceTokenVerifier) ->
     await server.stop(grace_s=5)
     await service.close()
     await nc.drain()
+
+
+async def _provision(js: JetStreamContext, layout: Layout) -> None:
+    """Provision, waiting for JetStream (a cluster electing its first leader, a server starting)."""
+    for attempt in range(120):
+        try:
+            await provision(js, layout)
+            return
+        except Exception as exc:
+            if attempt == 119:
+                raise
+            log.info("waiting for JetStream to provision the layout", error=repr(exc))
+            await asyncio.sleep(0.5)
 
 
 async def _report_health(server: GrpcServer, nc: Client) -> None:

@@ -110,16 +110,24 @@ class Dispatcher(DispatcherServicer):
 
     async def WatchRun(self, request: WatchRunRequest, context: Context) -> AsyncIterator[WatchRunResponse]:
         try:
-            async for batch in self._service.watch(request.run_id, request.after_seq, _caller(request)):
+            watch = self._service.watch(
+                request.run_id, request.after_seq, _caller(request), include_hidden=request.include_hidden
+            )
+            async for batch in watch:
                 yield WatchRunResponse(events=batch)
         except FlotillaError as exc:
             await context.abort(status_code(exc), str(exc))
 
     async def ListEvents(self, request: ListEventsRequest, context: Context) -> ListEventsResponse:
         async def list_events() -> ListEventsResponse:
-            return ListEventsResponse(
-                events=await self._service.list_events(request.run_id, request.after_seq, _caller(request))
+            page = await self._service.list_events(
+                request.run_id,
+                request.after_seq,
+                _caller(request),
+                limit=request.limit,
+                include_hidden=request.include_hidden,
             )
+            return ListEventsResponse(events=page.events, more=page.more, next_after_seq=page.next_after_seq)
 
         return await _call(context, list_events)
 

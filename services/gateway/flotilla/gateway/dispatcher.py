@@ -18,6 +18,7 @@ from flotilla.protocol import (
     DISPATCHER_SERVICE,
     Caller,
     DispatcherStub,
+    ListEventsRequest,
     ListWorkflowsRequest,
     RunEvent,
     WatchRunRequest,
@@ -80,7 +81,21 @@ class DispatcherClient:
             return None
         return len(catalogue.workflows)
 
-    async def watch(self, run_id: str, after: int, caller: Caller) -> AsyncIterator[list[RunEvent]]:
+    async def events(self, run_id: str, caller: Caller, *, include_hidden: bool = False) -> list[RunEvent]:
+        """Every stored event of the run (all pages)."""
+        events: list[RunEvent] = []
+        after = 0
+        while True:
+            request = ListEventsRequest(run_id=run_id, after_seq=after, caller=caller, include_hidden=include_hidden)
+            page = await self.stub.ListEvents(request)
+            events.extend(page.events)
+            if not page.more:
+                return events
+            after = page.next_after_seq
+
+    async def watch(
+        self, run_id: str, after: int, caller: Caller, *, include_hidden: bool = False
+    ) -> AsyncIterator[list[RunEvent]]:
         """The run's events after `after`, in batches, ending after the terminal event. If the
         dispatcher goes away, watches again from the last seq yielded (for up to WATCH_RETRY_S),
         so the caller sees every event once and in order. Other errors (NOT_FOUND, ...) and
@@ -88,7 +103,8 @@ class DispatcherClient:
         last = after
         retry_until: float | None = None
         while True:
-            call = self.stub.WatchRun(WatchRunRequest(run_id=run_id, after_seq=last, caller=caller))
+            request = WatchRunRequest(run_id=run_id, after_seq=last, caller=caller, include_hidden=include_hidden)
+            call = self.stub.WatchRun(request)
             try:
                 async for batch in call:
                     retry_until = None

@@ -67,7 +67,6 @@ from flotilla.gateway.stream import (
 )
 from flotilla.protocol import (
     Caller,
-    ListEventsRequest,
     ListWorkflowsRequest,
     RunEvent,
     StartRunRequest,
@@ -363,8 +362,7 @@ async def _open_session(websocket: WebSocket, identity: Identity) -> _Session | 
             return None
         answered: dict[str, str] = {}
         if not reply.created:  # connected again: which questions are answered already?
-            stored = await dispatcher.stub.ListEvents(ListEventsRequest(run_id=reply.run.run_id, caller=who))
-            answered = _answers_so_far(stored.events)
+            answered = _answers_so_far(await dispatcher.events(reply.run.run_id, who))
         catalogue = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
     except aio.AioRpcError as exc:
         await refuse(_CLOSE_CODES.get(exc.code(), CLOSE_UNAVAILABLE), exc.details() or exc.code().name, workflow_uuid)

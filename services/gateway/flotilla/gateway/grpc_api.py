@@ -129,7 +129,9 @@ class GatewayApi(GatewayServicer):
         except FlotillaError as exc:
             await _refuse(context, exc)
         with slot, structlog.contextvars.bound_contextvars(run_id=request.run_id):
-            watch = self._dispatcher.watch(request.run_id, request.after_seq, caller(identity))
+            watch = self._dispatcher.watch(
+                request.run_id, request.after_seq, caller(identity), include_hidden=request.include_hidden
+            )
             try:
                 async for events in watch:
                     yield WatchRunResponse(events=events)

@@ -134,10 +134,22 @@ async def get_run(run_id: str, dispatcher: Dispatcher, identity: Reader) -> dict
     responses={200: {"content": json_example({"events": EVENT_EXAMPLES})}},
 )
 async def list_events(
-    run_id: str, dispatcher: Dispatcher, identity: Reader, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0
+    run_id: str,
+    dispatcher: Dispatcher,
+    identity: Reader,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="Events per page at most")] = 1000,
+    include_hidden: Annotated[bool, Query(description="Also the hidden events (llm_completion)")] = False,
 ) -> dict[str, Any]:
-    reply = await dispatcher.stub.ListEvents(ListEventsRequest(run_id=run_id, after_seq=after, caller=caller(identity)))
-    return {"events": [event_to_json(event) for event in reply.events]}
+    request = ListEventsRequest(
+        run_id=run_id, after_seq=after, caller=caller(identity), limit=limit, include_hidden=include_hidden
+    )
+    reply = await dispatcher.stub.ListEvents(request)
+    return {
+        "events": [event_to_json(event) for event in reply.events],
+        "more": reply.more,
+        "next_after": reply.next_after_seq or after,
+    }
 
 
 @router.post(

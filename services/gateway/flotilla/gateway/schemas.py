@@ -118,7 +118,8 @@ class RunOut(BaseModel):
     created_at: str | None
     updated_at: str | None
     finished_at: str | None
-    attempts: int
+    attempts: int = Field(description="Workers that started the run and stopped without finishing it count one each")
+    handbacks: int = Field(default=0, description="Times a worker shutting down handed the run back (not attempts)")
     worker_id: str | None
     result: Any = None
     error: str | None
@@ -127,11 +128,15 @@ class RunOut(BaseModel):
 
 
 class EventsOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"events": EVENT_EXAMPLES}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"events": EVENT_EXAMPLES, "more": False, "next_after": len(EVENT_EXAMPLES)}]}
+    )
 
     events: list[dict[str, Any]] = Field(
         description="Each event: type, run_id, seq, sender, recipient, timestamp, and the kind's fields"
     )
+    more: bool = Field(default=False, description="More events are stored: ask again with after=next_after")
+    next_after: int = Field(default=0, description="The seq this page ends at (hidden events included)")
 
 
 class Accepted(BaseModel):

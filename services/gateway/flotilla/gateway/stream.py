@@ -80,7 +80,7 @@ class _Outbox:
 
 
 @router.websocket("/runs/{run_id}/stream")
-async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
+async def stream_run(websocket: WebSocket, run_id: str, after: int = 0, include_hidden: bool = False) -> None:
     dispatcher: DispatcherClient = websocket.app.state.dispatcher
     settings: GatewaySettings = websocket.app.state.settings
     await websocket.accept()
@@ -98,7 +98,7 @@ async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
     who = caller(identity)
     outbox = _Outbox(settings.ws_send_buffer_events, sent=after)
     with slot, structlog.contextvars.bound_contextvars(run_id=run_id):
-        watch = asyncio.create_task(_watch(dispatcher, run_id, after, who, outbox))
+        watch = asyncio.create_task(_watch(dispatcher, run_id, after, who, outbox, include_hidden))
         tasks = {
             watch,
             asyncio.create_task(_write(websocket, outbox, settings.ws_send_timeout_s)),
@@ -132,12 +132,14 @@ async def stream_run(websocket: WebSocket, run_id: str, after: int = 0) -> None:
                 pass  # the client is gone (or stuck): the server drops the connection
 
 
-async def _watch(dispatcher: DispatcherClient, run_id: str, after: int, who: Caller, outbox: _Outbox) -> None:
+async def _watch(
+    dispatcher: DispatcherClient, run_id: str, after: int, who: Caller, outbox: _Outbox, include_hidden: bool
+) -> None:
     """The run's events into the outbox, waiting for room when it is full (the dispatcher keeps
     the rest; a full outbox alone ends nothing, since catching up from an old seq fills it at
     once: a send that stalls does). A dispatcher restart is retried inside `watch`, from the last
     seq read, so nothing is missed or repeated. How the watch ends is queued behind the events."""
-    batches = dispatcher.watch(run_id, after, who)
+    batches = dispatcher.watch(run_id, after, who, include_hidden=include_hidden)
     try:
         async for batch in batches:
             for event in batch:

@@ -129,8 +129,16 @@ class GatewayClient:
         return sorted(reply.runs, key=lambda r: (r.created_at.seconds, r.created_at.nanos), reverse=True)
 
     def list_events(self, credentials: Credentials, run_id: str, *, after_seq: int = 0) -> Sequence[RunEvent]:
-        request = ListEventsRequest(run_id=run_id, after_seq=after_seq)
-        return list(self._call(self._stub.ListEvents, request, credentials).events)
+        """Every stored event after `after_seq` the page shows (hidden ones are not sent), page by page."""
+        events: list[RunEvent] = []
+        while True:
+            reply = self._call(
+                self._stub.ListEvents, ListEventsRequest(run_id=run_id, after_seq=after_seq), credentials
+            )
+            events.extend(reply.events)
+            if not reply.more:
+                return events
+            after_seq = reply.next_after_seq
 
     def next_events(self, credentials: Credentials, run_id: str, *, after_seq: int, wait_s: float) -> list[RunEvent]:
         """The first batch of events after `after_seq`, waiting at most `wait_s` for one ([] if none came).

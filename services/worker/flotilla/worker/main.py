@@ -60,10 +60,11 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
         registry=registry,
         runs=await RunStore.open(js),
         events=EventLog(nc),
-        requests=await Requests.open_store(js),
+        requests=Requests(js),
         reconnects=reconnects,
         executor=ThreadPoolExecutor(max_workers=settings.max_concurrent_runs, thread_name_prefix="workflow"),
         input_timeout_s=settings.input_timeout_s,
+        on_divergence=settings.on_divergence,
     )
     worker = Worker(
         ctx,

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flotilla.devstack import Child, jetstream_server
+
+
+@pytest.fixture(scope="module")
+def nats_server() -> Iterator[Child]:
+    """A real nats-server with JetStream (no users) for the module's tests."""
+    with tempfile.TemporaryDirectory(prefix="flotilla-js-") as tmp:
+        server = jetstream_server(Path(tmp))
+        server.start()
+        server.wait_ready(30)
+        try:
+            yield server
+        finally:
+            server.stop()

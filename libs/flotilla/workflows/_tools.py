@@ -1,0 +1,49 @@
+"""Tool calls a run makes through its session: recorded, replayed, and keyed for idempotency.
+
+A tool with side effects (charging a card, sending a mail) must not act twice when a run is
+resumed on another worker. The session records each tool call's result in the run's log and,
+on resume, returns the recorded result instead of calling the tool again. A worker can still die
+after a tool acted and before its result was stored; then the tool does run again, with the same
+idempotency key, which the tool reads with `current_tool_call()` and passes on (an
+`Idempotency-Key` header, a unique constraint) so the outside world acts once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The tool call being executed: the n-th (`step`, from 1) of its run."""
+
+    run_id: str
+    step: int
+    name: str
+
+    @property
+    def idempotency_key(self) -> str:
+        """`<run_id>:tool:<step>`: the same for every attempt of the run, unique otherwise."""
+        return f"{self.run_id}:tool:{self.step}"
+
+
+_CURRENT: ContextVar[ToolCall | None] = ContextVar("flotilla_tool_call", default=None)
+
+
+def current_tool_call() -> ToolCall | None:
+    """The tool call the calling code runs in (inside `session.call_tool`, or an AG2 tool of a
+    Flotilla run), else None."""
+    return _CURRENT.get()
+
+
+@contextmanager
+def tool_call_scope(call: ToolCall) -> Iterator[ToolCall]:
+    """Inside the `with`, `current_tool_call()` is `call` (used by the worker's session)."""
+    token = _CURRENT.set(call)
+    try:
+        yield call
+    finally:
+        _CURRENT.reset(token)
