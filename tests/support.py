@@ -206,8 +206,8 @@ def first_question(events: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 async def admin(stack: LocalStack) -> nats.aio.client.Client:
-    """A NATS connection with the dispatcher's credentials (to inspect or break things)."""
-    return await stack.nats_connect("dispatcher")
+    """A NATS connection with the operator's credentials (to inspect or break things)."""
+    return await stack.nats_connect("operator")
 
 
 FILLER_RUN = "0" * 26

@@ -58,6 +58,10 @@ class RateLimited(FlotillaError):
         self.retry_after_s = retry_after_s
 
 
+class QuotaExceeded(FlotillaError):
+    """The caller already has as many runs in flight as it may."""
+
+
 class TooManyStreams(FlotillaError):
     """The caller already holds as many open streams as it may."""
 

@@ -77,6 +77,12 @@ class DispatcherSettings(NatsSettings):
     not depend on it: appends to a log are conditional on the log's state."""
     workflow_ttl_s: float = Field(default=15.0, gt=0, validation_alias=_env("dispatcher", "workflow_ttl_s"))
     """A workflow whose workers stopped advertising it for this long leaves the catalogue."""
+    max_active_runs_per_identity: int = Field(
+        default=1000, ge=1, validation_alias=_env("dispatcher", "max_active_runs_per_identity")
+    )
+    """Runs one identity may have queued or running at once; one more start gets 429 / RESOURCE_EXHAUSTED."""
+    index_max_runs: int = Field(default=100_000, ge=100, validation_alias=_env("dispatcher", "index_max_runs"))
+    """Runs the dispatcher lists (newest first, as summaries); older finished ones stay readable by id."""
     jetstream_replicas: int = Field(default=1, ge=1, le=5, validation_alias=_env("dispatcher", "jetstream_replicas"))
     """Replicas of every stream and bucket (3 on a NATS cluster)."""
     log_format: LogFormat = Field(default="auto", validation_alias=_env("dispatcher", "log_format", shared=True))

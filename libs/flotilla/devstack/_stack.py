@@ -25,6 +25,7 @@ from nats.aio.client import Client
 
 from flotilla.auth import SCOPE_ACT_AS, SCOPE_ADMIN, USER_SCOPES
 from flotilla.credentials import Credentials, write_credentials
+from flotilla.jetstream import inbox_prefix
 from flotilla.rpc import aio_channel
 from flotilla.devstack._processes import Child, find_nats_server, free_port, port_open, python_env
 
@@ -104,7 +105,7 @@ class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         # NATS parses an environment value as a config value: start with a letter so it stays a string.
-        self.passwords = {"dispatcher": "pw" + secrets.token_hex(20), "worker": "pw" + secrets.token_hex(20)}
+        self.passwords = {name: "pw" + secrets.token_hex(20) for name in ("dispatcher", "worker", "operator")}
         self.dev_api_key = config.dev_api_key or "flk_dev_" + secrets.token_hex(16)
         self.ui_api_key = "flk_ui_" + secrets.token_hex(16)
         """The UI's own service identity (act_as), never printed."""
@@ -252,6 +253,7 @@ class LocalStack:
         env = dict(os.environ)
         env["FLOTILLA_DISPATCHER_NATS_PASSWORD"] = self.passwords["dispatcher"]
         env["FLOTILLA_WORKER_NATS_PASSWORD"] = self.passwords["worker"]
+        env["FLOTILLA_OPERATOR_NATS_PASSWORD"] = self.passwords["operator"]
         base = find_nats_conf(cfg.nats_conf)
         ports = [cfg.nats_port] + [free_port() for _ in range(cfg.nats_nodes - 1)]
         routes = [free_port() for _ in range(cfg.nats_nodes)] if cfg.nats_nodes > 1 else []
@@ -298,6 +300,7 @@ class LocalStack:
         when the stack uses it; `options` go to nats.connect."""
         secret = self.passwords.get(user, "") if password is None else password
         options.setdefault("tls", self.nats_tls())
+        options.setdefault("inbox_prefix", inbox_prefix(user))
         return await nats.connect(self.nats_url, user=user, password=secret, **options)
 
     def grpc_channel(self, address: str, **options: Any) -> aio.Channel:

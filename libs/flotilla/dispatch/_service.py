@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from jsonschema import Draft202012Validator
+import jsonschema_rs
 from nats.aio.client import Client
 
-from flotilla.admission import MAX_PARAMS_BYTES
+from flotilla.admission import MAX_PARAMS_BYTES, depth
 from flotilla.dispatch._fanout import EventFanout
 from flotilla.dispatch._index import RunIndex
 from flotilla.dispatch._upkeep import Upkeep
 from flotilla.errors import (
+    QuotaExceeded,
     InvalidArgument,
     RequestNotFound,
     RunFinished,
@@ -63,21 +64,31 @@ def _hidden(event: RunEvent) -> bool:
     return event.WhichOneof("kind") in HIDDEN_KINDS
 
 
+@dataclass(frozen=True, kw_only=True)
+class RunLimits:
+    max_active_runs_per_identity: int = 1000
+    """Runs one identity may have queued or running at once (per dispatcher's view; a burst of
+    concurrent starts may pass it by a few)."""
+    index_max_runs: int = 100_000
+    """Runs listed (newest first); older finished ones stay readable by id."""
+
+
 class RunService:
-    def __init__(self, nc: Client, layout: Layout | None = None) -> None:
+    def __init__(self, nc: Client, layout: Layout | None = None, limits: RunLimits | None = None) -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self._layout = layout or Layout()
+        self._limits = limits or RunLimits()
         self._events = EventLog(nc)
         self._fanout = EventFanout(nc, self._events)
 
     async def open(self) -> None:
         """Open the stores (after provisioning), start the list index and the upkeep."""
-        self._runs = await RunStore.open(self._js)
+        self._runs = await RunStore.open(self._js, with_headers=True)
         self._requests = Requests(self._js)
         self._catalogue = await Catalogue.open(self._js)
         self._idempotency = await IdempotencyKeys.open(self._js)
-        self._index = RunIndex(self._runs)
+        self._index = RunIndex(self._runs, max_runs=self._limits.index_max_runs)
         self._index.start()
         self.upkeep = Upkeep(self._js, self._index, self._runs, self._idempotency, self._layout)
         self.upkeep.start()
@@ -127,6 +138,12 @@ class RunService:
                     if existing.status == RunStatus.RUN_STATUS_QUEUED:
                         await self._enqueue(existing)  # its first start may have died before queueing
                     return existing, False
+        active = self._index.active(caller.identity)
+        if active >= self._limits.max_active_runs_per_identity:
+            raise QuotaExceeded(
+                f"{caller.identity!r} already has {active} runs queued or running (the limit is "
+                f"{self._limits.max_active_runs_per_identity}); wait for some to finish"
+            )
         run = Run(
             run_id=run_id,
             workflow=workflow,
@@ -260,16 +277,36 @@ class RunService:
         return await self._catalogue.list()
 
 
+MAX_SCHEMA_BYTES = 64 * 1024
+MAX_SCHEMA_DEPTH = 32
+UNUSABLE = "declares params that cannot be checked; no run can start"
+
+
 @functools.lru_cache(maxsize=256)
-def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json))
+def _validator(schema_json: str) -> jsonschema_rs.Validator:
+    """A validator for a schema a worker advertised (its word, not ours): small, shallow, valid
+    JSON Schema, checked offline (no $ref is ever fetched) with linear-time regexes (no pattern
+    can backtrack for ever on the dispatcher's event loop)."""
+    if len(schema_json.encode()) > MAX_SCHEMA_BYTES:
+        raise ValueError(f"larger than {MAX_SCHEMA_BYTES} bytes")
+    schema = json.loads(schema_json)
+    if depth(schema) > MAX_SCHEMA_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_SCHEMA_DEPTH} levels")
+    jsonschema_rs.meta.validate(schema)
+    return jsonschema_rs.Draft202012Validator(schema, pattern_options=jsonschema_rs.RegexOptions(), offline=True)
 
 
 def check_params(workflow: str, schema_json: str, params: Any) -> None:
-    """InvalidArgument naming every field that does not fit the workflow's declared params."""
-    errors = sorted(_validator(schema_json).iter_errors(params), key=lambda e: list(e.absolute_path))
+    """InvalidArgument naming every field that does not fit the workflow's declared params;
+    Unavailable when the workflow's schema cannot be used."""
+    try:
+        validator = _validator(schema_json)
+        errors = sorted(validator.iter_errors(params), key=lambda e: [str(p) for p in e.instance_path])
+    except ValueError as exc:  # also jsonschema_rs's schema and referencing errors
+        log.error("a workflow advertised an unusable params schema", workflow=workflow, error=str(exc)[:200])
+        raise Unavailable(f"workflow {workflow!r} {UNUSABLE}") from None
     if errors:
-        problems = "; ".join(f"{'.'.join(map(str, e.absolute_path)) or '(params)'}: {e.message}" for e in errors[:10])
+        problems = "; ".join(f"{'.'.join(map(str, e.instance_path)) or '(params)'}: {e.message}" for e in errors[:10])
         raise InvalidArgument(f"params of {workflow!r} do not fit its declaration: {problems}")
 
 

@@ -103,16 +103,17 @@ class Upkeep:
         """Delete every run finished more than `retention_s` ago; how many were deleted."""
         cutoff = time.time() - self._retention_s
         expired = 0
-        for run in self._index.finished():
-            finished = run.finished_at.seconds or run.updated_at.seconds
-            if finished > cutoff:
-                continue
-            await self._js.purge_stream(EVENTS_STREAM, subject=events_subject(run.run_id))
-            await self._js.purge_stream(INPUTS_STREAM, subject=f"flotilla.inputs.{run.run_id}.>")
-            if run.idempotency_key:
+        for run_id, _ in self._index.finished(before_s=cutoff):
+            try:
+                run, _ = await self._runs.get(run_id)
+            except RunNotFound:
+                run = None  # half deleted by an earlier round: finish the job
+            await self._js.purge_stream(EVENTS_STREAM, subject=events_subject(run_id))
+            await self._js.purge_stream(INPUTS_STREAM, subject=f"flotilla.inputs.{run_id}.>")
+            if run is not None and run.idempotency_key:
                 await self._idempotency.forget(idempotency_scope(run))
-            await self._runs.delete(run.run_id)
-            self._index.remove(run.run_id)
+            await self._runs.delete(self._js, run_id)
+            self._index.remove(run_id)
             expired += 1
         if expired:
             log.info("finished runs past their retention deleted", runs=expired)

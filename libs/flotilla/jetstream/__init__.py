@@ -2,7 +2,7 @@
 queue, questions and answers, the workflow catalogue."""
 
 from flotilla.jetstream._catalogue import Catalogue
-from flotilla.jetstream._connect import Reconnects, connect, redacted_url
+from flotilla.jetstream._connect import Reconnects, connect, inbox_prefix, redacted_url
 from flotilla.jetstream._events import (
     EventLog,
     LogPage,
@@ -31,13 +31,14 @@ from flotilla.jetstream._layout import (
     read_layout,
 )
 from flotilla.jetstream._queue import JobConsumer, dead_letter, enqueue, has_job
-from flotilla.jetstream._runs import RunStore
+from flotilla.jetstream._runs import RunStore, header_of, with_header
 
 __all__ = [
     # connection and layout
     "connect",
     "Reconnects",
     "redacted_url",
+    "inbox_prefix",
     "Layout",
     "provision",
     "read_layout",
@@ -71,6 +72,8 @@ __all__ = [
     "Catalogue",
     "IdempotencyKeys",
     "RunStore",
+    "header_of",
+    "with_header",
     # jobs
     "JobConsumer",
     "dead_letter",

@@ -43,6 +43,12 @@ def redacted_url(urls: str) -> str:
     return ",".join(redacted)
 
 
+def inbox_prefix(user: str) -> str:
+    """Where a NATS user's replies arrive: each user has its own prefix, and nats-server.conf lets
+    each subscribe to its own only, so no credential can read another's replies."""
+    return f"_INBOX_{user}" if user else "_INBOX"
+
+
 async def connect(settings: NatsSettings, *, name: str, reconnects: Reconnects | None = None) -> Client:
     """Connect (reconnecting forever afterwards); the password is never logged."""
 
@@ -64,6 +70,7 @@ async def connect(settings: NatsSettings, *, name: str, reconnects: Reconnects |
         password=settings.nats_password.get_secret_value() or None,
         name=name,
         tls=tls,
+        inbox_prefix=inbox_prefix(settings.nats_user),
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,

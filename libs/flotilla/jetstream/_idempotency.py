@@ -12,12 +12,13 @@ from flotilla.jetstream._layout import IDEMPOTENCY_BUCKET
 
 
 class IdempotencyKeys:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, kv: KeyValue) -> None:
+        self._js = js
         self._kv = kv
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> IdempotencyKeys:
-        return cls(await js.key_value(IDEMPOTENCY_BUCKET))
+        return cls(js, await js.key_value(IDEMPOTENCY_BUCKET))
 
     async def claim(self, key: str, run_id: str) -> str:
         """Bind `key` to `run_id` if it is new; return the run_id the key is bound to."""
@@ -30,8 +31,9 @@ class IdempotencyKeys:
             return (entry.value or b"").decode()
 
     async def forget(self, key: str) -> None:
-        """Drop the key (its run is gone)."""
-        await self._kv.purge(_digest(key))
+        """Drop the key (its run is gone), by the JetStream API: the bucket refuses purge messages."""
+        subject = f"$KV.{IDEMPOTENCY_BUCKET}.{_digest(key)}"
+        await self._js.purge_stream(f"KV_{IDEMPOTENCY_BUCKET}", subject=subject)
 
 
 def _digest(key: str) -> str:

@@ -44,6 +44,10 @@ EVENTS_STREAM = "FLOTILLA_EVENTS"
 INPUTS_STREAM = "FLOTILLA_INPUTS"
 DEAD_STREAM = "FLOTILLA_DEAD"
 RUNS_BUCKET = "flotilla_runs"
+RUN_HEADERS_BUCKET = "flotilla_run_headers"
+"""What a run was started as (owner, workflow, params, idempotency key, created): written once, by
+the dispatcher only. The records in RUNS_BUCKET, which workers update, carry copies the dispatcher
+never trusts."""
 IDEMPOTENCY_BUCKET = "flotilla_idempotency"
 WORKFLOWS_BUCKET = "flotilla_workflows"
 
@@ -161,6 +165,7 @@ def _buckets(layout: Layout) -> list[KeyValueConfig]:
 
     return [
         bucket(RUNS_BUCKET, 0.0),  # a live run's record never ages out; the janitor deletes finished ones
+        bucket(RUN_HEADERS_BUCKET, 0.0),
         bucket(IDEMPOTENCY_BUCKET, layout.retention_s),
         bucket(WORKFLOWS_BUCKET, layout.workflow_ttl_s),
     ]
@@ -177,10 +182,11 @@ async def provision(js: JetStreamContext, layout: Layout) -> None:
             await js.key_value(kv.bucket)
         except BucketNotFoundError:
             await js.create_key_value(kv)
-            continue
         info = await js.stream_info(f"KV_{kv.bucket}")
-        if (info.config.max_age or 0) != (kv.ttl or 0):  # e.g. a changed workflow TTL or retention
-            await js.update_stream(replace(info.config, max_age=kv.ttl))
+        # No rollups: a client's KV "purge" (a rollup message) is refused, so no credential that may
+        # write a bucket can wipe a key's history; retention purges through the JetStream API.
+        if (info.config.max_age or 0) != (kv.ttl or 0) or info.config.allow_rollup_hdrs:
+            await js.update_stream(replace(info.config, max_age=kv.ttl, allow_rollup_hdrs=False))
             log.info("bucket updated", bucket=kv.bucket, ttl_s=kv.ttl)
 
 

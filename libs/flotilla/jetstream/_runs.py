@@ -1,4 +1,12 @@
-"""Run records in the `flotilla_runs` bucket, updated with compare-and-set."""
+"""Run records in the `flotilla_runs` bucket, updated with compare-and-set, and their headers.
+
+A record holds a run's lifecycle (status, attempts, worker, result), which workers update. What
+the run was started as (owner, workflow, params, idempotency key, creation time) is also written,
+once and by the dispatcher only, to `flotilla_run_headers`, which workers cannot write: a store
+opened with headers lays them over every record it reads, so a record rewritten by a worker can
+change neither whose run it is nor what it was started with, and a record without a header is no
+run at all.
+"""
 
 from __future__ import annotations
 
@@ -10,37 +18,81 @@ from nats.js.kv import KeyValue
 
 from flotilla.errors import RunNotFound
 from flotilla.events import now
-from flotilla.jetstream._layout import RUNS_BUCKET
+from flotilla.jetstream._layout import RUN_HEADERS_BUCKET, RUNS_BUCKET
 from flotilla.protocol import Run
 
 Mutation = Callable[[Run], bool]
 """Changes a run in place; returns False to leave the stored record as it is."""
 
 
-class RunStore:
-    """Create, read, update (CAS) and watch run records."""
+def header_of(run: Run) -> Run:
+    """The fields of `run` its header keeps."""
+    header = Run(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        params_json=run.params_json,
+        owner=run.owner,
+        idempotency_key=run.idempotency_key,
+    )
+    header.created_at.CopyFrom(run.created_at)
+    return header
 
-    def __init__(self, kv: KeyValue) -> None:
+
+def with_header(record: Run, header: Run) -> Run:
+    """`record` with the header's fields in place of its own copies."""
+    record.workflow, record.params_json = header.workflow, header.params_json
+    record.owner, record.idempotency_key = header.owner, header.idempotency_key
+    record.created_at.CopyFrom(header.created_at)
+    return record
+
+
+class RunStore:
+    """Create, read, update (CAS) and watch run records; with `headers` (the dispatcher's store),
+    every record read is laid over with its header."""
+
+    def __init__(self, kv: KeyValue, headers: KeyValue | None = None) -> None:
         self._kv = kv
+        self._headers = headers
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> RunStore:
-        return cls(await js.key_value(RUNS_BUCKET))
+    async def open(cls, js: JetStreamContext, *, with_headers: bool = False) -> RunStore:
+        headers = await js.key_value(RUN_HEADERS_BUCKET) if with_headers else None
+        return cls(await js.key_value(RUNS_BUCKET), headers)
 
     async def create(self, run: Run) -> None:
+        """The header (dispatcher only), then the record."""
         run.created_at.CopyFrom(now())
         run.updated_at.CopyFrom(run.created_at)
+        if self._headers is not None:
+            try:
+                await self._headers.create(run.run_id, header_of(run).SerializeToString())
+            except KeyWrongLastSequenceError:
+                pass  # a retried start: the header is already there, and never changes
         await self._kv.create(run.run_id, run.SerializeToString())
 
+    async def header(self, run_id: str) -> Run:
+        """What the run was started as; RunNotFound when the dispatcher never started it."""
+        assert self._headers is not None, "a store opened without headers"
+        try:
+            entry = await self._headers.get(run_id)
+        except KeyNotFoundError:
+            raise RunNotFound(run_id) from None
+        if entry.value is None:
+            raise RunNotFound(run_id)
+        return Run.FromString(entry.value)
+
     async def get(self, run_id: str) -> tuple[Run, int]:
-        """The record and its revision; RunNotFound when there is none."""
+        """The record (laid over with its header) and its revision; RunNotFound when there is none."""
         try:
             entry = await self._kv.get(run_id)
         except KeyNotFoundError:
             raise RunNotFound(run_id) from None
         if entry.value is None or entry.revision is None:
             raise RunNotFound(run_id)
-        return Run.FromString(entry.value), entry.revision
+        record = Run.FromString(entry.value)
+        if self._headers is not None:
+            record = with_header(record, await self.header(run_id))
+        return record, entry.revision
 
     async def update(self, run_id: str, mutate: Mutation) -> Run:
         """Apply `mutate` to the current record until the compare-and-set wins; return the result."""
@@ -55,9 +107,12 @@ class RunStore:
             except KeyWrongLastSequenceError:
                 continue
 
-    async def delete(self, run_id: str) -> None:
-        """Remove the record for good (retention); its history in the bucket goes with it."""
-        await self._kv.purge(run_id)
+    async def delete(self, js: JetStreamContext, run_id: str) -> None:
+        """Remove the record and its header for good (retention), by the JetStream API: the
+        buckets refuse clients' purge messages (rollups are off)."""
+        await js.purge_stream(f"KV_{RUNS_BUCKET}", subject=f"$KV.{RUNS_BUCKET}.{run_id}")
+        if self._headers is not None:
+            await js.purge_stream(f"KV_{RUN_HEADERS_BUCKET}", subject=f"$KV.{RUN_HEADERS_BUCKET}.{run_id}")
 
     async def watch(self) -> AsyncIterator[tuple[str, Run | None]]:
         """Every current record, then every change, for as long as the caller iterates: the run
@@ -67,6 +122,18 @@ class RunStore:
             async for entry in watcher:
                 if entry is None:
                     continue  # the marker after the initial values
+                yield entry.key, Run.FromString(entry.value) if entry.value else None
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def watch_headers(self) -> AsyncIterator[tuple[str, Run | None]]:
+        """Every header, then every new one (None: purged by retention)."""
+        assert self._headers is not None, "a store opened without headers"
+        watcher = await self._headers.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    continue
                 yield entry.key, Run.FromString(entry.value) if entry.value else None
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]

@@ -10,7 +10,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from flotilla.auth import ServiceTokenVerifier, load_trusted_services
-from flotilla.dispatch import RunService
+from flotilla.dispatch import RunLimits, RunService
 from flotilla.dispatcher.servicer import Dispatcher
 from flotilla.errors import ConfigurationError
 from flotilla.jetstream import Layout, connect, provision, redacted_url
@@ -46,7 +46,11 @@ async def serve(settings: DispatcherSettings, verifier: ServiceTokenVerifier) ->
         duplicate_window_s=settings.duplicate_window_s,
     )
     await _provision(js, layout)
-    service = RunService(nc, layout)
+    limits = RunLimits(
+        max_active_runs_per_identity=settings.max_active_runs_per_identity,
+        index_max_runs=settings.index_max_runs,
+    )
+    service = RunService(nc, layout, limits)
     await service.open()
 
     def register(server: aio.Server) -> None:

@@ -17,6 +17,7 @@ from flotilla.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    QuotaExceeded,
     Unavailable,
 )
 from flotilla.protocol import (
@@ -54,6 +55,7 @@ _CODES: list[tuple[type[FlotillaError], grpc.StatusCode]] = [
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
 ]
 
 
