@@ -98,3 +98,27 @@ async def _answer_once_admitted(api: Api, run_id: str, request_id: str) -> list[
             return list(response.json()["events"])
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.2)
+
+
+def test_an_identity_has_a_quota_of_runs_in_flight() -> None:
+    with local_stack(workers=1, env={"FLOTILLA_DISPATCHER_MAX_ACTIVE_RUNS_PER_IDENTITY": "2"}) as stack:
+
+        async def scenario() -> None:
+            alice_key, bob_key = str(IDENTITIES["alice"]["key"]), str(IDENTITIES["bob"]["key"])
+            async with Api(stack.gateway_url, alice_key) as alice, Api(stack.gateway_url, bob_key) as bob:
+                waiting = [await alice.start("load", n=0, asks=1) for _ in range(2)]
+                third = await alice.http.post("/v1/runs", json={"workflow": "load", "params": {"n": 0}})
+                assert third.status_code == 429, third.text
+                assert "already has 2 runs queued or running" in third.json()["detail"]
+                assert (
+                    await bob.http.post("/v1/runs", json={"workflow": "load", "params": {"n": 0}})
+                ).status_code == 201
+                events, _ = await alice.stream(waiting[0], answer=lambda q: "done")
+                assert events[-1]["status"] == "completed"
+                deadline = asyncio.get_running_loop().time() + 10
+                while (again := await alice.http.post("/v1/runs", json={"workflow": "load"})).status_code == 429:
+                    assert asyncio.get_running_loop().time() < deadline, again.text  # the index hears of the end
+                    await asyncio.sleep(0.1)
+                assert again.status_code == 201
+
+        asyncio.run(scenario())
