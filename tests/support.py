@@ -215,8 +215,8 @@ FILLER_RUN = "0" * 26
 
 
 async def fill_store(stack: LocalStack, chunk: int = 1024 * 1024) -> int:
-    """Publish to the events stream until JetStream refuses for lack of room (the store is full);
-    how many chunks it took. `empty_store` undoes it."""
+    """Publish to the events stream until JetStream refuses for lack of room (the stream's share
+    of the store, or the store itself, is full); how many chunks it took. `empty_store` undoes it."""
     nc = await admin(stack)
     try:
         js = nc.jetstream()
@@ -225,9 +225,12 @@ async def fill_store(stack: LocalStack, chunk: int = 1024 * 1024) -> int:
             try:
                 await js.publish(f"flotilla.runs.{FILLER_RUN}.events", b"\0" * chunk)
             except nats.js.errors.APIError as exc:
-                if exc.err_code in (10023, 10047) and stored:
+                if exc.err_code not in (10023, 10047, 10077) or not stored:  # store full / stream full
+                    raise
+                if chunk <= 16:
                     return stored
-                raise
+                chunk //= 8  # fill what is left too: a small event must find no room either
+                continue
             stored += 1
     finally:
         await nc.close()

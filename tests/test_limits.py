@@ -8,7 +8,7 @@ from typing import Any
 
 import websockets
 
-from support import IDENTITIES, Api, local_stack
+from support import IDENTITIES, Api, empty_store, fill_store, local_stack
 
 
 def test_rate_stream_and_depth_limits() -> None:
@@ -119,6 +119,37 @@ def test_an_identity_has_a_quota_of_runs_in_flight() -> None:
                 while (again := await alice.http.post("/v1/runs", json={"workflow": "load"})).status_code == 429:
                     assert asyncio.get_running_loop().time() < deadline, again.text  # the index hears of the end
                     await asyncio.sleep(0.1)
+                assert again.status_code == 201
+
+        asyncio.run(scenario())
+
+
+def test_a_full_event_store_refuses_new_runs_clearly_and_loses_nothing() -> None:
+    """The events' share of a small store filled up: starting a run gets a clear 503, every stored
+    run reads as before, a waiting run can still be cancelled, and once room is made runs start."""
+    with local_stack(workers=1, max_file_store="64MB") as stack:
+
+        async def scenario() -> None:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
+                done = await api.start("load", n=5)
+                before, _ = await api.stream(done)
+                waiting = await api.start("load", n=0, asks=1)
+                await api.wait_for(waiting, lambda es: any(e["type"] == "text_input" for e in es))
+                await fill_store(stack)
+                deadline = asyncio.get_running_loop().time() + 10
+                while (refused := await api.http.post("/v1/runs", json={"workflow": "load"})).status_code == 201:
+                    assert asyncio.get_running_loop().time() < deadline  # the fill is seen within a second
+                    await asyncio.sleep(0.2)
+                assert refused.status_code == 503 and "event store is full" in refused.json()["detail"], refused.text
+                assert await api.events(done) == before
+                assert (await api.run(done))["status"] == "completed"
+                assert (await api.http.post(f"/v1/runs/{waiting}/cancel")).status_code == 202
+                await empty_store(stack)
+                events, _ = await api.stream(waiting, timeout_s=60)
+                assert events[-1]["status"] == "cancelled"
+                while (again := await api.http.post("/v1/runs", json={"workflow": "load"})).status_code == 503:
+                    assert asyncio.get_running_loop().time() < deadline + 30
+                    await asyncio.sleep(0.2)
                 assert again.status_code == 201
 
         asyncio.run(scenario())

@@ -83,6 +83,9 @@ class DispatcherSettings(NatsSettings):
     """Runs one identity may have queued or running at once; one more start gets 429 / RESOURCE_EXHAUSTED."""
     index_max_runs: int = Field(default=100_000, ge=100, validation_alias=_env("dispatcher", "index_max_runs"))
     """Runs the dispatcher lists (newest first, as summaries); older finished ones stay readable by id."""
+    store_bytes: int = Field(default=20 * 10**9, ge=10**6, validation_alias=_env("dispatcher", "store_bytes"))
+    """The JetStream file store the streams share: keep it at most nats-server.conf's max_file_store
+    (20GB). Events get 70%, answers 10%, jobs and dead letters 5% each."""
     jetstream_replicas: int = Field(default=1, ge=1, le=5, validation_alias=_env("dispatcher", "jetstream_replicas"))
     """Replicas of every stream and bucket (3 on a NATS cluster)."""
     log_format: LogFormat = Field(default="auto", validation_alias=_env("dispatcher", "log_format", shared=True))

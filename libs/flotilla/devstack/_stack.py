@@ -320,8 +320,11 @@ class LocalStack:
 
     def _dispatcher_env(self) -> dict[str, str]:
         replicas = {"FLOTILLA_DISPATCHER_JETSTREAM_REPLICAS": "3"} if self.config.nats_nodes >= 3 else {}
+        store = self.config.max_file_store
+        limits = {"FLOTILLA_DISPATCHER_STORE_BYTES": str(_size_bytes(store))} if store else {}
         return {
             **replicas,
+            **limits,
             "FLOTILLA_NATS_URL": self.nats_url,
             "FLOTILLA_DISPATCHER_NATS_PASSWORD": self.passwords["dispatcher"],
             **self._tls_client("FLOTILLA_DISPATCHER_NATS_TLS_CA_FILE"),
@@ -377,6 +380,15 @@ class LocalStack:
 
 def _port_ready(host: str, port: int) -> Callable[[], bool]:
     return lambda: port_open(port, host)
+
+
+def _size_bytes(size: str) -> int:
+    """A NATS size ("128MB", "2G") in bytes, counting 1000s (at most what NATS allows)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)B?\s*", size.upper())
+    if match is None:
+        raise ValueError(f"not a size: {size!r}")
+    power: int = " KMGT".index(match.group(2) or " ")
+    return int(match.group(1)) * int(1000**power)
 
 
 def _derived_conf(text: str, name: str, host: str, routes: list[int], index: int, max_file_store: str | None) -> str:

@@ -30,6 +30,7 @@ from flotilla.errors import (
 from flotilla.events import HIDDEN_KINDS, STATUS_NAMES, TERMINAL_STATUSES, now
 from flotilla.ids import is_run_id, is_subject_token, new_run_id
 from flotilla.jetstream import (
+    EVENTS_STREAM,
     Catalogue,
     EventLog,
     IdempotencyKeys,
@@ -48,6 +49,8 @@ MAX_LIST_LIMIT = 1000
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10_000
 ENQUEUE_TRIES = 5
+ROOM_FOR_A_START = 4 * 1024 * 1024
+"""Room a new run needs in the events stream to be worth starting."""
 SYSTEM = Caller(admin=True)
 """The dispatcher itself (checks of its own): sees every run. Callers from outside always carry an
 identity; the servicer refuses any that does not."""
@@ -79,6 +82,7 @@ class RunService:
         self._js = nc.jetstream()
         self._layout = layout or Layout()
         self._limits = limits or RunLimits()
+        self._room, self._room_checked_at = True, float("-inf")
         self._events = EventLog(nc)
         self._fanout = EventFanout(nc, self._events)
 
@@ -138,6 +142,7 @@ class RunService:
                     if existing.status == RunStatus.RUN_STATUS_QUEUED:
                         await self._enqueue(existing)  # its first start may have died before queueing
                     return existing, False
+        await self._check_room()
         active = self._index.active(caller.identity)
         if active >= self._limits.max_active_runs_per_identity:
             raise QuotaExceeded(
@@ -158,6 +163,18 @@ class RunService:
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             log.info("run queued", workflow=workflow)
         return run, True
+
+    async def _check_room(self) -> None:
+        """Unavailable while the events' share of the store is (nearly) full: a new run could not
+        write its first event. Runs already going keep theirs; asked at most once a second."""
+        now = asyncio.get_running_loop().time()
+        if now - self._room_checked_at > 1.0:
+            info = await self._js.stream_info(EVENTS_STREAM)
+            limit = info.config.max_bytes or -1
+            self._room = limit < 0 or info.state.bytes + ROOM_FOR_A_START <= limit
+            self._room_checked_at = now
+        if not self._room:
+            raise Unavailable("the event store is full: no new run can start until finished runs are deleted")
 
     async def get_run(self, run_id: str, caller: Caller = SYSTEM) -> Run:
         """The run, if the caller may see it (another identity's run is "not found")."""

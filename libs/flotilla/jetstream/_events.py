@@ -30,7 +30,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from flotilla.errors import FlotillaError, Unavailable
+from flotilla.errors import FlotillaError, InvalidArgument, Unavailable
 from flotilla.events import now
 from flotilla.jetstream._layout import EVENTS_STREAM, events_subject
 from flotilla.protocol import RunEvent, RunEventBatch
@@ -43,6 +43,12 @@ WRONG_LAST_SEQUENCE = 10071
 MAX_BATCH_EVENTS = 256
 MAX_BATCH_BYTES = 512 * 1024
 RETRY_MAX_S = 2.0
+MAX_EVENT_BYTES = 1024 * 1024
+"""Largest event a run may write (a message's body, a question's prompt, a tool's result)."""
+MAX_EVENTS_PER_RUN = 100_000
+"""Events a run may write; beyond, its workflow's next call fails (the run ends `failed`)."""
+_ALWAYS_WRITTEN = frozenset({"workflow_completed", "error", "run_retried"})
+"""Kinds written past the per-run cap: how a run that hit it ends is recorded (a few at most)."""
 
 
 class LostOwnership(FlotillaError):
@@ -51,6 +57,10 @@ class LostOwnership(FlotillaError):
 
 class StoreError(FlotillaError):
     """The server refused an append for good (e.g. an event larger than the server allows)."""
+
+
+class EventLimit(InvalidArgument):
+    """An event larger than MAX_EVENT_BYTES, or one more than MAX_EVENTS_PER_RUN: not written."""
 
 
 @dataclass(frozen=True)
@@ -288,10 +298,16 @@ class RunEventWriter:
 
     async def emit(self, kind: str, body: Message, *, sender: str = "", recipient: str = "") -> RunEvent:
         self._check()
-        self._seq += 1
-        event = RunEvent(run_id=self._run_id, seq=self._seq, sender=sender, recipient=recipient)
+        if kind not in _ALWAYS_WRITTEN and self._seq >= MAX_EVENTS_PER_RUN:
+            raise EventLimit(f"run {self._run_id} has written the most events a run may ({MAX_EVENTS_PER_RUN})")
+        event = RunEvent(run_id=self._run_id, seq=self._seq + 1, sender=sender, recipient=recipient)
         event.timestamp.CopyFrom(now())
         getattr(event, kind).CopyFrom(body)
+        if event.ByteSize() > MAX_EVENT_BYTES:
+            raise EventLimit(
+                f"a {kind} event of {event.ByteSize()} bytes is larger than a run may write ({MAX_EVENT_BYTES})"
+            )
+        self._seq += 1
         self._queued.append(event)
         if self._sending is None or self._sending.done():
             self._sending = asyncio.create_task(self._send())

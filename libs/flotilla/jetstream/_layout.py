@@ -96,13 +96,29 @@ class Layout:
     replicas: int = 1
     duplicate_window_s: float = 120.0
     """JetStream's window for Nats-Msg-Id deduplication (a retried publish whose ack was lost)."""
+    store_bytes: int = 20 * 10**9
+    """The JetStream file store the streams share (nats-server.conf's max_file_store): the events
+    get 70% of it, answers 10%, jobs and dead letters 5% each, the buckets the rest. A stream
+    that is full refuses what is new and keeps what it has, so a flood of one kind of data
+    cannot stop the others (cancels, answers and records still go through when the events are full)."""
+
+
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+"""Largest message any stream takes: a batch of events (512 KiB, plus at most one 1 MiB event),
+a question with its prompt, a record with its result."""
 
 
 MAX_ATTEMPTS_METADATA = "flotilla_max_attempts"
 
 
+def _share(layout: Layout, percent: int) -> int:
+    return layout.store_bytes * percent // 100
+
+
 def _streams(layout: Layout) -> list[StreamConfig]:
-    common = dict(storage=StorageType.FILE, num_replicas=layout.replicas, allow_direct=True)
+    common = dict(
+        storage=StorageType.FILE, num_replicas=layout.replicas, allow_direct=True, max_msg_size=MAX_MESSAGE_BYTES
+    )
     return [
         StreamConfig(
             name=JOBS_STREAM,
@@ -114,6 +130,7 @@ def _streams(layout: Layout) -> list[StreamConfig]:
             max_msgs_per_subject=1,
             discard=DiscardPolicy.NEW,
             discard_new_per_subject=True,
+            max_bytes=_share(layout, 5),
             **common,  # type: ignore[arg-type]
         ),
         StreamConfig(
@@ -121,6 +138,8 @@ def _streams(layout: Layout) -> list[StreamConfig]:
             subjects=["flotilla.runs.*.events"],
             retention=RetentionPolicy.LIMITS,
             duplicate_window=layout.duplicate_window_s,
+            max_bytes=_share(layout, 70),
+            discard=DiscardPolicy.NEW,  # never drop a log's old events to make room for new ones
             **common,  # type: ignore[arg-type]
         ),
         StreamConfig(
@@ -128,6 +147,8 @@ def _streams(layout: Layout) -> list[StreamConfig]:
             subjects=["flotilla.inputs.>"],
             retention=RetentionPolicy.LIMITS,
             duplicate_window=layout.duplicate_window_s,
+            max_bytes=_share(layout, 10),
+            discard=DiscardPolicy.NEW,
             **common,  # type: ignore[arg-type]
         ),
         StreamConfig(
@@ -136,6 +157,7 @@ def _streams(layout: Layout) -> list[StreamConfig]:
             retention=RetentionPolicy.LIMITS,
             max_age=layout.retention_s,
             duplicate_window=min(120.0, layout.retention_s),
+            max_bytes=_share(layout, 5),  # the oldest dead letters go first
             **common,  # type: ignore[arg-type]
         ),
     ]
@@ -160,7 +182,13 @@ def _workers_consumer(layout: Layout) -> ConsumerConfig:
 def _buckets(layout: Layout) -> list[KeyValueConfig]:
     def bucket(name: str, ttl: float) -> KeyValueConfig:
         return KeyValueConfig(
-            bucket=name, history=1, ttl=ttl, storage=StorageType.FILE, replicas=layout.replicas, direct=True
+            bucket=name,
+            history=1,
+            ttl=ttl,
+            storage=StorageType.FILE,
+            replicas=layout.replicas,
+            direct=True,
+            max_value_size=MAX_MESSAGE_BYTES,
         )
 
     return [
@@ -212,6 +240,9 @@ def _tuned(config: StreamConfig) -> tuple[object, ...]:
         config.duplicate_window or 0,
         config.max_msgs_per_subject or -1,
         config.discard_new_per_subject or False,
+        config.max_bytes or -1,
+        config.max_msg_size or -1,
+        config.discard or DiscardPolicy.OLD,
     )
 
 

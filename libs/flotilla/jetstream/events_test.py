@@ -140,3 +140,30 @@ def test_single_event_messages_written_before_batches_still_read(nats_server: Ch
             assert [e.seq for e in await log.read(run_id)] == [1, 2, 3]
 
     asyncio.run(scenario())
+
+
+def test_a_run_writes_no_event_too_large_and_no_more_than_its_cap(
+    nats_server: Child, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flotilla.jetstream import _events
+    from flotilla.protocol import WorkflowCompleted
+
+    monkeypatch.setattr(_events, "MAX_EVENTS_PER_RUN", 3)
+
+    async def scenario() -> None:
+        async with event_log(nats_server) as log:
+            run_id = new_run_id()
+            writer = RunEventWriter(log, run_id, after=LogPosition())
+            with pytest.raises(_events.EventLimit, match="larger than a run may write"):
+                await writer.emit("text_message", TextMessage(body="x" * (_events.MAX_EVENT_BYTES + 1)))
+            for i in range(3):
+                await writer.emit("text_message", TextMessage(body=f"m{i}"))
+            with pytest.raises(_events.EventLimit, match="most events a run may"):
+                await writer.emit("text_message", TextMessage(body="one too many"))
+            await writer.emit("workflow_completed", WorkflowCompleted(status="failed", error="too many events"))
+            await writer.flush()
+            events = await log.read(run_id)
+            assert [e.seq for e in events] == [1, 2, 3, 4]
+            assert events[-1].WhichOneof("kind") == "workflow_completed"
+
+    asyncio.run(scenario())

@@ -44,6 +44,7 @@ async def serve(settings: DispatcherSettings, verifier: ServiceTokenVerifier) ->
         workflow_ttl_s=settings.workflow_ttl_s,
         replicas=settings.jetstream_replicas,
         duplicate_window_s=settings.duplicate_window_s,
+        store_bytes=settings.store_bytes,
     )
     await _provision(js, layout)
     limits = RunLimits(
