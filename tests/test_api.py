@@ -151,6 +151,8 @@ def test_failing_workflow_ends_failed_with_an_error_event(stack: LocalStack) -> 
             assert_well_formed(run_id, events)
             error = next(e for e in events if e["type"] == "error")
             assert "boom" in error["short"]
+            # The traceback stays in the worker's log (FLOTILLA_WORKER_EXPOSE_TRACEBACKS shows it).
+            assert error["long"] == "" and "Traceback" not in str(events)
             assert events[-1]["status"] == "failed" and "boom" in events[-1]["error"]
             assert (await api.run(run_id))["status"] == "failed"
 

@@ -119,6 +119,9 @@ class WorkerSettings(NatsSettings):
     """A resumed run whose workflow does something else than its log says: `fail` ends the run
     with a Nondeterminism error naming the step; `continue` marks the spot with an error event
     and goes on live."""
+    expose_tracebacks: bool = Field(default=False, validation_alias=_env("worker", "expose_tracebacks"))
+    """Put a failed workflow's Python traceback in its `error` event, which clients see (for
+    debugging); by default only the worker's log has it."""
     log_format: LogFormat = Field(default="auto", validation_alias=_env("worker", "log_format", shared=True))
     log_level: str = Field(default="info", validation_alias=_env("worker", "log_level", shared=True))
 

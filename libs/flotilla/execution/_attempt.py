@@ -74,6 +74,8 @@ class WorkerContext:
     input_timeout_s: float = 86400.0
     on_divergence: DivergencePolicy = "fail"
     """What a resumed run does when its workflow leaves its log (see flotilla.execution._replay)."""
+    expose_tracebacks: bool = False
+    """Put a failed workflow's traceback in its `error` event (clients see it); else only the log has it."""
 
 
 @dataclass(frozen=True)
@@ -363,8 +365,9 @@ class RunAttempt:
         if raised is None and session.divergence is not None and self._ctx.on_divergence == "fail":
             raised = session.divergence  # the workflow swallowed it; the run still cannot go on
         if raised is not None:
-            log.warning("workflow raised", error=repr(raised))
-            long = "" if isinstance(raised, FlotillaError) else "".join(traceback.format_exception(raised))
+            trace = "" if isinstance(raised, FlotillaError) else "".join(traceback.format_exception(raised))
+            log.warning("workflow raised", error=repr(raised), traceback=trace or None)
+            long = trace if self._ctx.expose_tracebacks else ""
             short = f"{type(raised).__name__}: {raised}"
             await writer.emit("error", Error(short=short, long=long), sender="system")
             return Outcome("failed", error=short)

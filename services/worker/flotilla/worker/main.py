@@ -65,6 +65,7 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
         executor=ThreadPoolExecutor(max_workers=settings.max_concurrent_runs, thread_name_prefix="workflow"),
         input_timeout_s=settings.input_timeout_s,
         on_divergence=settings.on_divergence,
+        expose_tracebacks=settings.expose_tracebacks,
     )
     worker = Worker(
         ctx,
