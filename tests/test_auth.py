@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+import grpc
 import jwt
+import pytest
 import websockets
+from grpc import aio
 
 from flotilla.devstack import LocalStack
+from flotilla.protocol import GatewayStub, GetRunRequest, StartRunRequest, WhoAmIRequest
 from support import IDENTITIES, JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, Api
 
 
@@ -91,5 +95,54 @@ def test_runs_belong_to_who_started_them(stack: LocalStack) -> None:
         async with Api(stack.gateway_url, _key("auditor")) as admin:
             assert (await admin.http.get(f"/v1/runs/{run_id}")).status_code == 200
             assert run_id in {r["run_id"] for r in (await admin.http.get("/v1/runs", params={"limit": 1000})).json()}
+
+    asyncio.run(scenario())
+
+
+def test_identities_from_different_sources_never_share_runs(stack: LocalStack) -> None:
+    """An empty JWT subject is refused; a JWT subject named like an API key, and the UI acting for
+    a person of that name, are three owners: none sees the others' runs, over REST, the WebSocket,
+    the FastAgency routes or gRPC. A JWT's act_as scope is not honoured for an unlisted subject."""
+
+    async def scenario() -> None:
+        user_scopes = "runs:read runs:write workflows:read"
+        for empty in ("", " ", "ada\n"):
+            async with Api(stack.gateway_url, _jwt(empty, user_scopes + " admin")) as nobody:
+                assert (await nobody.http.get("/v1/runs")).status_code == 401, repr(empty)
+        as_jwt = _jwt("alice", user_scopes)
+        async with Api(stack.gateway_url, _key("alice")) as by_key, Api(stack.gateway_url, as_jwt) as by_jwt:
+            assert (await by_jwt.http.get("/v1/runs")).status_code == 200
+            mine = await by_key.start("load", n=0, asks=1)
+            theirs = await by_jwt.start("load", n=0, asks=1)
+            for reader, other in ((by_jwt, mine), (by_key, theirs)):
+                assert (await reader.http.get(f"/v1/runs/{other}")).status_code == 404
+                assert other not in {r["run_id"] for r in (await reader.http.get("/v1/runs")).json()}
+                async with websockets.connect(f"{reader.ws_url}/v1/runs/{other}/stream?token={reader.token}") as ws:
+                    await asyncio.wait_for(ws.wait_closed(), 10)
+                    assert ws.close_code == 4404
+                discovered = await reader.http.get(f"/fa/{reader.token}/fastagency/discovery")
+                assert discovered.status_code == 200  # the FastAgency routes answer for the same identity
+            for api, run_id in ((by_key, mine), (by_jwt, theirs)):
+                events, _ = await api.stream(run_id, answer=lambda q: "done")
+                assert events[-1]["status"] == "completed"
+
+        # gRPC: the UI acting for "alice" is a third owner; a JWT cannot act for anyone.
+        channel = stack.grpc_channel(stack.gateway_grpc_address)
+        try:
+            stub = GatewayStub(channel)
+            acted = (("authorization", f"Bearer {stack.ui_api_key}"), ("flotilla-act-as", "alice"))
+            run = (await stub.StartRun(StartRunRequest(workflow="load", params_json='{"n": 0}'), metadata=acted)).run
+            for token in (_key("alice"), as_jwt):
+                with pytest.raises(aio.AioRpcError) as hidden:
+                    await stub.GetRun(
+                        GetRunRequest(run_id=run.run_id), metadata=(("authorization", f"Bearer {token}"),)
+                    )
+                assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+            impersonator = (("authorization", f"Bearer {_jwt('mallory', 'act_as ' + user_scopes)}"),)
+            with pytest.raises(aio.AioRpcError) as refused:
+                await stub.WhoAmI(WhoAmIRequest(), metadata=(*impersonator, ("flotilla-act-as", "alice")))
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        finally:
+            await channel.close()
 
     asyncio.run(scenario())

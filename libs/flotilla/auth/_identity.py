@@ -35,8 +35,10 @@ def valid_name(value: object) -> bool:
 
 
 def valid_subject(value: object) -> bool:
-    """A JWT subject: 1-256 printable characters, none of them `/`."""
-    return isinstance(value, str) and 0 < len(value) <= MAX_SUBJECT_CHARS and value.isprintable() and "/" not in value
+    """A JWT subject: 1-256 printable characters, none of them `/`, not starting or ending with a space."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_SUBJECT_CHARS:
+        return False
+    return value.isprintable() and value.strip() == value and "/" not in value
 
 
 def key_owner(name: str) -> str:

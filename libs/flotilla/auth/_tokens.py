@@ -115,7 +115,9 @@ class Authenticator:
             raise Unauthenticated(f"the JWT is not valid: {exc}") from None
         subject = claims["sub"]
         if not valid_subject(subject):
-            raise Unauthenticated("the JWT's subject must be 1-256 printable characters without '/'")
+            raise Unauthenticated(
+                "the JWT's subject must be 1-256 printable characters, without '/' or surrounding spaces"
+            )
         scopes = _scopes(claims.get("scope", claims.get("scopes", "")))
         if subject not in self._jwt.act_as_subjects:
             scopes -= {SCOPE_ACT_AS}  # acting for others is a service's power, given by configuration

@@ -70,7 +70,7 @@ def _jwt(secret: str, **claims: object) -> str:
     return jwt.encode({"iss": "iss", "aud": "aud", "exp": int(time.time()) + 60, **claims}, secret)
 
 
-@pytest.mark.parametrize("subject", ["", "a\nb", "tab\there", "x" * 257, "svc/ada", 7])
+@pytest.mark.parametrize("subject", ["", " ", " ada", "a\nb", "tab\there", "x" * 257, "svc/ada", 7])
 def test_a_jwt_with_an_empty_or_odd_subject_is_refused(subject: object) -> None:
     auth = Authenticator([], JwtConfig(issuer="iss", audience="aud", hs256_secret="s" * 32))
     with pytest.raises(Unauthenticated):
