@@ -69,7 +69,9 @@ def test_config_refuses_to_start_without_passwords() -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NATS_PASSWORD")}
     missing = subprocess.run([server, "-c", conf, "-t"], env=env, capture_output=True, text=True)
     assert missing.returncode != 0 and "FLOTILLA_" in missing.stdout + missing.stderr
-    env.update(FLOTILLA_DISPATCHER_NATS_PASSWORD="a", FLOTILLA_WORKER_NATS_PASSWORD="b", FLOTILLA_OPERATOR_NATS_PASSWORD="c")
+    env.update(
+        FLOTILLA_DISPATCHER_NATS_PASSWORD="a", FLOTILLA_WORKER_NATS_PASSWORD="b", FLOTILLA_OPERATOR_NATS_PASSWORD="c"
+    )
     assert subprocess.run([server, "-c", conf, "-t"], env=env, capture_output=True).returncode == 0
 
 
