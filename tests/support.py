@@ -6,7 +6,7 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -150,11 +150,13 @@ class Api:
         answer: Callable[[dict[str, Any]], str | None] | None = None,
         timeout_s: float = 60.0,
         hidden: bool = True,
+        received: list[dict[str, Any]] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Every event over the WebSocket until the server closes (hidden ones too unless
         `hidden=False`); answers questions over the same socket with `answer(event)`. Returns the
-        events and the close code."""
-        received: list[dict[str, Any]] = []
+        events and the close code. Events are appended to `received` as they arrive, so a caller
+        running this as a task can wait for the stream to reach a point."""
+        received = [] if received is None else received
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         query = f"after={after}&include_hidden={str(hidden).lower()}"
         async with websockets.connect(
@@ -187,6 +189,21 @@ class Api:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"timed out; events so far: {[e['type'] for e in events]}")
             await asyncio.sleep(0.05)
+
+
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout_s: float = 30.0, every_s: float = 0.05
+) -> None:
+    """Wait for `condition` (a plain or async predicate) to hold; fail naming `what` if it never does."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        held = condition()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return
+        assert time.monotonic() < deadline, f"{what}: not so after {timeout_s} s"
+        await asyncio.sleep(every_s)
 
 
 def assert_well_formed(run_id: str, events: list[dict[str, Any]]) -> None:

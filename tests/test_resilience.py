@@ -6,13 +6,14 @@ import asyncio
 import collections
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.aio.msg
 
 from flotilla.devstack import LocalStack, StackConfig
 from flotilla.jetstream import DEAD_STREAM, JOBS_SUBJECT
-from support import SCRIPTED_REPLIES, TEST_WORKFLOWS, Api, assert_well_formed, local_stack
+from support import SCRIPTED_REPLIES, TEST_WORKFLOWS, Api, assert_well_formed, local_stack, until
 
 
 async def _dead_letters(stack: LocalStack, subject: str) -> list[nats.aio.msg.Msg]:
@@ -287,9 +288,10 @@ def test_streams_survive_a_dispatcher_restart() -> None:
             assert stack.dispatcher is not None
             async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 run_id = await api.start("load", n=2, asks=1)
-                streaming = asyncio.create_task(api.stream(run_id))  # watches, does not answer
-                events = await api.wait_for(run_id, lambda es: any(e["type"] == "text_input" for e in es))
-                await asyncio.sleep(0.3)
+                seen: list[dict[str, Any]] = []
+                streaming = asyncio.create_task(api.stream(run_id, received=seen))  # watches, does not answer
+                await until(lambda: any(e["type"] == "text_input" for e in seen), "the stream shows the question")
+                events = list(seen)
                 stack.dispatcher.stop()
                 stack.dispatcher.start()
                 stack.dispatcher.wait_ready(30)
