@@ -565,6 +565,7 @@ def test_the_scaler_watches_the_workers_consumer(base: list[Object]) -> None:
     service = _workload(base, "nats")["spec"]["serviceName"]
     monitor = next(p["port"] for p in _named(base, "Service", service)["spec"]["ports"] if p["name"] == "monitor")
     assert scaler["natsServerMonitoringEndpoint"] == f"{service}.{NAMESPACE}.svc.cluster.local:{monitor}"
+    assert "replicas" not in _workload(base, "worker")["spec"]  # the autoscaler's alone
     pdb = _named(base, "PodDisruptionBudget", "worker")
     assert pdb["spec"]["selector"]["matchLabels"] == _workload(base, "worker")["spec"]["selector"]["matchLabels"]
     assert pdb["spec"]["maxUnavailable"] == 1
