@@ -13,7 +13,8 @@ import time
 from typing import Any
 
 from flotilla.devstack import LocalStack
-from support import Api, assert_well_formed, first_question, local_stack, wait_for_log_line
+from flotilla.jetstream import DEAD_STREAM, JOBS_STREAM
+from support import Api, admin, assert_well_formed, first_question, local_stack, wait_for_log_line
 
 WORKERS = 3
 GENERATIONS = 2
@@ -89,6 +90,13 @@ def test_workers_replaced_one_by_one_under_load_lose_and_fail_nothing() -> None:
                 await asyncio.gather(*drivers)
                 report.update(await _check(api, runs, waiting))
                 report["upgrade_s"] = upgrade_s
+            nc = await admin(stack)
+            try:  # every job acked by the worker that finished its run; nothing dead-lettered
+                js = nc.jetstream()
+                report["queued"] = (await js.stream_info(JOBS_STREAM)).state.messages
+                report["dead"] = (await js.stream_info(DEAD_STREAM)).state.messages
+            finally:
+                await nc.close()
             return report
 
         report = asyncio.run(scenario())
@@ -102,6 +110,7 @@ def test_workers_replaced_one_by_one_under_load_lose_and_fail_nothing() -> None:
     )
     assert report["replaced"] == WORKERS * GENERATIONS
     assert report["failed"] == 0
+    assert report["queued"] == 0 and report["dead"] == 0
 
 
 async def _check(api: Api, runs: list[tuple[str, Kind]], waiting: list[str]) -> dict[str, Any]:
