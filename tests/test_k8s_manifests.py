@@ -562,6 +562,9 @@ def test_the_nats_config_is_the_repositorys_plus_the_cluster(base: list[Object])
     assert _named(base, "Service", service)["spec"]["clusterIP"] == "None"
     routes = re.findall(r"nats-route://([a-z0-9.-]+):6222", config["cluster.conf"])
     assert routes == [f"nats-{i}.{service}" for i in range(3)]
+    # KEDA names a node by its route URL's first label and looks for it under the Service.
+    assert [route.split(".")[0] for route in routes] == [f"{statefulset['metadata']['name']}-{i}" for i in range(3)]
+    assert re.search(r"(?m)^\s*no_advertise: true$", config["cluster.conf"])
     assert "include ./nats-server.conf" in config["cluster.conf"]
     args = _container(base, "nats")["args"]
     assert args[args.index("--name") + 1] == "$(POD_NAME)"  # KEDA finds a consumer's leader by node name
@@ -661,11 +664,20 @@ def test_the_nats_cluster_forms_over_tls_and_serves_the_scalers_numbers(base: li
                             if (stream["name"], consumer["name"]) == (scaler["stream"], scaler["consumer"]) and (
                                 leader == f"nats-{i}"
                             ):
+                                # KEDA's lag: queued jobs plus jobs held (a job is acked when its run ends).
+                                lag = consumer["num_pending"] + consumer["num_ack_pending"]
                                 found = {"leader": leader, "replicas": len(stream["cluster"].get("replicas", [])) + 1,
-                                         "pending": consumer["num_pending"]}  # fmt: skip
+                                         "lag": lag}  # fmt: skip
             time.sleep(0.5)
         assert found, "no node reported the workers' consumer as its leader"
-        assert found["replicas"] == 3 and found["pending"] == 7, found
+        assert found["replicas"] == 3 and found["lag"] == 7, found
+        # In a cluster KEDA finds the consumer's leader through /varz: with no advertised client
+        # URLs (no_advertise), from the route URLs, whose first label it takes for the node's name
+        # (nats-N of nats-N.nats:6222: the pod's name, which is the server's name).
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitors[0]}/varz", timeout=5) as response:  # noqa: S310
+            varz = json.load(response)
+        assert not varz.get("connect_urls") and varz["server_name"] == "nats-0"
+        assert varz["cluster"]["urls"] == [f"localhost:{port}" for port in routes]
         print(f"cluster of 3 over TLS; consumer {scaler['stream']}/{scaler['consumer']} led by {found}")
     finally:
         for node in nodes:
