@@ -26,6 +26,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+from cryptography import x509
 import nats
 import pytest
 import yaml
@@ -275,7 +276,7 @@ def test_each_service_starts_with_what_its_pod_is_given(
     """Each container's environment and files pass the service's own start-up checks (the ones
     that make a misconfigured service exit naming the variable), and fit the others'."""
     from flotilla.dispatcher.main import service_verifier
-    from flotilla.gateway.app import create_app
+    from flotilla.gateway.app import create_app, service_signer
     from flotilla.auth import parse_api_keys, hash_key, SCOPE_ACT_AS
     from flotilla.rpc import server_credentials
 
@@ -318,6 +319,7 @@ def test_each_service_starts_with_what_its_pod_is_given(
 
     gateway, _ = settings_of("gateway", GatewaySettings)
     create_app(gateway)  # authenticator, service key, gRPC TLS: what the gateway checks at start
+    assert service_verifier(dispatcher).verify(service_signer(gateway).token()) == "gateway"
     assert gateway.dispatcher_address == "dispatcher:50051" and gateway.host == "0.0.0.0"
     assert gateway.dispatcher_tls_ca_file and Path(gateway.dispatcher_tls_ca_file).is_file()
     assert gateway.api_keys_file is not None
@@ -329,10 +331,25 @@ def test_each_service_starts_with_what_its_pod_is_given(
     (ui_key,) = [k for k in keys if k.sha256 == hash_key(ui.gateway_api_key.get_secret_value())]
     assert ui_key.scopes == {SCOPE_ACT_AS}  # the UI acts for people and nothing else
 
-    # The servers' TLS keys are the ones the credentials made for them (each its own).
+    # Each client's CA vouches for its server under the name the client dials.
     secrets = {s: _secret_data(objects, f"flotilla-{s}") for s in SERVICES}
+    dialled = {"nats": nodes, "dispatcher": [gateway.dispatcher_address], "gateway": [ui.gateway_grpc_address]}
+    for server, addresses in dialled.items():
+        for client in {"nats": ("dispatcher", "worker"), "dispatcher": ("gateway",), "gateway": ("ui",)}[server]:
+            for address in addresses:
+                _assert_certified(secrets[server]["tls.crt"], secrets[client]["ca.crt"], address.split(":")[0])
+    # The servers' TLS keys are the ones the credentials made for them (each its own).
     assert len({secrets[s]["tls.key"] for s in ("nats", "dispatcher", "gateway")}) == 3
     assert len({secrets[s]["ca.crt"] for s in SERVICES}) == 1
+
+
+def _assert_certified(cert_pem: bytes, ca_pem: bytes, host: str) -> None:
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    dns = names.get_values_for_type(x509.DNSName)
+    wildcard = "*." + host.partition(".")[2]
+    assert host in dns or ("." in host and wildcard in dns), f"{host} is not among {dns}"
 
 
 def test_each_service_has_its_own_secret_holding_only_what_it_uses(first_run: tuple[list[Object], Path]) -> None:
