@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,15 @@ import nats.aio.msg
 
 from flotilla.devstack import LocalStack, StackConfig
 from flotilla.jetstream import DEAD_STREAM, JOBS_SUBJECT
-from support import SCRIPTED_REPLIES, TEST_WORKFLOWS, Api, assert_well_formed, local_stack, until
+from support import (
+    SCRIPTED_REPLIES,
+    TEST_WORKFLOWS,
+    Api,
+    assert_well_formed,
+    first_question,
+    local_stack,
+    until,
+)
 
 
 async def _dead_letters(stack: LocalStack, subject: str) -> list[nats.aio.msg.Msg]:
@@ -98,6 +108,46 @@ def test_sigterm_hands_held_runs_back_at_once() -> None:
                 events, _ = await api.stream(run_id, answer=lambda q: "handed over")
                 assert_well_formed(run_id, events)
                 assert events[-1]["status"] == "completed"
+
+        asyncio.run(scenario())
+
+
+def test_a_draining_worker_hands_back_runs_waiting_on_a_person_at_once_and_finishes_the_rest() -> None:
+    """With a 60 s drain, a SIGTERMed worker lets its computing run finish, hands the runs that
+    wait for an answer back at once (nothing of theirs is in flight), and exits long before its
+    drain would have ended."""
+    with local_stack(workers=0, job_ack_wait_s=120.0) as stack:
+
+        async def scenario() -> None:
+            old = stack.add_worker("draining", wait=True, env={"FLOTILLA_WORKER_DRAIN_TIMEOUT_S": "60"})
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
+                waiting = [await api.start("load", n=1, asks=1) for _ in range(3)]
+                for run_id in waiting:
+                    await api.wait_for(run_id, lambda es: first_question(es) is not None)
+                busy = await api.start("slow_messages", n=30, delay_s=0.1)
+                await api.wait_for(busy, lambda es: any(e["type"] == "text_message" for e in es))
+                assert {(await api.run(r))["worker_id"] for r in [*waiting, busy]} == {"draining"}
+                stack.add_worker("successor")
+                assert old.process is not None
+                began = time.monotonic()
+                old.process.send_signal(signal.SIGTERM)
+                for run_id in waiting:  # taken over by the successor, well before 60 s
+                    await api.wait_for(run_id, lambda es: any(e["type"] == "run_retried" for e in es), timeout_s=20)
+                code = await asyncio.to_thread(old.process.wait, 30)
+                exited_s = time.monotonic() - began
+                assert code == 0 and exited_s < 20, exited_s
+                events, _ = await api.stream(busy)  # finished where it ran, untouched
+                assert_well_formed(busy, events)
+                assert events[-1]["status"] == "completed" and not any(e["type"] == "run_retried" for e in events)
+                assert (await api.run(busy))["worker_id"] == "draining"
+                for run_id in waiting:
+                    assert (await api.answer(run_id, "q1", "later")).status_code == 202
+                    events, _ = await api.stream(run_id)
+                    assert_well_formed(run_id, events)
+                    assert events[-1]["result"]["answers"] == ["later"]
+                    assert sum(e["type"] == "text_input" for e in events) == 1
+                    run = await api.run(run_id)
+                    assert (run["worker_id"], run["attempts"], run["handbacks"]) == ("successor", 1, 1)
 
         asyncio.run(scenario())
 

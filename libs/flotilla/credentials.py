@@ -3,7 +3,8 @@ gateway's service key. The local stack writes a fresh set at every start; compos
 one-shot container (`python -m flotilla.credentials DIR --hosts ...`).
 
     DIR/ca.crt                      the CA every client trusts (its key is thrown away once used)
-    DIR/<server>/tls.crt, tls.key   nats, dispatcher, gateway (its gRPC API): one each
+    DIR/<server>/tls.crt, tls.key   nats, dispatcher, gateway (its gRPC API): one each; the nats
+                                    one is a client certificate too (a cluster's routes are mutual TLS)
     DIR/gateway/service.key         the gateway's Ed25519 key: it signs its calls to the dispatcher
     DIR/dispatcher/trusted/gateway.pub   the only service the dispatcher accepts calls from
 
@@ -82,6 +83,14 @@ def _subject_names(hosts: list[str]) -> list[x509.GeneralName]:
     return names
 
 
+def _key_usages(server: str) -> list[x509.ObjectIdentifier]:
+    """Servers prove themselves to clients; a NATS node is also its peers' client on the cluster
+    routes (`cluster { tls { verify: true } }`, k8s/base/nats/cluster.conf)."""
+    if server == "nats":
+        return [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    return [ExtendedKeyUsageOID.SERVER_AUTH]
+
+
 def _write(path: Path, data: bytes, *, private: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
@@ -123,7 +132,7 @@ def write_credentials(directory: Path, *, hosts: list[str] | None = None) -> Cre
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.SubjectAlternativeName(_subject_names([server, *hosts])), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(_key_usages(server)), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(ca_key, hashes.SHA256())
         )

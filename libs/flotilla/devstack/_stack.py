@@ -194,18 +194,21 @@ class LocalStack:
         if cfg.workers:
             self._wait_for_catalogue(timeout_s)
 
-    def add_worker(self, worker_id: str, *, wait: bool = False, wrap: Sequence[str] = ()) -> Child:
+    def add_worker(
+        self, worker_id: str, *, wait: bool = False, wrap: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> Child:
         """Start one more worker; `wrap` prefixes its command (`ip netns exec NS` runs it in a
-        network namespace)."""
-        env = {
+        network namespace); `env` overrides its settings (e.g. another drain timeout)."""
+        settings = {
             "FLOTILLA_NATS_URL": self.nats_url,
             "FLOTILLA_WORKER_NATS_PASSWORD": self.passwords["worker"],
             **self._tls_client("FLOTILLA_WORKER_NATS_TLS_CA_FILE"),
             "FLOTILLA_WORKER_ID": worker_id,
             # Ctrl-C should not wait long for runs that wait for a person; they resume elsewhere.
             "FLOTILLA_WORKER_DRAIN_TIMEOUT_S": "3",
+            **(env or {}),
         }
-        child = self._service(worker_id, "flotilla.worker.main", env, lambda: True)
+        child = self._service(worker_id, "flotilla.worker.main", settings, lambda: True)
         child.argv = [*wrap, *child.argv]
         child.start()
         self.workers.append(child)

@@ -111,10 +111,16 @@ class RunAttempt:
         self._finishing = False
         self._lost = False
         self._writer: RunEventWriter | None = None
+        self._session: RunSession | None = None
 
     @property
     def run_id(self) -> str:
         return self._job.run_id
+
+    @property
+    def waiting_on_person(self) -> bool:
+        """Its workflow waits for an answer to a stored question (see RunSession)."""
+        return self._session is not None and self._session.waiting_on_person
 
     async def still_holds(self) -> bool:
         """False once another attempt claimed the run (this one was paused or cut off): the
@@ -320,6 +326,7 @@ class RunAttempt:
             input_timeout_s=self._ctx.input_timeout_s,
             prior=None if prior.live else prior,
         )
+        self._session = session
         loop = asyncio.get_running_loop()
         sync_session = None if workflow.is_async else SyncRunSession(session, loop)
 

@@ -91,6 +91,7 @@ class RunSession:
         self._tools = 0
         self._open: dict[str, int] = {}
         self._closed = False
+        self._waiting = 0
 
     @property
     def run_id(self) -> str:
@@ -100,6 +101,12 @@ class RunSession:
     def divergence(self) -> Nondeterminism | None:
         """Where the resumed workflow left its log, if it did."""
         return self._prior.diverged if self._prior is not None else None
+
+    @property
+    def waiting_on_person(self) -> bool:
+        """The run is waiting for an answer, its question stored: nothing of it is in flight here
+        (a draining worker hands such a run back at once)."""
+        return self._waiting > 0
 
     def close(self) -> None:
         """After this, every call raises RunCancelled: nothing follows the terminal event."""
@@ -295,10 +302,13 @@ class RunSession:
                 await self._writer.flush()
                 limit = self._input_timeout_s if timeout_s is None else timeout_s
                 remaining = max(0.0, limit - (time.time() - asked_at))
+                self._waiting += 1
                 try:
                     state = await asyncio.wait_for(self._outcome(outcome, request_id), remaining)
                 except TimeoutError:
                     state = await self._requests.expire(self._run_id, request_id, state.open_seq)
+                finally:
+                    self._waiting -= 1
                 self._open.pop(request_id, None)
         finally:
             await sub.unsubscribe()

@@ -21,7 +21,7 @@ log = structlog.get_logger(__name__)
 
 class Worker:
     """`await worker.run()` until `stop()`; then held runs get `drain_timeout_s` to finish and
-    the rest are handed back to the queue."""
+    the rest are handed back to the queue (a run waiting on a person at once)."""
 
     def __init__(
         self,
@@ -163,10 +163,25 @@ class Worker:
         if not self._held:
             return
         log.info("draining", held=len(self._held), timeout_s=self._drain_timeout)
-        _, pending = await asyncio.wait(set(self._held), timeout=self._drain_timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._drain_timeout
+        pending = set(self._held)
+        handed_back: set[asyncio.Task[None]] = set()
+        while pending:
+            # A run waiting on a person has nothing to finish here: it goes back at once (its
+            # question and any answer are stored; the next worker waits for it instead).
+            for task in pending - handed_back:
+                attempt = self._attempts.get(task)
+                if attempt is not None and attempt.waiting_on_person:
+                    task.cancel()  # RunAttempt hands the run back and naks the job
+                    handed_back.add(task)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            _, pending = await asyncio.wait(pending, timeout=min(remaining, 0.1))
         for task in pending:
-            task.cancel()  # RunAttempt naks the job: another worker takes it over
-        await asyncio.gather(*pending, return_exceptions=True)
+            task.cancel()  # out of time: hand back what is still running
+        await asyncio.gather(*self._held, return_exceptions=True)
 
 
 def _note_failure(run: Run, failure: str) -> bool:
