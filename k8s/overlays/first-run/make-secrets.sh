@@ -15,13 +15,13 @@ umask 077
 random_hex() { od -An -N20 -tx1 /dev/urandom | tr -d ' \n'; }
 # No trailing newline: the value is the file's bytes. NATS reads a password from the environment
 # as a config value, so each starts with letters.
-make() { [ -s "$DIR/$1" ] || printf '%s%s' "$2" "$(random_hex)" >"$DIR/$1"; }
+new_secret() { [ -s "$DIR/$1" ] || printf '%s%s' "$2" "$(random_hex)" >"$DIR/$1"; }
 
-make dispatcher-nats-password pw
-make worker-nats-password pw
-make operator-nats-password pw
-make developer-api-key flk_dev_
-make ui-api-key flk_ui_
+new_secret dispatcher-nats-password pw
+new_secret worker-nats-password pw
+new_secret operator-nats-password pw
+new_secret developer-api-key flk_dev_
+new_secret ui-api-key flk_ui_
 if [ ! -s "$DIR/api-keys.json" ]; then
   printf '[{"name": "developer", "key": "%s", "scopes": ["runs:read", "runs:write", "workflows:read", "admin"]},\n {"name": "ui", "key": "%s", "scopes": ["act_as"]}]\n' \
     "$(cat "$DIR/developer-api-key")" "$(cat "$DIR/ui-api-key")" >"$DIR/api-keys.json"
