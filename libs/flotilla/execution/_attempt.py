@@ -13,6 +13,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -364,6 +365,10 @@ class RunAttempt:
         raised = task.exception()
         if raised is None and session.divergence is not None and self._ctx.on_divergence == "fail":
             raised = session.divergence  # the workflow swallowed it; the run still cannot go on
+        if isinstance(raised, nats.errors.Error):
+            # NATS failed under the workflow (an outage longer than its calls retry): not the
+            # workflow's failure, so nothing is recorded; this attempt fails and the run resumes.
+            raise raised
         if raised is not None:
             trace = "" if isinstance(raised, FlotillaError) else "".join(traceback.format_exception(raised))
             log.warning("workflow raised", error=repr(raised), traceback=trace or None)

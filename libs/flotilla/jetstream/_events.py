@@ -28,7 +28,7 @@ import structlog
 from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from flotilla.errors import FlotillaError, InvalidArgument, Unavailable
 from flotilla.events import now
@@ -116,7 +116,14 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, APIError):
         return (exc.code or 0) >= 500 or exc.err_code in (10002, 10028, 10047, 10158)
     return isinstance(
-        exc, (nats.errors.TimeoutError, nats.errors.NoRespondersError, asyncio.TimeoutError, ConnectionError)
+        exc,
+        (
+            nats.errors.TimeoutError,
+            nats.errors.NoRespondersError,
+            NoStreamResponseError,  # JetStream not answering yet (a restarted cluster, no leader)
+            asyncio.TimeoutError,
+            ConnectionError,
+        ),
     )
 
 
