@@ -27,6 +27,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--faults", default="", help="comma-separated subset of the faults (default: all)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--in-order", action="store_true", help="the faults in their listed order, not shuffled")
     parser.add_argument("--json", type=Path, help="also write the report here as JSON")
     parser.add_argument("--logs", type=Path, help="copy the services' logs here at the end")
     args = parser.parse_args()
@@ -44,7 +45,9 @@ def main() -> int:
                 for n in range(args.rounds):
                     if not order:
                         order = list(faults)
-                        drill.random.shuffle(order)
+                        if not args.in_order:
+                            drill.random.shuffle(order)
+                        order.reverse()  # popped from the end
                     fault = order.pop()
                     began = time.monotonic()
                     await drill.round(fault)

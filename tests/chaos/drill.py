@@ -259,7 +259,11 @@ class Drill:
                 self.report.takeovers_s.append(await self._takeover(run_id, struck))
 
     async def _asked(self, clients: list[Client]) -> None:
-        await asyncio.wait_for(asyncio.gather(*(c.asked.wait() for c in clients)), RUN_DEADLINE_S)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.asked.wait() for c in clients)), RUN_DEADLINE_S)
+        except TimeoutError:
+            records = [await self._record(c.run_id) for c in clients if not c.asked.is_set()]
+            raise AssertionError(f"runs never asked their first question: {records}") from None
 
     async def _record(self, run_id: str) -> dict[str, Any]:
         record: dict[str, Any] = await _retrying(self.api.run, run_id)

@@ -40,6 +40,10 @@ log = structlog.get_logger(__name__)
 SEQS_HEADER = "Flotilla-Seqs"
 """`<first>-<last>`: the event seqs a message holds (absent on old single-event messages)."""
 WRONG_LAST_SEQUENCE = 10071
+LAST_SEQUENCE_IN_FLIGHT = 10164
+"""An R3 leader's "wrong last sequence" while a conditional proposal on the subject is still in
+flight (ours, retried after a lost ack, or another writer's): retried, it then either lands, is
+found to be our own, or fails with WRONG_LAST_SEQUENCE."""
 MAX_BATCH_EVENTS = 256
 MAX_BATCH_BYTES = 512 * 1024
 RETRY_MAX_S = 2.0
@@ -114,7 +118,7 @@ def _headers(events: Sequence[RunEvent], token: str, expected_stream_seq: int) -
 def _transient(exc: BaseException) -> bool:
     """Worth retrying: the server is restarting, electing a leader, full for now, or slow."""
     if isinstance(exc, APIError):
-        return (exc.code or 0) >= 500 or exc.err_code in (10002, 10028, 10047, 10158)
+        return (exc.code or 0) >= 500 or exc.err_code in (10002, 10028, 10047, 10158, LAST_SEQUENCE_IN_FLIGHT)
     return isinstance(
         exc,
         (
