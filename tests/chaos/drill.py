@@ -63,6 +63,7 @@ WORKER_FAULTS = ("worker_kill", "worker_pause", "netns_cut")
 """Faults after which another worker takes the held runs over (takeover time measured)."""
 NETNS_WORKER = "worker-netns"
 LOAD_RUNS = 3
+WORKER_RUNS = 4
 LOAD_PARAMS = {"n": 3, "asks": 2}
 CHAT_PARAMS = {"turns": 2}
 RUN_DEADLINE_S = 180.0
@@ -118,6 +119,9 @@ def chaos_stack(*, netns: bool = True) -> Iterator[tuple[LocalStack, NetnsHost |
         env = {
             "FLOTILLA_DISPATCHER_DUPLICATE_WINDOW_S": str(DUPLICATE_WINDOW_S),
             "FLOTILLA_LOG_FORMAT": "json",
+            # Small pulls, so the round's runs spread over the workers (a worker asks for as many
+            # jobs as it has room for, and the first pull request takes the first jobs).
+            "FLOTILLA_WORKER_MAX_CONCURRENT_RUNS": str(WORKER_RUNS),
         }
         with local_stack(
             workers=2,
@@ -274,7 +278,7 @@ class Drill:
         with more runs started until it holds one)."""
         if fault not in WORKER_FAULTS:
             return None
-        for _ in range(20):
+        for _ in range(3 * WORKER_RUNS):
             holders = [(await self._record(c.run_id))["worker_id"] for c in clients]
             if fault == "netns_cut":
                 if NETNS_WORKER in holders:

@@ -237,8 +237,14 @@ class RunAttempt:
                 await self._ctx.runs.update(run_id, lambda run: _finish(run, outcome))
                 return None
             history: list[RunEvent] = []
-            if position.seq:
+            end = position  # the leader's: the history (read by direct gets) must reach it
+            for _ in range(100):
+                if not end.seq:
+                    break
                 history, position = await self._ctx.events.history(run_id, from_stream_seq=record.log_from or 1)
+                if position.seq >= end.seq:
+                    break
+                await asyncio.sleep(0.05)  # a lagging replica answered: read again
             if self._writer is not None:
                 await self._writer.close()
             self._writer = writer = RunEventWriter(self._ctx.events, run_id, after=position, token=self._token)

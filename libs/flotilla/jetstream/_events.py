@@ -146,7 +146,9 @@ class EventLog:
     async def tail(self, run_id: str) -> tuple[LogPosition, RunEvent | None, str]:
         """The log's end, its last event, and the Nats-Msg-Id of its last message."""
         try:
-            raw = await self._js.get_last_msg(EVENTS_STREAM, events_subject(run_id), direct=True)
+            # From the leader: a lagging replica's direct get would show an older end, and a
+            # writer would take its own landed append for another writer's.
+            raw = await self._js.get_last_msg(EVENTS_STREAM, events_subject(run_id))
         except NotFoundError:
             return LogPosition(), None, ""
         events = decode(raw.data or b"", raw.headers)
