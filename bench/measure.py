@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from flotilla.devstack import StackConfig
+
 BENCHMARKS = "flotilla.examples.benchmarks:registry"
 """The workers of a benchmark's stack serve `load` and `load_sync` (no default deployment does)."""
 
@@ -29,3 +31,25 @@ def rss_mb(pid: int | str = "self") -> float:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_config(data: Path, *, workers: int = 1, workflows: str = BENCHMARKS, **env: str) -> StackConfig:
+    """A benchmark's local stack: free ports, no UI, quiet logs, no rate limits, `workflows` served."""
+    return StackConfig(
+        data_dir=data / "data",
+        log_dir=data / "logs",
+        workers=workers,
+        with_ui=False,
+        nats_port=0,
+        dispatcher_port=0,
+        gateway_port=0,
+        gateway_grpc_port=0,
+        ui_port=0,
+        env={
+            "FLOTILLA_LOG_LEVEL": "warning",
+            "FLOTILLA_WORKER_WORKFLOWS": workflows,
+            "FLOTILLA_GATEWAY_RATE_LIMIT_PER_S": "1000000",
+            "FLOTILLA_GATEWAY_RATE_LIMIT_BURST": "1000000",
+            **env,
+        },
+    )

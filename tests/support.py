@@ -44,10 +44,13 @@ def local_stack(
     ui_users: list[dict[str, str]] | None = None,
     tls: bool = True,
     max_file_store: str | None = None,
+    nats_nodes: int = 1,
+    nats_host: str = "127.0.0.1",
 ) -> Iterator[LocalStack]:
     """A fresh stack: real nats-server with the repo's config, real services, free ports; with the
     web UI too when `with_ui` (its sign-in users: `developer` with `stack.config.ui_password`, and
-    `ui_users`)."""
+    `ui_users`); `nats_nodes=3`: an R3 cluster; `nats_host`: where NATS listens (a veth address
+    for a worker in a network namespace)."""
     with tempfile.TemporaryDirectory(prefix="flotilla-test-") as tmp:
         config = StackConfig(
             data_dir=Path(tmp) / "data",
@@ -64,6 +67,8 @@ def local_stack(
             job_max_attempts=job_max_attempts,
             tls=tls,
             max_file_store=max_file_store,
+            nats_nodes=nats_nodes,
+            nats_host=nats_host,
             api_keys=list(IDENTITIES.values()),  # type: ignore[arg-type]
             env={
                 "FLOTILLA_GATEWAY_JWT_HS256_SECRET": JWT_SECRET,
@@ -124,6 +129,16 @@ class Api:
         response = await self.http.get(f"/v1/runs/{run_id}")
         assert response.status_code == 200, response.text
         return dict(response.json())
+
+    async def settled(self, run_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The run's record once it is final. A worker writes the record right after the log's
+        terminal event, so a client that saw the stream end may read `running` for a moment."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            run = await self.run(run_id)
+            if run["status"] not in ("queued", "running") or asyncio.get_running_loop().time() > deadline:
+                return run
+            await asyncio.sleep(0.05)
 
     async def events(self, run_id: str, after: int = 0, *, hidden: bool = True) -> list[dict[str, Any]]:
         """Every stored event after `after`, page by page; with the hidden ones unless `hidden=False`

@@ -78,7 +78,7 @@ def test_a_worker_paused_past_the_duplicate_window_writes_nothing_when_it_wakes(
                 assert after == events
                 assert_well_formed(run_id, after)
                 assert sum(e["type"] == "text_input" for e in after) == 1
-                run = await api.run(run_id)
+                run = await api.settled(run_id)
                 _agrees(run, after)
                 assert run["status"] == "completed" and run["attempts"] == 2 and run["worker_id"] != frozen_id
                 assert after[-1]["result"]["answers"] == ["to the new holder"]
@@ -101,7 +101,7 @@ def test_a_question_that_cannot_be_stored_fails_the_run_instead_of_waiting_for_a
                 events, _ = await api.stream(run_id, timeout_s=60)
                 assert not any(e["type"] == "text_input" for e in events)
                 assert events[-1]["status"] == "failed" and "larger than a run may write" in events[-1]["error"]
-                _agrees(await api.run(run_id), events)
+                _agrees(await api.settled(run_id), events)
 
         asyncio.run(scenario())
 
@@ -211,7 +211,7 @@ def test_hand_backs_are_not_attempts() -> None:
                 retried = [e for e in events if e["type"] == "run_retried"]
                 assert len(retried) == 4 and all(e["handed_back"] and e["attempt"] == 1 for e in retried)
                 assert sum(e["type"] == "text_input" for e in events) == 1
-                run = await api.run(run_id)
+                run = await api.settled(run_id)
                 assert run["status"] == "completed" and run["attempts"] == 1 and run["handbacks"] == 4
 
         asyncio.run(scenario())
@@ -240,7 +240,7 @@ def test_an_error_on_the_last_attempt_still_ends_the_run_failed_with_a_dead_lett
                 events, _ = await api.stream(run_id, timeout_s=60)
                 assert_well_formed(run_id, events)
                 assert events[-1]["status"] == "failed" and "gave up after 2 attempts" in events[-1]["error"]
-                _agrees(await api.run(run_id), events)
+                _agrees(await api.settled(run_id), events)
             nc = await admin(stack)
             try:
                 sub = await nc.jetstream().subscribe(
@@ -364,7 +364,7 @@ def _diverging_run(stack: LocalStack, tmp: str) -> list[dict[str, Any]]:
             run_id = await api.start("diverges", marker=str(Path(tmp) / "crashed"))
             events, _ = await api.stream(run_id, answer=lambda q: "yes", timeout_s=90)
             assert_well_formed(run_id, events)
-            _agrees(await api.run(run_id), events)
+            _agrees(await api.settled(run_id), events)
             return events
 
     return asyncio.run(scenario())

@@ -13,6 +13,7 @@ from autogen import ConversableAgent
 from autogen.testing import TestAgent, ToolCall
 from pydantic import BaseModel, Field
 
+from flotilla.examples import learning_chat
 from flotilla.examples import registry as examples
 from flotilla.examples.benchmarks import registry as benchmarks
 from flotilla.llm import get_llm, llm_config, register_llm
@@ -234,3 +235,14 @@ async def diverges(session: Session, params: dict[str, Any]) -> str:
     _crash_once(params["marker"], "died before the code changed")
     await session.text_message(f"went on with {answer}")
     return path
+
+
+class LongChatParams(BaseModel):
+    turns: int = Field(default=50, ge=1, le=200)
+
+
+@registry.register(
+    name="long_chat", description="learning_chat with up to 200 turns (bench:loggrowth).", params=LongChatParams
+)
+def long_chat(ui: SyncSession, params: dict[str, Any]) -> str:
+    return str(learning_chat(ui, params))

@@ -53,7 +53,15 @@ class GrpcServer:
     ) -> None:
         self._server = aio.server(
             interceptors=interceptors,
-            options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 100_000)],  # one per watched run
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_concurrent_streams", 100_000),  # one per watched run
+                # Clients keep long watches alive with pings every 20 s (the gateway's channel): allow
+                # them, or the server answers GOAWAY "too_many_pings" and every watch breaks at once.
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+                ("grpc.http2.max_ping_strikes", 0),
+            ],
         )
         register(self._server)
         self._health = health.aio.HealthServicer()

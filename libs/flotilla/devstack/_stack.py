@@ -304,7 +304,7 @@ class LocalStack:
         secret = self.passwords.get(user, "") if password is None else password
         options.setdefault("tls", self.nats_tls())
         options.setdefault("inbox_prefix", inbox_prefix(user))
-        return await nats.connect(self.nats_url, user=user, password=secret, **options)
+        return await nats.connect(self.nats_url.split(","), user=user, password=secret, **options)
 
     def grpc_channel(self, address: str, **options: Any) -> aio.Channel:
         """An asyncio channel to one of this stack's gRPC servers (TLS verified with its CA when on)."""

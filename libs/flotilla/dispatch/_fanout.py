@@ -1,19 +1,20 @@
 """Live events for every watcher from one subscription per dispatcher.
 
 A watch reads the run's stored history (paged direct gets, from the run's own first message on),
-then takes live events from a single wildcard subscription on every run's event subject, so
-watching costs no JetStream consumer. Live delivery is core NATS and can miss messages (a
-reconnect): seqs are checked, and a gap, or a quiet spell, is filled from the stored log, which
-stays the source of truth. Each watcher remembers where in the stream its last read ended, so a
-refill reads only what came after.
+then takes live events from a single wildcard subscription, so watching costs no JetStream
+consumer. That subscription is on what the events stream republishes (`STORED_EVENTS`), never on
+the subject writers publish to: a watcher hears only appends the server accepted, so a fenced
+writer's refused append (a worker that lost its run, a forged event) never reaches a client. Live
+delivery is core NATS and can miss messages (a reconnect): seqs are checked, and a gap, or a
+quiet spell, is filled from the stored log, which stays the source of truth. Each watcher
+remembers where in the stream its last read ended, so a refill reads only what came after.
 
 Memory per watcher is bounded: its live queue holds at most `WATCHER_QUEUE` events; one that
 falls behind drops its queue and catches up from the log, a page at a time.
 
-The server may deliver an event live a moment before its stream has stored it, so an event can
-pass by just before a watcher registers and still be missing from the history read after. The
-last seq seen live per run is remembered (a bounded LRU) so the watch re-reads until the log
-has caught up with it.
+An event republished just before a watcher registers can still be missing from the history a
+direct get reads after (a replica that serves reads may lag the leader). The last seq seen live
+per run is remembered (a bounded LRU) so the watch re-reads until the log has caught up with it.
 """
 
 from __future__ import annotations
@@ -27,10 +28,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from flotilla.events import is_terminal
-from flotilla.jetstream import EventLog, LogPage, LogPosition, decode, last_seq_of
+from flotilla.jetstream import STORED_EVENTS, EventLog, LogPage, LogPosition, decode, last_seq_of
 from flotilla.protocol import RunEvent
 
-ALL_EVENTS = "flotilla.runs.*.events"
 QUIET_RESYNC_S = 5.0
 """A watcher that hears nothing for this long re-reads the log (catches missed live events)."""
 LAST_SEEN_RUNS = 100_000
@@ -82,14 +82,14 @@ class EventFanout:
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(ALL_EVENTS, cb=self._on_event, pending_msgs_limit=1_000_000)
+        self._sub = await self._nc.subscribe(STORED_EVENTS, cb=self._on_event, pending_msgs_limit=1_000_000)
 
     async def stop(self) -> None:
         if self._sub is not None:
             await self._sub.unsubscribe()
 
     async def _on_event(self, msg: Msg) -> None:
-        run_id = msg.subject.split(".", 3)[2]
+        run_id = msg.subject.split(".", 4)[3]  # flotilla.stored.runs.<run>.events
         self._remember(run_id, msg)
         watchers = self._watchers.get(run_id)
         if not watchers:

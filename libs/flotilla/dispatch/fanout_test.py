@@ -1,17 +1,83 @@
 """The fanout against a real nats-server: a watcher that stops reading holds a bounded queue,
-and catches up from the log, in order, when it reads again."""
+and catches up from the log, in order, when it reads again; a watcher never sees an append the
+server refused."""
 
 from __future__ import annotations
 
 import asyncio
 
 import nats
+import pytest
 
 from flotilla.devstack import Child
 from flotilla.dispatch._fanout import BATCH_EVENTS, WATCHER_QUEUE, EventFanout
 from flotilla.ids import new_run_id
-from flotilla.jetstream import EventLog, Layout, LogPosition, RunEventWriter, provision
-from flotilla.protocol import TextMessage, WorkflowCompleted
+from flotilla.jetstream import EventLog, Layout, LogPosition, LostOwnership, RunEventWriter, events_subject, provision
+from flotilla.protocol import RunEvent, RunRetried, TextMessage, WorkflowCompleted
+
+
+async def _exists() -> None:
+    return None
+
+
+def test_a_refused_append_never_reaches_a_watcher(nats_server: Child) -> None:
+    """A worker that lost its run (paused past the takeover) appends what it thinks comes next:
+    the server refuses it (the log moved on), but the publish still crosses core NATS. A watcher
+    waiting for exactly that seq must get the new holder's event, never the refused one."""
+
+    async def scenario() -> None:
+        nc = await nats.connect(nats_server.url)
+        try:
+            await provision(nc.jetstream(), Layout())
+            log = EventLog(nc)
+            fanout = EventFanout(nc, log)
+            await fanout.start()
+            run_id = new_run_id()
+            on_the_wire: list[bytes] = []
+
+            async def heard(msg: object) -> None:
+                on_the_wire.append(getattr(msg, "data", b""))
+
+            wire = await nc.subscribe(events_subject(run_id), cb=heard)
+            stale = RunEventWriter(log, run_id, after=LogPosition())
+            await stale.emit("text_message", TextMessage(body="first"))
+            await stale.flush()
+            follow = fanout.follow(run_id, after_seq=0, exists=_exists)
+            assert [e.seq for e in await anext(follow)] == [1]
+            # Another worker takes the run over and appends seq 2.
+            position, _, _ = await log.tail(run_id)
+            holder = RunEventWriter(log, run_id, after=position)
+            await holder.emit("run_retried", RunRetried(attempt=2))
+            await holder.flush()
+            assert [e.seq for e in await anext(follow)] == [2]
+            seen: list[RunEvent] = []
+
+            async def watch() -> None:  # waits for seq 3 while the stale worker thaws
+                async for batch in follow:
+                    seen.extend(batch)
+
+            watching = asyncio.create_task(watch())
+            await asyncio.sleep(0.2)
+            # The old worker thaws and appends its seq 3 after the log it knew: refused.
+            forged = RunEvent(run_id=run_id, seq=3, text_message=TextMessage(body="from the stale worker"))
+            with pytest.raises(LostOwnership):
+                await log.append([forged], after=stale.stored, token="stale")
+            await nc.flush()
+            await asyncio.sleep(0.3)  # the refused publish has reached every core subscriber by now
+            assert any(b"from the stale worker" in data for data in on_the_wire)  # it was on the wire
+            assert seen == []
+            await holder.emit("text_message", TextMessage(body="from the holder"))
+            await holder.emit("workflow_completed", WorkflowCompleted(status="completed"))
+            await holder.flush()
+            await asyncio.wait_for(watching, 30)
+            assert [(e.seq, e.text_message.body) for e in seen[:1]] == [(3, "from the holder")]
+            assert [e.seq for e in seen] == [3, 4] and seen[-1].HasField("workflow_completed")
+            await wire.unsubscribe()
+            await fanout.stop()
+        finally:
+            await nc.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
 def test_a_watcher_that_stops_reading_holds_a_bounded_queue_and_misses_nothing(nats_server: Child) -> None:
@@ -27,10 +93,7 @@ def test_a_watcher_that_stops_reading_holds_a_bounded_queue_and_misses_nothing(n
             await writer.emit("text_message", TextMessage(body="first"))
             await writer.flush()
 
-            async def exists() -> None:
-                return None
-
-            follow = fanout.follow(run_id, after_seq=0, exists=exists)
+            follow = fanout.follow(run_id, after_seq=0, exists=_exists)
             first = await anext(follow)
             assert [e.seq for e in first] == [1]
             # The watcher's reader stalls (a slow client) while the run emits a lot.

@@ -13,6 +13,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -242,8 +243,14 @@ class RunAttempt:
                 await self._ctx.runs.update(run_id, lambda run: _finish(run, outcome))
                 return None
             history: list[RunEvent] = []
-            if position.seq:
+            end = position  # the leader's: the history (read by direct gets) must reach it
+            for _ in range(100):
+                if not end.seq:
+                    break
                 history, position = await self._ctx.events.history(run_id, from_stream_seq=record.log_from or 1)
+                if position.seq >= end.seq:
+                    break
+                await asyncio.sleep(0.05)  # a lagging replica answered: read again
             if self._writer is not None:
                 await self._writer.close()
             self._writer = writer = RunEventWriter(self._ctx.events, run_id, after=position, token=self._token)
@@ -371,6 +378,10 @@ class RunAttempt:
         raised = task.exception()
         if raised is None and session.divergence is not None and self._ctx.on_divergence == "fail":
             raised = session.divergence  # the workflow swallowed it; the run still cannot go on
+        if isinstance(raised, nats.errors.Error):
+            # NATS failed under the workflow (an outage longer than its calls retry): not the
+            # workflow's failure, so nothing is recorded; this attempt fails and the run resumes.
+            raise raised
         if raised is not None:
             trace = "" if isinstance(raised, FlotillaError) else "".join(traceback.format_exception(raised))
             log.warning("workflow raised", error=repr(raised), traceback=trace or None)

@@ -50,7 +50,7 @@ class Worker:
 
     async def run(self) -> None:
         catalogue = await Catalogue.open(self._ctx.js)
-        self._consumer = JobConsumer(self._ctx.nc, self._take, self._credit, expires_s=30.0)
+        self._consumer = JobConsumer(self._ctx.nc, self._take, self._credit, expires_s=10.0)
         await self._consumer.start()
         background = [
             asyncio.create_task(self._advertise(catalogue)),

@@ -28,7 +28,7 @@ import structlog
 from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from flotilla.errors import FlotillaError, InvalidArgument, Unavailable
 from flotilla.events import now
@@ -40,6 +40,10 @@ log = structlog.get_logger(__name__)
 SEQS_HEADER = "Flotilla-Seqs"
 """`<first>-<last>`: the event seqs a message holds (absent on old single-event messages)."""
 WRONG_LAST_SEQUENCE = 10071
+LAST_SEQUENCE_IN_FLIGHT = 10164
+"""An R3 leader's "wrong last sequence" while a conditional proposal on the subject is still in
+flight (ours, retried after a lost ack, or another writer's): retried, it then either lands, is
+found to be our own, or fails with WRONG_LAST_SEQUENCE."""
 MAX_BATCH_EVENTS = 256
 MAX_BATCH_BYTES = 512 * 1024
 RETRY_MAX_S = 2.0
@@ -114,9 +118,16 @@ def _headers(events: Sequence[RunEvent], token: str, expected_stream_seq: int) -
 def _transient(exc: BaseException) -> bool:
     """Worth retrying: the server is restarting, electing a leader, full for now, or slow."""
     if isinstance(exc, APIError):
-        return (exc.code or 0) >= 500 or exc.err_code in (10002, 10028, 10047, 10158)
+        return (exc.code or 0) >= 500 or exc.err_code in (10002, 10028, 10047, 10158, LAST_SEQUENCE_IN_FLIGHT)
     return isinstance(
-        exc, (nats.errors.TimeoutError, nats.errors.NoRespondersError, asyncio.TimeoutError, ConnectionError)
+        exc,
+        (
+            nats.errors.TimeoutError,
+            nats.errors.NoRespondersError,
+            NoStreamResponseError,  # JetStream not answering yet (a restarted cluster, no leader)
+            asyncio.TimeoutError,
+            ConnectionError,
+        ),
     )
 
 
@@ -135,7 +146,9 @@ class EventLog:
     async def tail(self, run_id: str) -> tuple[LogPosition, RunEvent | None, str]:
         """The log's end, its last event, and the Nats-Msg-Id of its last message."""
         try:
-            raw = await self._js.get_last_msg(EVENTS_STREAM, events_subject(run_id), direct=True)
+            # From the leader: a lagging replica's direct get would show an older end, and a
+            # writer would take its own landed append for another writer's.
+            raw = await self._js.get_last_msg(EVENTS_STREAM, events_subject(run_id))
         except NotFoundError:
             return LogPosition(), None, ""
         events = decode(raw.data or b"", raw.headers)

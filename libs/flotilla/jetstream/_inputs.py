@@ -14,19 +14,26 @@ answers. The worker cannot publish answers (nats-server.conf).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from flotilla.errors import RequestAlreadyAnswered, RequestExpired, RequestNotFound, RunFinished
-from flotilla.jetstream._events import WRONG_LAST_SEQUENCE
+from flotilla.jetstream._events import RETRY_MAX_S, WRONG_LAST_SEQUENCE, _transient
 from flotilla.jetstream._layout import INPUTS_STREAM, input_filter, input_subject
 
 OPEN = "open"
 ANSWER = "answer"
 EXPIRED = "expired"
 CLOSED = "closed"
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,31 @@ def _state_of(subject: str) -> str:
 
 
 class Requests:
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, *, retry_s: float = 0.0) -> None:
+        """`retry_s`: how long a call retries what may pass (a restarting server, a leader
+        election) before it raises (the worker's, so a run waits out an outage instead of failing;
+        every call is safe to repeat: publishes are conditional and carry a Nats-Msg-Id)."""
         self._js = js
+        self._retry_s = retry_s
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        deadline = asyncio.get_running_loop().time() + self._retry_s
+        delay = 0.05
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                if not _transient(exc) or asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                log.info("question state call failed; retrying", error=repr(exc), delay_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(RETRY_MAX_S, delay * 2)
 
     async def get(self, run_id: str, request_id: str) -> Question | None:
         """The question's state now, or None when it was never opened."""
+        return await self._retrying(lambda: self._get(run_id, request_id))
+
+    async def _get(self, run_id: str, request_id: str) -> Question | None:
         try:
             raw = await self._js.get_last_msg(INPUTS_STREAM, input_filter(run_id, request_id), direct=True)
         except NotFoundError:
@@ -69,8 +96,9 @@ class Requests:
         }
         if after_seq:
             headers["Flotilla-Open-Seq"] = str(after_seq)
+        subject = input_subject(run_id, request_id, state)
         try:
-            ack = await self._js.publish(input_subject(run_id, request_id, state), value.encode(), headers=headers)
+            ack = await self._retrying(lambda: self._js.publish(subject, value.encode(), headers=headers))
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 return None

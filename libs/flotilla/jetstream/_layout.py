@@ -2,7 +2,11 @@
 
 jobs      FLOTILLA_JOBS    work queue  flotilla.jobs.run.<run>    one job per run at most; durable pull
                                                                   consumer "workers"
-events    FLOTILLA_EVENTS  limits      flotilla.runs.<run>.events  per-run log, conditional appends
+events    FLOTILLA_EVENTS  limits      flotilla.runs.<run>.events  per-run log, conditional appends;
+                                       each message the stream stored is republished by the server
+                                       on flotilla.stored.runs.<run>.events (what watchers hear:
+                                       a refused append is never republished; no user may publish
+                                       there)
 inputs    FLOTILLA_INPUTS  limits      flotilla.inputs.<run>.<request>.<state>  a question's lifecycle:
                                        open (worker), then one of answer (dispatcher), expired or
                                        closed (worker), each conditional on the one before
@@ -28,6 +32,7 @@ from nats.js.api import (
     DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
+    RePublish,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -58,6 +63,11 @@ def job_subject(run_id: str) -> str:
 
 def events_subject(run_id: str) -> str:
     return f"flotilla.runs.{run_id}.events"
+
+
+STORED_EVENTS = "flotilla.stored.runs.*.events"
+"""Where the server republishes every message the events stream stored (and nothing it refused):
+the only live events a watcher may see."""
 
 
 def input_subject(run_id: str, request_id: str, state: str) -> str:
@@ -140,6 +150,8 @@ def _streams(layout: Layout) -> list[StreamConfig]:
             duplicate_window=layout.duplicate_window_s,
             max_bytes=_share(layout, 70),
             discard=DiscardPolicy.NEW,  # never drop a log's old events to make room for new ones
+            # Watchers hear what was stored, never a publish the server refused (a fenced writer's).
+            republish=RePublish(src="flotilla.runs.*.events", dest="flotilla.stored.runs.{{wildcard(1)}}.events"),
             **common,  # type: ignore[arg-type]
         ),
         StreamConfig(
@@ -243,6 +255,7 @@ def _tuned(config: StreamConfig) -> tuple[object, ...]:
         config.max_bytes or -1,
         config.max_msg_size or -1,
         config.discard or DiscardPolicy.OLD,
+        (config.republish.src, config.republish.dest) if config.republish else None,
     )
 
 

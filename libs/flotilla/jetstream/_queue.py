@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
 
 from nats.aio.client import Client
@@ -64,6 +66,7 @@ class JobConsumer:
         self._credit = credit
         self._expires_ns = int(expires_s * 1e9)
         self._outstanding = 0
+        self._requested_at = 0.0
         self._inbox = ""
         self._sub: Subscription | None = None
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{JOBS_STREAM}.{WORKERS_CONSUMER}"
@@ -89,11 +92,16 @@ class JobConsumer:
         if self._sub is None:
             return
         target = min(_MAX_BATCH, self._credit())
+        if self._outstanding and time.monotonic() - self._requested_at > self._expires_ns / 1e9 + _GRACE_S:
+            # Past their expiry with no word from the server: it lost them (a cluster restarted
+            # or elected a consumer leader while they were on their way). Ask again.
+            self._outstanding = 0
         if target <= 0 or self._outstanding > target // 2:
             return
         batch = target - self._outstanding
         request = {"batch": batch, "expires": self._expires_ns}
         self._outstanding += batch
+        self._requested_at = time.monotonic()
         await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
 
     async def _on_msg(self, msg: Msg) -> None:
@@ -106,7 +114,11 @@ class JobConsumer:
             self._outstanding = max(0, self._outstanding - unfilled)
         elif status == "100":  # idle heartbeat
             return
+        elif status == "503":  # no consumer leader yet (a restarting cluster): nothing was requested
+            self._outstanding = 0
+            await asyncio.sleep(0.5)
         await self.refill()
 
 
 _MAX_BATCH = 64
+_GRACE_S = 2.0

@@ -51,6 +51,11 @@ class RunStore:
     every record read is laid over with its header."""
 
     def __init__(self, kv: KeyValue, headers: KeyValue | None = None) -> None:
+        # Records are read from the stream's leader, never by direct get: on an R3 cluster any
+        # replica answers a direct get, and one that lags (a node catching up after a restart)
+        # returns an older record. A worker reading an older lease would stop a run it holds
+        # (found by the chaos suite); a compare-and-set from a stale revision only retries.
+        kv._direct = False
         self._kv = kv
         self._headers = headers
 

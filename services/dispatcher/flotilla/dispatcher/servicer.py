@@ -119,6 +119,9 @@ class Dispatcher(DispatcherServicer):
                 yield WatchRunResponse(events=batch)
         except FlotillaError as exc:
             await context.abort(status_code(exc), str(exc))
+        except (nats.errors.Error, TimeoutError) as exc:  # a restarting cluster: the gateway watches again
+            log.warning("nats error", error=repr(exc))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "NATS did not answer in time; try again")
 
     async def ListEvents(self, request: ListEventsRequest, context: Context) -> ListEventsResponse:
         async def list_events() -> ListEventsResponse:

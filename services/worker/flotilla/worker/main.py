@@ -60,7 +60,7 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
         registry=registry,
         runs=await RunStore.open(js),
         events=EventLog(nc),
-        requests=Requests(js),
+        requests=Requests(js, retry_s=300.0),  # a run waits out an outage of NATS
         reconnects=reconnects,
         executor=ThreadPoolExecutor(max_workers=settings.max_concurrent_runs, thread_name_prefix="workflow"),
         input_timeout_s=settings.input_timeout_s,
