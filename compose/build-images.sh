@@ -20,6 +20,10 @@ else
   tools/build-base-image.sh
 fi
 
+# The worker image carries the bundled model (it runs offline): fetched and verified once, cached.
+log "the bundled model -> services/worker/docker/model/"
+./pants run libs/flotilla/llm:fetch-model -- "$REPO_ROOT/services/worker/docker/model" >/dev/null
+
 log "./pants package (PEXes, then images)"
 ./pants "${args[@]}" package \
   compose/nats:image \

@@ -229,7 +229,11 @@ async def async_side_effect(session: Session, params: dict[str, Any]) -> list[st
 
 @registry.register(name="diverges", description="Says something else on its second attempt (changed code).")
 async def diverges(session: Session, params: dict[str, Any]) -> str:
-    path = "B" if Path(params["marker"]).exists() else "A"
+    # The first attempt takes path A and leaves a mark; every later one (after the crash below, or
+    # a takeover of a stalled worker) takes path B: the paths part at step 1 whatever the timing.
+    took_a = Path(f"{params['marker']}.path-a")
+    path = "B" if took_a.exists() else "A"
+    took_a.touch()
     await session.text_message(f"took path {path}")
     answer = await session.text_input("go on?")
     _crash_once(params["marker"], "died before the code changed")

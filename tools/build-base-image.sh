@@ -5,11 +5,13 @@
 #   tools/build-base-image.sh [--rebuild] [TAG]      # TAG defaults to flotilla-base:bookworm
 #
 #   * debootstrap --variant=minbase bookworm, plus python3 (Debian's 3.11, which runs the service
-#     PEXes), ca-certificates and wget (for health checks), upgraded from bookworm-updates and
+#     PEXes), ca-certificates, wget (for health checks) and libgomp1 (the OpenMP runtime the
+#     worker's llama.cpp, xllamacpp, loads), upgraded from bookworm-updates and
 #     bookworm-security, with apt lists, .debs, docs and man pages removed; then `docker import`.
 #   * The Debian mirror is the one this machine's apt already uses (read from `apt-cache policy`),
 #     so no archive host is written in this repository.
-#   * Idempotent: does nothing when TAG already exists, unless --rebuild (or FLOTILLA_BASE_REBUILD=1).
+#   * Idempotent: does nothing when TAG already exists with this package list (its label
+#     flotilla.base-packages), unless --rebuild (or FLOTILLA_BASE_REBUILD=1).
 #   * Needs root (debootstrap, chroot), debootstrap and a running Docker engine (DOCKER_HOST is
 #     honoured). About a minute; the image is ~120 MB.
 #
@@ -28,7 +30,7 @@ for arg in "$@"; do
   esac
 done
 SUITE=bookworm
-PACKAGES=python3,ca-certificates,wget
+PACKAGES=python3,ca-certificates,wget,libgomp1
 
 log() { echo "[build-base-image $(date +%T)] $*" >&2; }
 SUDO=""
@@ -37,8 +39,12 @@ SUDO=""
 command -v docker >/dev/null || { log "no docker CLI on PATH (compose/README.md: Build the images)"; exit 1; }
 docker info >/dev/null 2>&1 || { log "no Docker engine answers (is dockerd running? DOCKER_HOST=${DOCKER_HOST:-unset})"; exit 1; }
 if [ -z "$REBUILD" ] && docker image inspect "$TAG" >/dev/null 2>&1; then
-  log "$TAG exists already (--rebuild to build it again)"
-  exit 0
+  built_with="$(docker image inspect -f '{{ index .Config.Labels "flotilla.base-packages" }}' "$TAG" 2>/dev/null || true)"
+  if [ "$built_with" = "$PACKAGES" ]; then
+    log "$TAG exists already (--rebuild to build it again)"
+    exit 0
+  fi
+  log "$TAG was built with other packages (${built_with:-unknown}): building it again"
 fi
 
 if ! command -v debootstrap >/dev/null; then
@@ -91,6 +97,7 @@ $SUDO tar -C "$ROOTFS" --numeric-owner -c . | docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV LANG=C.UTF-8' \
   --change 'LABEL flotilla.component=base' \
+  --change "LABEL flotilla.base-packages=$PACKAGES" \
   --change 'CMD ["/bin/bash"]' \
   - "$TAG" >/dev/null
 docker image ls "$TAG" --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}' >&2
