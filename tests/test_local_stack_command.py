@@ -1,4 +1,4 @@
-"""The README's run command: `pants run services/ui` runs `flotilla.ui.main`, which starts the
+"""The README's run command: `pants run services/ui` runs `flotilla.devstack.main`, which starts the
 whole stack; SIGINT or SIGTERM stops every process it started."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from flotilla.devstack import free_port
-from flotilla.devstack._processes import python_env
+from flotilla.processes import python_env
 
 
 def _descendants(pid: int) -> set[int]:
@@ -49,9 +49,8 @@ def test_one_command_starts_everything_and_a_signal_stops_everything(stop_signal
         env.update(FLOTILLA_DATA_DIR=str(Path(tmp) / "data"), FLOTILLA_WORKERS="2", FLOTILLA_DEV_API_KEY="flk_cmd_test")
         # Each worker loads the model it is configured with; the scripted one keeps this test fast.
         env.update(FLOTILLA_LLM_BACKEND="scripted", FLOTILLA_LLM_SCRIPTED_REPLIES='["ok"]')
-        env.pop("FLOTILLA_UI_STACK", None)
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "flotilla.ui.main"],
+            [sys.executable, "-m", "flotilla.devstack.main"],
             env=env,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,

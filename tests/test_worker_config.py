@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from flotilla.devstack._processes import python_env
+from flotilla.processes import python_env
 
 
 def _start_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

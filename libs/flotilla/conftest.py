@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flotilla.devstack import Child, jetstream_server
+from flotilla.processes import Child, jetstream_server
 
 
 @pytest.fixture(scope="module")

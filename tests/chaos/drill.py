@@ -248,7 +248,8 @@ class Drill:
             struck = time.time()
             await self._strike(fault, victim, answers_open)
             answers_open.set()
-            await asyncio.wait_for(asyncio.gather(*following), RUN_DEADLINE_S + 30)
+            await asyncio.wait(following, timeout=RUN_DEADLINE_S + 30)
+            unfinished = [client for client, task in zip(clients, following) if not task.done()]
         finally:
             answers_open.set()
             for task in following:
@@ -257,7 +258,14 @@ class Drill:
         self.report.rounds += 1
         self.report.faults[fault] += 1
         for client in clients:
-            await self._check(client, fault)
+            if client in unfinished:  # a stuck run fails the round's check; the drill goes on
+                record = await self._record(client.run_id)
+                self.report.runs += 1
+                self.report.failures["terminal"].append(
+                    f"[{fault}] run {client.run_id}: not finished {RUN_DEADLINE_S + 30:.0f} s after the fault: {record}"
+                )
+            else:
+                await self._check(client, fault)
         if fault in WORKER_FAULTS:
             for run_id in held:
                 self.report.takeovers_s.append(await self._takeover(run_id, struck))

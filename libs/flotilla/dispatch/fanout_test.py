@@ -9,7 +9,7 @@ import asyncio
 import nats
 import pytest
 
-from flotilla.devstack import Child
+from flotilla.processes import Child
 from flotilla.dispatch._fanout import BATCH_EVENTS, WATCHER_QUEUE, EventFanout
 from flotilla.ids import new_run_id
 from flotilla.jetstream import EventLog, Layout, LogPosition, LostOwnership, RunEventWriter, events_subject, provision

@@ -137,7 +137,7 @@ class RunAttempt:
 
     async def execute(self) -> None:
         sub = await self._ctx.nc.subscribe(control_subject(self._job.run_id), cb=self._on_control)
-        catch_up = asyncio.create_task(self._check_cancel_after_reconnects())
+        catch_up = asyncio.create_task(self._check_cancel_after_reconnects(self._ctx.reconnects.count))
         try:
             await self._execute()
         except LostOwnership:
@@ -177,11 +177,13 @@ class RunAttempt:
             await self._msg.nak()
         log.info("run handed back")
 
-    async def _check_cancel_after_reconnects(self) -> None:
+    async def _check_cancel_after_reconnects(self, reconnects_seen: int) -> None:
         """A cancel sent while we were disconnected missed the control subscription; the run
         record still says it."""
         while True:
-            await self._ctx.reconnects.wait()
+            if self._ctx.reconnects.count == reconnects_seen:
+                await self._ctx.reconnects.wait()
+            reconnects_seen = self._ctx.reconnects.count
             with contextlib.suppress(Exception):
                 run, _ = await self._ctx.runs.get(self._job.run_id)
                 if run.cancel_requested:
@@ -208,6 +210,7 @@ class RunAttempt:
             await self._msg.ack()
             return
         writer, prior = taken
+        log.info("run started", attempt=record.attempts, replaying=len(prior.events))
         if record.attempts > self._ctx.layout.job_max_attempts:
             outcome = await self._dead_letter(writer, record.error)
         else:

@@ -292,6 +292,7 @@ class RunSession:
 
         # Subscribed before the question is open, so no outcome can slip by unseen.
         sub = await self._nc.subscribe(input_filter(self._run_id, request_id), cb=on_state)
+        reconnects_seen = self._reconnects.count
         try:
             state = await self._requests.open(self._run_id, request_id)
             await self._emit(kind, question, sender=asker, recipient=person)
@@ -304,7 +305,7 @@ class RunSession:
                 remaining = max(0.0, limit - (time.time() - asked_at))
                 self._waiting += 1
                 try:
-                    state = await asyncio.wait_for(self._outcome(outcome, request_id), remaining)
+                    state = await asyncio.wait_for(self._outcome(outcome, request_id, reconnects_seen), remaining)
                 except TimeoutError:
                     state = await self._requests.expire(self._run_id, request_id, state.open_seq)
                 finally:
@@ -326,20 +327,23 @@ class RunSession:
         await self._emit("input_answered", answer, sender=person, recipient=asker)
         return value
 
-    async def _outcome(self, outcome: asyncio.Future[Question], request_id: str) -> Question:
-        """The answer (or expiry) from the live subscription; after a reconnect, also from the
-        stream (what was published while we were disconnected never reached the subscription)."""
+    async def _outcome(self, outcome: asyncio.Future[Question], request_id: str, reconnects_seen: int) -> Question:
+        """The answer (or expiry) from the live subscription; after each reconnect since the
+        subscription was made, also from the stream (what was published while we were
+        disconnected never reached the subscription)."""
         while not outcome.done():
+            if self._reconnects.count != reconnects_seen:
+                reconnects_seen = self._reconnects.count
+                stored = await self._requests.get(self._run_id, request_id)
+                if stored is not None and stored.state != OPEN:
+                    return stored
+                continue
             reconnected: asyncio.Future[None] = asyncio.ensure_future(self._reconnects.wait())
             waiting: set[asyncio.Future[Any]] = {outcome, reconnected}
             try:
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 reconnected.cancel()
-            if not outcome.done():
-                stored = await self._requests.get(self._run_id, request_id)
-                if stored is not None and stored.state != OPEN:
-                    return stored
         return outcome.result()
 
 

@@ -21,8 +21,12 @@ class Reconnects:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self.count = 0
+        """Reconnects so far: a caller notes it when it subscribes and catches up if it moved,
+        since a reconnect that completed before the caller began to wait never wakes it."""
 
     def notify(self) -> None:
+        self.count += 1
         event, self._event = self._event, asyncio.Event()
         event.set()
 

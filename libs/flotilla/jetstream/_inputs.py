@@ -78,7 +78,10 @@ class Requests:
 
     async def _get(self, run_id: str, request_id: str) -> Question | None:
         try:
-            raw = await self._js.get_last_msg(INPUTS_STREAM, input_filter(run_id, request_id), direct=True)
+            # From the leader, never by direct get: on an R3 cluster a lagging replica can show a
+            # question still open after its answer was stored, and a run that took over would
+            # wait for an answer already given (found by the chaos suite).
+            raw = await self._js.get_last_msg(INPUTS_STREAM, input_filter(run_id, request_id))
         except NotFoundError:
             return None
         state = _state_of(raw.subject or "")

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import nats
 import pytest
 
-from flotilla.devstack import Child
+from flotilla.processes import Child
 from flotilla.ids import new_run_id
 from flotilla.jetstream import (
     EVENTS_STREAM,

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import nats
 import pytest
 
-from flotilla.devstack import Child
+from flotilla.processes import Child
 from flotilla.errors import RequestAlreadyAnswered, RequestExpired, RequestNotFound, RunFinished
 from flotilla.ids import new_run_id
 from flotilla.jetstream import ANSWER, CLOSED, EXPIRED, OPEN, Layout, Requests, provision

@@ -11,14 +11,14 @@ from nats.js import JetStreamContext
 
 from flotilla.auth import ServiceTokenVerifier, load_trusted_services
 from flotilla.dispatch import RunLimits, RunService
-from flotilla.dispatcher.servicer import Dispatcher
+from flotilla.dispatcher.grpc_api import DispatcherApi
 from flotilla.errors import ConfigurationError
 from flotilla.jetstream import Layout, connect, provision, redacted_url
 from flotilla.lifecycle import exit_on_bad_configuration, GrpcServer, run_service, wait_for_shutdown
 from flotilla.logs import configure_logging
 from flotilla.protocol import DISPATCHER_SERVICE, add_DispatcherServicer_to_server
 from flotilla.rpc import ServiceAuthInterceptor, server_credentials
-from flotilla.settings import DispatcherSettings
+from flotilla.dispatcher.config import DispatcherSettings
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +55,7 @@ async def serve(settings: DispatcherSettings, verifier: ServiceTokenVerifier) ->
     await service.open()
 
     def register(server: aio.Server) -> None:
-        add_DispatcherServicer_to_server(Dispatcher(service), server)
+        add_DispatcherServicer_to_server(DispatcherApi(service), server)
 
     server = GrpcServer(
         settings.grpc_host,

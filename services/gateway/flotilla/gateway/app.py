@@ -12,13 +12,13 @@ from flotilla.admission import Admission, Limits
 from flotilla.auth import ServiceTokenSigner
 from flotilla.errors import ConfigurationError
 from flotilla.gateway import fastagency, routes, stream
-from flotilla.gateway.dispatcher import DispatcherClient, rpc_error_response
+from flotilla.gateway.dispatcher_client import DispatcherClient, rpc_error_response
 from flotilla.gateway.grpc_api import GatewayApi, gateway_grpc_server
 from flotilla.gateway.identity import build_authenticator
 from flotilla.gateway.limits import BodyLimit
 from flotilla.protocol import DISPATCHER_SERVICE
 from flotilla.rpc import server_credentials
-from flotilla.settings import GatewaySettings
+from flotilla.gateway.config import GatewaySettings
 
 
 def service_signer(settings: GatewaySettings) -> ServiceTokenSigner:

@@ -39,24 +39,25 @@ from typing import Annotated, Any, cast
 
 import grpc
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, HTTPException, WebSocket, WebSocketDisconnect
 from grpc import aio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flotilla.admission import Admission
 from flotilla.auth import SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity
 from flotilla.errors import FlotillaError, WorkflowNotFound
 from flotilla.events import HIDDEN_KINDS, INPUT_REQUEST_KINDS, event_to_json, is_terminal
-from flotilla.gateway.dispatcher import DispatcherClient
+from flotilla.gateway.dispatcher_client import DispatcherClient
 from flotilla.gateway.identity import (
     CLOSE_TOO_MANY,
-    admission_of,
     caller,
     close_code,
     http_error,
     require_path_token,
     socket_token,
 )
-from flotilla.gateway.routes import CatalogueReader, Dispatcher, Writer, list_workflows
+from flotilla.gateway.deps import AdmissionDep, DispatcherDep, SettingsDep
+from flotilla.gateway.routes import CatalogueReader, Writer, list_workflows
 from flotilla.gateway.schemas import ERROR_RESPONSES, WORKFLOW_EXAMPLES, WorkflowOut, json_example
 from flotilla.gateway.stream import (
     CLOSE_NORMAL,
@@ -72,7 +73,7 @@ from flotilla.protocol import (
     StartRunRequest,
     SubmitInputRequest,
 )
-from flotilla.settings import GatewaySettings
+from flotilla.gateway.config import GatewaySettings
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["FastAgency"], responses=ERROR_RESPONSES)
@@ -216,7 +217,7 @@ _INITIATED: dict[int | str, dict[str, Any]] = {200: {"content": json_example(INI
     "/fastagency/discovery", response_model=list[WorkflowOut], summary="FastAgency: workflows", responses=_DISCOVERED
 )
 @router.get("//fastagency/discovery", response_model=list[WorkflowOut], include_in_schema=False)
-async def discovery(dispatcher: Dispatcher, identity: CatalogueReader) -> list[dict[str, str]]:
+async def discovery(dispatcher: DispatcherDep, identity: CatalogueReader) -> list[dict[str, str]]:
     workflows: list[dict[str, str]] = await list_workflows(dispatcher, identity)
     return workflows
 
@@ -228,16 +229,16 @@ async def discovery(dispatcher: Dispatcher, identity: CatalogueReader) -> list[d
     responses=_DISCOVERED,
 )
 @router.get("/fa/{token}//fastagency/discovery", response_model=list[WorkflowOut], include_in_schema=False)
-async def discovery_by_path(dispatcher: Dispatcher, identity: PathCatalogueReader) -> list[dict[str, str]]:
+async def discovery_by_path(dispatcher: DispatcherDep, identity: PathCatalogueReader) -> list[dict[str, str]]:
     workflows: list[dict[str, str]] = await list_workflows(dispatcher, identity)
     return workflows
 
 
 async def _initiate(
-    body: InitiateBody, dispatcher: DispatcherClient, identity: Identity, http: Request
+    body: InitiateBody, dispatcher: DispatcherClient, admission: Admission, identity: Identity
 ) -> dict[str, Any]:
     try:
-        admission_of(http).check_params(body.params)
+        admission.check_params(body.params)
     except FlotillaError as exc:
         raise http_error(exc) from None
     catalogue = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
@@ -258,9 +259,9 @@ async def _initiate(
     responses=_INITIATED,
 )
 async def initiate_workflow(
-    body: InitiateBody, dispatcher: Dispatcher, identity: Writer, http: Request
+    body: InitiateBody, dispatcher: DispatcherDep, admission: AdmissionDep, identity: Writer
 ) -> dict[str, Any]:
-    return await _initiate(body, dispatcher, identity, http)
+    return await _initiate(body, dispatcher, admission, identity)
 
 
 @router.post(
@@ -270,27 +271,34 @@ async def initiate_workflow(
     responses=_INITIATED,
 )
 async def initiate_workflow_by_path(
-    body: InitiateBody, dispatcher: Dispatcher, identity: PathWriter, http: Request
+    body: InitiateBody, dispatcher: DispatcherDep, admission: AdmissionDep, identity: PathWriter
 ) -> dict[str, Any]:
-    return await _initiate(body, dispatcher, identity, http)
+    return await _initiate(body, dispatcher, admission, identity)
 
 
 # --- WebSocket ----------------------------------------------------------------------------------
 
 
 @router.websocket("/fastagency/ws")
-async def ws(websocket: WebSocket) -> None:
-    await _serve(websocket, None)
+async def ws(websocket: WebSocket, dispatcher: DispatcherDep, settings: SettingsDep, admission: AdmissionDep) -> None:
+    await _serve(websocket, None, dispatcher, settings, admission)
 
 
 @router.websocket("/fa/{token}/fastagency/ws")
-async def ws_by_path(websocket: WebSocket, token: str) -> None:
-    await _serve(websocket, token)
+async def ws_by_path(
+    websocket: WebSocket, token: str, dispatcher: DispatcherDep, settings: SettingsDep, admission: AdmissionDep
+) -> None:
+    await _serve(websocket, token, dispatcher, settings, admission)
 
 
-async def _serve(websocket: WebSocket, token: str | None) -> None:
+async def _serve(
+    websocket: WebSocket,
+    token: str | None,
+    dispatcher: DispatcherClient,
+    settings: GatewaySettings,
+    admission: Admission,
+) -> None:
     await websocket.accept()
-    admission = admission_of(websocket)
     slot = contextlib.ExitStack()
     try:
         identity = admission.enter(socket_token(websocket) if token is None else token, SCOPE_RUNS_WRITE)
@@ -300,7 +308,7 @@ async def _serve(websocket: WebSocket, token: str | None) -> None:
         return
     try:
         with slot:
-            session = await _open_session(websocket, identity)
+            session = await _open_session(websocket, identity, dispatcher, admission, settings.ws_send_timeout_s)
             if session is not None:
                 with structlog.contextvars.bound_contextvars(run_id=session.run_id):
                     await session.serve()
@@ -316,10 +324,11 @@ async def _receive_text(websocket: WebSocket) -> str:
     return text if isinstance(text, str) else bytes(message.get("bytes") or b"").decode("utf-8", "replace")
 
 
-async def _open_session(websocket: WebSocket, identity: Identity) -> _Session | None:
+async def _open_session(
+    websocket: WebSocket, identity: Identity, dispatcher: DispatcherClient, admission: Admission, send_timeout_s: float
+) -> _Session | None:
     """Read the first frame and start its run (or find it, when the client connects again); on bad
     input, say why (an `error` message, then the close code and reason)."""
-    dispatcher: DispatcherClient = websocket.app.state.dispatcher
 
     async def refuse(code: int, short: str, workflow_uuid: str = "") -> None:
         await websocket.send_text(json.dumps(_error_message(workflow_uuid, short)))
@@ -341,7 +350,7 @@ async def _open_session(websocket: WebSocket, identity: Identity) -> _Session | 
         return None
     workflow_uuid = first.workflow_uuid.hex
     try:
-        params_json = admission_of(websocket).check_params(first.params)
+        params_json = admission.check_params(first.params)
     except FlotillaError as exc:
         await refuse(CLOSE_BAD_INPUT, str(exc), workflow_uuid)
         return None
@@ -368,7 +377,7 @@ async def _open_session(websocket: WebSocket, identity: Identity) -> _Session | 
         await refuse(_CLOSE_CODES.get(exc.code(), CLOSE_UNAVAILABLE), exc.details() or exc.code().name, workflow_uuid)
         return None
     description = next((w.description for w in catalogue.workflows if w.name == first.name), None)
-    return _Session(websocket, dispatcher, reply.run.run_id, who, workflow_uuid, description, answered)
+    return _Session(websocket, dispatcher, reply.run.run_id, who, workflow_uuid, description, answered, send_timeout_s)
 
 
 def _answers_so_far(events: Iterable[RunEvent]) -> dict[str, str]:
@@ -398,8 +407,10 @@ class _Session:
         workflow_uuid: str,
         description: str | None,
         answered: dict[str, str],
+        send_timeout_s: float,
     ) -> None:
         self.websocket = websocket
+        self.send_timeout_s = send_timeout_s
         self.dispatcher = dispatcher
         self.run_id = run_id
         self.who = who
@@ -413,13 +424,12 @@ class _Session:
     async def send(self, message: dict[str, Any]) -> None:
         """One frame; a client that stops reading is closed with 4408, as on the v1 stream (the
         watch waits meanwhile, so nothing piles up here: the dispatcher keeps the rest)."""
-        settings: GatewaySettings = self.websocket.app.state.settings
         async with self._send_lock:
             try:
-                async with asyncio.timeout(settings.ws_send_timeout_s):
+                async with asyncio.timeout(self.send_timeout_s):
                     await self.websocket.send_text(json.dumps(message))
             except TimeoutError:
-                reason = f"client too slow (a send stalled for {settings.ws_send_timeout_s:g} s)"
+                reason = f"client too slow (a send stalled for {self.send_timeout_s:g} s)"
                 with contextlib.suppress(Exception):
                     await self.websocket.close(code=CLOSE_TOO_SLOW, reason=reason)
                 raise WebSocketDisconnect(CLOSE_TOO_SLOW, reason) from None

@@ -19,7 +19,7 @@ from grpc import aio
 from flotilla.admission import Admission
 from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity, Unauthenticated
 from flotilla.errors import FlotillaError, InvalidArgument, PermissionDenied, RateLimited, TooManyStreams
-from flotilla.gateway.dispatcher import DispatcherClient
+from flotilla.gateway.dispatcher_client import DispatcherClient
 from flotilla.gateway.identity import caller
 from flotilla.lifecycle import GrpcServer
 from flotilla.protocol import (

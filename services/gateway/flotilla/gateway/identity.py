@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import HTTPException, Request, WebSocket
 from fastapi import Path as PathParam
 
-from flotilla.admission import Admission
 from flotilla.auth import Authenticator, Identity, Unauthenticated, load_jwt_config, parse_api_keys
 from flotilla.errors import (
     ConfigurationError,
@@ -23,8 +22,9 @@ from flotilla.errors import (
     RateLimited,
     TooManyStreams,
 )
+from flotilla.gateway.deps import get_admission
 from flotilla.protocol import Caller
-from flotilla.settings import GatewaySettings
+from flotilla.gateway.config import GatewaySettings
 
 # WebSocket close codes for refused connections (shared by the v1 and FastAgency streams).
 CLOSE_POLICY = 1008
@@ -95,17 +95,12 @@ def close_code(error: FlotillaError) -> int:
     raise error
 
 
-def admission_of(connection: Request | WebSocket) -> Admission:
-    admission: Admission = connection.app.state.admission
-    return admission
-
-
 def require(scope: str) -> Callable[[Request], Identity]:
     """A dependency: the bearer token's identity, with `scope`, within its rate limit."""
 
     def check(request: Request) -> Identity:
         try:
-            return admission_of(request).enter(bearer(request.headers.get("authorization")), scope)
+            return get_admission(request).enter(bearer(request.headers.get("authorization")), scope)
         except FlotillaError as exc:
             raise http_error(exc) from None
 
@@ -119,7 +114,7 @@ def require_path_token(scope: str) -> Callable[[Request, str], Identity]:
         request: Request, token: Annotated[str, PathParam(description="An API key or JWT, as in a bearer header")]
     ) -> Identity:
         try:
-            return admission_of(request).enter(token, scope)
+            return get_admission(request).enter(token, scope)
         except FlotillaError as exc:
             raise http_error(exc) from None
 

@@ -8,7 +8,7 @@ from flotilla.gateway.app import create_app
 from flotilla.gateway.wsprotocol import WebSocketProtocol
 from flotilla.lifecycle import exit_on_bad_configuration
 from flotilla.logs import configure_logging
-from flotilla.settings import GatewaySettings
+from flotilla.gateway.config import GatewaySettings
 
 
 def main() -> None:

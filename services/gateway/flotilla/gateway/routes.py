@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from flotilla.events import STATUS_BY_NAME, event_to_json, run_to_json
 from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity
-from flotilla.gateway.dispatcher import DispatcherClient
+from flotilla.gateway.deps import AdmissionDep, DispatcherDep
 from flotilla.errors import FlotillaError
-from flotilla.gateway.identity import admission_of, caller, http_error, require
+from flotilla.gateway.identity import caller, http_error, require
 from flotilla.gateway.schemas import (
     ERROR_RESPONSES,
     EVENT_EXAMPLES,
@@ -46,12 +46,6 @@ MAX_SEQ = 2**63 - 1
 """Seqs are uint64 on the wire; larger `after` values are refused with 422, not a 500."""
 
 
-def get_dispatcher(request: Request) -> DispatcherClient:
-    client: DispatcherClient = request.app.state.dispatcher
-    return client
-
-
-Dispatcher = Annotated[DispatcherClient, Depends(get_dispatcher)]
 Reader = Annotated[Identity, Depends(require(SCOPE_RUNS_READ))]
 Writer = Annotated[Identity, Depends(require(SCOPE_RUNS_WRITE))]
 CatalogueReader = Annotated[Identity, Depends(require(SCOPE_WORKFLOWS_READ))]
@@ -63,7 +57,7 @@ CatalogueReader = Annotated[Identity, Depends(require(SCOPE_WORKFLOWS_READ))]
     summary="Workflows some live worker serves",
     responses={200: {"content": json_example(WORKFLOW_EXAMPLES)}},
 )
-async def list_workflows(dispatcher: Dispatcher, identity: CatalogueReader) -> list[dict[str, str]]:
+async def list_workflows(dispatcher: DispatcherDep, identity: CatalogueReader) -> list[dict[str, str]]:
     reply = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
     return [{"name": w.name, "description": w.description} for w in reply.workflows]
 
@@ -83,10 +77,10 @@ async def list_workflows(dispatcher: Dispatcher, identity: CatalogueReader) -> l
     },
 )
 async def start_run(
-    body: StartRunBody, dispatcher: Dispatcher, identity: Writer, response: Response, http: Request
+    body: StartRunBody, dispatcher: DispatcherDep, admission: AdmissionDep, identity: Writer, response: Response
 ) -> dict[str, Any]:
     try:
-        params_json = admission_of(http).check_params(body.params)
+        params_json = admission.check_params(body.params)
     except FlotillaError as exc:
         raise http_error(exc) from None
     request = StartRunRequest(
@@ -110,7 +104,7 @@ async def start_run(
     },
 )
 async def list_runs(
-    dispatcher: Dispatcher,
+    dispatcher: DispatcherDep,
     identity: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     status: Annotated[str | None, Query(pattern="^(queued|running|completed|failed|cancelled)$")] = None,
@@ -123,7 +117,7 @@ async def list_runs(
 @router.get(
     "/runs/{run_id}", response_model=RunOut, summary="One run", responses={200: {"content": json_example(RUN_EXAMPLE)}}
 )
-async def get_run(run_id: str, dispatcher: Dispatcher, identity: Reader) -> dict[str, Any]:
+async def get_run(run_id: str, dispatcher: DispatcherDep, identity: Reader) -> dict[str, Any]:
     return run_to_json(await dispatcher.stub.GetRun(GetRunRequest(run_id=run_id, caller=caller(identity))))
 
 
@@ -135,7 +129,7 @@ async def get_run(run_id: str, dispatcher: Dispatcher, identity: Reader) -> dict
 )
 async def list_events(
     run_id: str,
-    dispatcher: Dispatcher,
+    dispatcher: DispatcherDep,
     identity: Reader,
     after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000, description="Events per page at most")] = 1000,
@@ -159,7 +153,7 @@ async def list_events(
     summary="Answer a question",
     responses={202: {"content": json_example(ACCEPTED_EXAMPLE)}},
 )
-async def submit_input(run_id: str, body: InputBody, dispatcher: Dispatcher, identity: Writer) -> dict[str, str]:
+async def submit_input(run_id: str, body: InputBody, dispatcher: DispatcherDep, identity: Writer) -> dict[str, str]:
     await dispatcher.stub.SubmitInput(
         SubmitInputRequest(run_id=run_id, request_id=body.request_id, value=body.value, caller=caller(identity))
     )
@@ -173,7 +167,7 @@ async def submit_input(run_id: str, body: InputBody, dispatcher: Dispatcher, ide
     summary="Cancel a run",
     responses={202: {"content": json_example(ACCEPTED_EXAMPLE)}},
 )
-async def cancel_run(run_id: str, dispatcher: Dispatcher, identity: Writer) -> dict[str, str]:
+async def cancel_run(run_id: str, dispatcher: DispatcherDep, identity: Writer) -> dict[str, str]:
     await dispatcher.stub.CancelRun(CancelRunRequest(run_id=run_id, caller=caller(identity)))
     return {"status": "accepted", "run_id": run_id}
 
@@ -213,7 +207,7 @@ NOT_ANSWERING = "the dispatcher or NATS does not answer"
     },
 )
 async def readyz(
-    dispatcher: Dispatcher,
+    dispatcher: DispatcherDep,
     min_workflows: Annotated[
         int, Query(ge=0, le=100_000, description="Answer 503 unless live workers serve at least this many workflows")
     ] = 0,

@@ -27,11 +27,11 @@ from flotilla.admission import Admission
 from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, Identity
 from flotilla.errors import FlotillaError, InvalidArgument, RateLimited
 from flotilla.events import event_to_json, is_terminal
-from flotilla.gateway.dispatcher import DispatcherClient
-from flotilla.gateway.identity import admission_of, caller, close_code, socket_token
+from flotilla.gateway.dispatcher_client import DispatcherClient
+from flotilla.gateway.deps import AdmissionDep, DispatcherDep, SettingsDep
+from flotilla.gateway.identity import caller, close_code, socket_token
 from flotilla.gateway.routes import MAX_SEQ
 from flotilla.protocol import Caller, RunEvent, SubmitInputRequest
-from flotilla.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1")
@@ -80,11 +80,16 @@ class _Outbox:
 
 
 @router.websocket("/runs/{run_id}/stream")
-async def stream_run(websocket: WebSocket, run_id: str, after: int = 0, include_hidden: bool = False) -> None:
-    dispatcher: DispatcherClient = websocket.app.state.dispatcher
-    settings: GatewaySettings = websocket.app.state.settings
+async def stream_run(
+    websocket: WebSocket,
+    run_id: str,
+    dispatcher: DispatcherDep,
+    settings: SettingsDep,
+    admission: AdmissionDep,
+    after: int = 0,
+    include_hidden: bool = False,
+) -> None:
     await websocket.accept()
-    admission = admission_of(websocket)
     slot = contextlib.ExitStack()
     try:
         # Every connection counts against the rate limit: each reconnect reads the log again.

@@ -1,11 +1,10 @@
-"""services/ui: the Mesop web app under gunicorn. With FLOTILLA_UI_STACK=local (the default) it
-first starts the whole local stack: NATS, dispatcher, workers, gateway, and itself."""
+"""services/ui: the Mesop web app under gunicorn (the UI only; the local stack that
+`pants run services/ui` starts is flotilla.devstack)."""
 
 from __future__ import annotations
 
 import os
 import secrets
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import structlog
 
 from flotilla.lifecycle import exit_on_bad_configuration
 from flotilla.logs import configure_logging
-from flotilla.settings import StackSettings, UiSettings
+from flotilla.ui.config import UiSettings
 from flotilla.ui.users import parse_users
 
 log = structlog.get_logger(__name__)
@@ -52,38 +51,12 @@ def serve_ui(settings: UiSettings) -> None:
     _Gunicorn().run()
 
 
-def run_local_stack(stack: StackSettings) -> None:
-    from flotilla.devstack import LocalStack, StackConfig, stop_on_signals
-
-    stop = stop_on_signals()
-
-    config = StackConfig(
-        data_dir=Path(stack.data_dir),
-        workers=stack.workers,
-        nats_port=stack.nats_port,
-        dispatcher_port=stack.dispatcher_port,
-        gateway_port=stack.gateway_port,
-        gateway_grpc_port=stack.gateway_grpc_port,
-        ui_port=stack.ui_port,
-        nats_server=stack.nats_server,
-        dev_api_key=stack.dev_api_key,
-        tls=stack.tls,
-    )
-    local = LocalStack(config)
-    print("[flotilla] starting the local stack...", file=sys.stderr, flush=True)
-    local.start()
-    local.run_until(stop)
-
-
 def main() -> None:
     with exit_on_bad_configuration("ui"):
         settings = UiSettings()
         parse_users(settings.users.get_secret_value())  # a bad FLOTILLA_UI_USERS stops the start here
     configure_logging("ui", log_format=settings.log_format, level=settings.log_level)
-    if settings.stack == "local":
-        run_local_stack(StackSettings())
-    else:
-        serve_ui(settings)
+    serve_ui(settings)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flotilla.settings import UiSettings
+from flotilla.ui.config import UiSettings
 from flotilla.ui.gateway import Credentials, GatewayClient
 from flotilla.ui.sessions import SessionStore
 from flotilla.ui.users import UserDirectory, parse_users

@@ -15,7 +15,7 @@ from flotilla.jetstream import EventLog, Layout, Reconnects, Requests, RunStore,
 from flotilla.lifecycle import exit_on_bad_configuration, run_service, wait_for_shutdown
 from flotilla.llm import LlmSettings, configure_llm
 from flotilla.logs import configure_logging
-from flotilla.settings import WorkerSettings
+from flotilla.worker.config import WorkerSettings
 from flotilla.workflows import WorkflowRegistry
 
 log = structlog.get_logger(__name__)

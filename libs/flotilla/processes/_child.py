@@ -1,4 +1,4 @@
-"""Child processes of the local stack: started with a parent-death signal, stopped by pid."""
+"""Child processes: started with a parent-death signal, stopped by pid."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from flotilla.devstack import NetnsHost, netns_unavailable
+from flotilla.processes import NetnsHost, netns_unavailable
 
 REASON = netns_unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no network namespaces: {REASON}")

@@ -85,7 +85,7 @@ def _caller(request: Any) -> Caller:
     return caller
 
 
-class Dispatcher(DispatcherServicer):
+class DispatcherApi(DispatcherServicer):
     """Only services holding a trusted key reach these methods (ServiceAuthInterceptor)."""
 
     def __init__(self, service: RunService) -> None:

@@ -1,6 +1,7 @@
 """The local stack: a real nats-server with the repo's config, the dispatcher, N workers, the
 gateway and the UI, each its own process on 127.0.0.1. `pants run services/ui` and the
-integration tests both start it from here."""
+integration tests both start it from here. Each child's environment is written from its
+service's settings class (`settings_env`), so no variable name is spelled twice."""
 
 from __future__ import annotations
 
@@ -26,8 +27,13 @@ from nats.aio.client import Client
 from flotilla.auth import SCOPE_ACT_AS, SCOPE_ADMIN, USER_SCOPES
 from flotilla.credentials import Credentials, write_credentials
 from flotilla.jetstream import inbox_prefix
+from flotilla.dispatcher.config import DispatcherSettings
+from flotilla.gateway.config import GatewaySettings
+from flotilla.processes import Child, find_nats_server, free_port, port_open, python_env
 from flotilla.rpc import aio_channel
-from flotilla.devstack._processes import Child, find_nats_server, free_port, port_open, python_env
+from flotilla.settings import settings_env
+from flotilla.ui.config import UiSettings
+from flotilla.worker.config import WorkerSettings
 
 NATS_CONF_NAME = "nats-server.conf"
 
@@ -200,12 +206,15 @@ class LocalStack:
         """Start one more worker; `wrap` prefixes its command (`ip netns exec NS` runs it in a
         network namespace); `env` overrides its settings (e.g. another drain timeout)."""
         settings = {
-            "FLOTILLA_NATS_URL": self.nats_url,
-            "FLOTILLA_WORKER_NATS_PASSWORD": self.passwords["worker"],
-            **self._tls_client("FLOTILLA_WORKER_NATS_TLS_CA_FILE"),
-            "FLOTILLA_WORKER_ID": worker_id,
-            # Ctrl-C should not wait long for runs that wait for a person; they resume elsewhere.
-            "FLOTILLA_WORKER_DRAIN_TIMEOUT_S": "3",
+            **settings_env(
+                WorkerSettings,
+                nats_url=self.nats_url,
+                nats_password=self.passwords["worker"],
+                worker_id=worker_id,
+                # Ctrl-C should not wait long for runs that wait for a person; they resume elsewhere.
+                drain_timeout_s=3,
+                **self._tls_client(),
+            ),
             **(env or {}),
         }
         child = self._service(worker_id, "flotilla.worker.main", settings, lambda: True)
@@ -254,8 +263,9 @@ class LocalStack:
     def _nats_children(self) -> list[Child]:
         cfg = self.config
         env = dict(os.environ)
-        env["FLOTILLA_DISPATCHER_NATS_PASSWORD"] = self.passwords["dispatcher"]
-        env["FLOTILLA_WORKER_NATS_PASSWORD"] = self.passwords["worker"]
+        # nats-server.conf reads each user's password from the variable its service reads it from.
+        env.update(settings_env(DispatcherSettings, nats_password=self.passwords["dispatcher"]))
+        env.update(settings_env(WorkerSettings, nats_password=self.passwords["worker"]))
         env["FLOTILLA_OPERATOR_NATS_PASSWORD"] = self.passwords["operator"]
         base = find_nats_conf(cfg.nats_conf)
         ports = [cfg.nats_port] + [free_port() for _ in range(cfg.nats_nodes - 1)]
@@ -310,60 +320,55 @@ class LocalStack:
         """An asyncio channel to one of this stack's gRPC servers (TLS verified with its CA when on)."""
         return aio_channel(address, ca_file=self.ca_file, **options)
 
-    def _tls_server(self, prefix: str, server: str) -> dict[str, str]:
+    def _tls_server(self, server: str, cert_field: str, key_field: str) -> dict[str, str]:
         if not self.config.tls:
             return {}
-        return {
-            f"{prefix}_TLS_CERT_FILE": str(self.credentials.cert_file(server)),
-            f"{prefix}_TLS_KEY_FILE": str(self.credentials.key_file(server)),
-        }
+        return {cert_field: str(self.credentials.cert_file(server)), key_field: str(self.credentials.key_file(server))}
 
-    def _tls_client(self, variable: str) -> dict[str, str]:
-        return {variable: str(self.credentials.ca_file)} if self.config.tls else {}
+    def _tls_client(self, ca_field: str = "nats_tls_ca_file") -> dict[str, str]:
+        return {ca_field: str(self.credentials.ca_file)} if self.config.tls else {}
 
     def _dispatcher_env(self) -> dict[str, str]:
-        replicas = {"FLOTILLA_DISPATCHER_JETSTREAM_REPLICAS": "3"} if self.config.nats_nodes >= 3 else {}
         store = self.config.max_file_store
-        limits = {"FLOTILLA_DISPATCHER_STORE_BYTES": str(_size_bytes(store))} if store else {}
-        return {
-            **replicas,
-            **limits,
-            "FLOTILLA_NATS_URL": self.nats_url,
-            "FLOTILLA_DISPATCHER_NATS_PASSWORD": self.passwords["dispatcher"],
-            **self._tls_client("FLOTILLA_DISPATCHER_NATS_TLS_CA_FILE"),
-            "FLOTILLA_DISPATCHER_GRPC_PORT": str(self.config.dispatcher_port),
-            **self._tls_server("FLOTILLA_DISPATCHER_GRPC", "dispatcher"),
-            "FLOTILLA_DISPATCHER_TRUSTED_SERVICES_DIR": str(self.credentials.dispatcher_trusted_dir),
-            "FLOTILLA_DISPATCHER_JOB_ACK_WAIT_S": str(self.config.job_ack_wait_s),
-            "FLOTILLA_DISPATCHER_JOB_MAX_ATTEMPTS": str(self.config.job_max_attempts),
-        }
+        return settings_env(
+            DispatcherSettings,
+            nats_url=self.nats_url,
+            nats_password=self.passwords["dispatcher"],
+            grpc_port=self.config.dispatcher_port,
+            trusted_services_dir=self.credentials.dispatcher_trusted_dir,
+            job_ack_wait_s=self.config.job_ack_wait_s,
+            job_max_attempts=self.config.job_max_attempts,
+            **({"jetstream_replicas": 3} if self.config.nats_nodes >= 3 else {}),
+            **({"store_bytes": _size_bytes(store)} if store else {}),
+            **self._tls_client(),
+            **self._tls_server("dispatcher", "grpc_tls_cert_file", "grpc_tls_key_file"),
+        )
 
     def _gateway_env(self) -> dict[str, str]:
         developer = {"name": "developer", "key": self.dev_api_key, "scopes": sorted(USER_SCOPES | {SCOPE_ADMIN})}
         ui = {"name": "ui", "key": self.ui_api_key, "scopes": [SCOPE_ACT_AS]}
-        return {
-            "FLOTILLA_GATEWAY_PORT": str(self.config.gateway_port),
-            "FLOTILLA_GATEWAY_GRPC_PORT": str(self.config.gateway_grpc_port),
-            **self._tls_server("FLOTILLA_GATEWAY_GRPC", "gateway"),
-            "FLOTILLA_DISPATCHER_ADDRESS": self.dispatcher_address,
-            "FLOTILLA_GATEWAY_SERVICE_KEY_FILE": str(self.credentials.gateway_service_key),
-            **self._tls_client("FLOTILLA_GATEWAY_DISPATCHER_TLS_CA_FILE"),
-            "FLOTILLA_GATEWAY_API_KEYS": json.dumps([developer, ui, *self.config.api_keys]),
-        }
+        return settings_env(
+            GatewaySettings,
+            port=self.config.gateway_port,
+            grpc_port=self.config.gateway_grpc_port,
+            dispatcher_address=self.dispatcher_address,
+            service_key_file=self.credentials.gateway_service_key,
+            api_keys=json.dumps([developer, ui, *self.config.api_keys]),
+            **self._tls_client("dispatcher_tls_ca_file"),
+            **self._tls_server("gateway", "grpc_tls_cert_file", "grpc_tls_key_file"),
+        )
 
     def _ui_env(self) -> dict[str, str]:
-        return {
-            "FLOTILLA_UI_PORT": str(self.config.ui_port),
-            "FLOTILLA_UI_STACK": "none",
-            "FLOTILLA_UI_GATEWAY_URL": self.gateway_url,
-            "FLOTILLA_UI_GATEWAY_GRPC_ADDRESS": self.gateway_grpc_address,
-            **self._tls_client("FLOTILLA_UI_GATEWAY_TLS_CA_FILE"),
-            "FLOTILLA_UI_GATEWAY_API_KEY": self.ui_api_key,
-            "FLOTILLA_UI_USERS": json.dumps(
-                [{"username": "developer", "identity": "developer", "password": self.config.ui_password}]
-                + self.config.ui_users
-            ),
-        }
+        users = [{"username": "developer", "identity": "developer", "password": self.config.ui_password}]
+        return settings_env(
+            UiSettings,
+            port=self.config.ui_port,
+            gateway_url=self.gateway_url,
+            gateway_grpc_address=self.gateway_grpc_address,
+            gateway_api_key=self.ui_api_key,
+            users=json.dumps(users + self.config.ui_users),
+            **self._tls_client("gateway_tls_ca_file"),
+        )
 
     def _wait_for_catalogue(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
