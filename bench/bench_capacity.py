@@ -70,7 +70,7 @@ async def bench(stack: LocalStack, runs: int, workflow: str) -> None:
                     await http.post(f"/v1/runs/{run_id}/input", json={"request_id": request_id, "value": "ok"})
                 ).raise_for_status()
 
-        await asyncio.gather(*(answer(r, q) for r, q in zip(run_ids, questions)))
+        await asyncio.gather(*(answer(r, q) for r, q in zip(run_ids, questions, strict=True)))
         finals = await wait_all(http, run_ids, lambda es: bool(es) and es[-1]["type"] == "workflow_completed")
         assert all(events[-1]["status"] == "completed" for events in finals)
         print(

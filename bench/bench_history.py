@@ -121,9 +121,8 @@ def main() -> None:
     parser.add_argument("--fill", type=int, default=1_000_000, help="events of other runs to publish")
     parser.add_argument("--samples", type=int, default=50)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="flotilla-bench-") as tmp:
-        with LocalStack(bench_config(Path(tmp))) as stack:
-            asyncio.run(bench(stack, args.fill, args.samples))
+    with tempfile.TemporaryDirectory(prefix="flotilla-bench-") as tmp, LocalStack(bench_config(Path(tmp))) as stack:
+        asyncio.run(bench(stack, args.fill, args.samples))
 
 
 if __name__ == "__main__":

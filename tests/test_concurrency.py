@@ -29,7 +29,7 @@ def _run_isolated(gateway_url: str, api_key: str) -> None:
 
             results = await asyncio.gather(*(follow(run_id) for run_id in run_ids))
             workers: list[str] = []
-            for run_id, (events, close_code) in zip(run_ids, results):
+            for run_id, (events, close_code) in zip(run_ids, results, strict=True):
                 assert close_code == 1000
                 assert_well_formed(run_id, events)
                 answers = events[-1]["result"]["answers"]

@@ -33,7 +33,8 @@ def test_tool_approval_example_approved_and_rejected() -> None:
             async with Api(stack.gateway_url, stack.dev_api_key) as api:
                 for decision, expected in (("approve", "sunny"), ("reject", "rejected")):
                     run_id = await api.start("tool_approval", city="Oslo")
-                    events, _ = await api.stream(run_id, answer=lambda q: decision)
+                    # The answer is used within this iteration.
+                    events, _ = await api.stream(run_id, answer=lambda q: decision)  # noqa: B023
                     assert_well_formed(run_id, events)
                     call = next(e for e in events if e["type"] == "suggested_function_call")
                     assert call["function_name"] == "get_weather" and call["arguments"] == {"city": "Oslo"}

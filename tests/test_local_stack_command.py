@@ -36,7 +36,7 @@ def _alive(pid: int) -> bool:
 
 
 def _get(url: str) -> bytes:
-    request = urllib.request.Request(url, headers={"Authorization": "Bearer flk_cmd_test"})
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer flk_cmd_test"})  # noqa: S310
     with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
         return bytes(response.read())
 

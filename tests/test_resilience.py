@@ -76,7 +76,7 @@ def test_sigkilled_worker_runs_finish_on_another_worker() -> None:
                 victim = next(w for w in stack.workers if w.name == victim_id)
                 victim.kill()
                 results = await asyncio.gather(*(api.stream(r, answer=lambda q: "after the crash") for r in run_ids))
-                for run_id, (events, close_code) in zip(run_ids, results):
+                for run_id, (events, close_code) in zip(run_ids, results, strict=True):
                     assert close_code == 1000
                     assert_well_formed(run_id, events)
                     assert events[-1]["status"] == "completed"

@@ -116,7 +116,8 @@ def test_ag2_tool_call_approved_and_rejected(stack: LocalStack) -> None:
         async with Api(stack.gateway_url, stack.dev_api_key) as api:
             for decision, expected in (("approve", "sunny in Paris"), ("reject", "the person rejected the call")):
                 run_id = await api.start("ag2_tool_approval")
-                events, _ = await api.stream(run_id, answer=lambda q: decision)
+                # The answer is used within this iteration.
+                events, _ = await api.stream(run_id, answer=lambda q: decision)  # noqa: B023
                 assert_well_formed(run_id, events)
                 kinds = _kinds(events)
                 order = [

@@ -107,5 +107,5 @@ def exit_on_bad_configuration(service: str) -> Iterator[None]:
     try:
         yield
     except (ConfigurationError, ValidationError) as exc:
-        print(f"{service}: cannot start: {exc}", file=sys.stderr)
+        sys.stderr.write(f"{service}: cannot start: {exc}\n")  # before logging is set up
         raise SystemExit(2) from None

@@ -249,7 +249,7 @@ class Drill:
             await self._strike(fault, victim, answers_open)
             answers_open.set()
             await asyncio.wait(following, timeout=RUN_DEADLINE_S + 30)
-            unfinished = [client for client, task in zip(clients, following) if not task.done()]
+            unfinished = [client for client, task in zip(clients, following, strict=True) if not task.done()]
         finally:
             answers_open.set()
             for task in following:

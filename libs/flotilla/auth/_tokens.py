@@ -94,7 +94,8 @@ class Authenticator:
         return Identity(key_owner(key.name), key.scopes, via="api_key")
 
     def _from_jwt(self, token: str) -> Identity:
-        assert self._jwt is not None
+        if self._jwt is None:
+            raise Unauthenticated("JWTs are not accepted here")
         if self._jwt.hs256_secret:
             key, algorithm = self._jwt.hs256_secret, "HS256"
         else:

@@ -113,6 +113,7 @@ def group_chat(ui: SyncSession, params: dict[str, Any]) -> str:
     manager = GroupChatManager(groupchat=chat, llm_config=llm_config())
     register_llm(manager)
     first = agents[0]
-    assert isinstance(first, ConversableAgent)
+    if not isinstance(first, ConversableAgent):
+        raise TypeError(f"the chat's first agent is a {type(first).__name__}, not a ConversableAgent")
     result = first.initiate_chat(manager, message=params["question"], summary_method="last_msg")
     return str(result.summary)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import contextvars
 import json
 import secrets
@@ -243,7 +244,7 @@ class RunAttempt:
                 self._finishing = True
                 done = last.workflow_completed
                 outcome = Outcome(done.status, result_json=done.result_json, error=done.error)
-                await self._ctx.runs.update(run_id, lambda run: _finish(run, outcome))
+                await self._ctx.runs.update(run_id, functools.partial(_finish, outcome=outcome))
                 return None
             history: list[RunEvent] = []
             end = position  # the leader's: the history (read by direct gets) must reach it

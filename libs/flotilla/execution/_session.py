@@ -319,9 +319,10 @@ class RunSession:
             if default is None:
                 raise InputTimeout(f"no answer to {question.prompt!r} in time")
             value, timed_out = default, True
-        else:
-            assert state.state == CLOSED
+        elif state.state == CLOSED:
             raise RunCancelled(f"run {self._run_id} ended while question {request_id} was open")
+        else:
+            raise RuntimeError(f"question {request_id} of run {self._run_id} is {state.state!r}")
         shown = "*" * 8 if mask else value
         answer = InputAnswered(request_id=request_id, value=shown, timed_out=timed_out)
         await self._emit("input_answered", answer, sender=person, recipient=asker)

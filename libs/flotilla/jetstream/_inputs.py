@@ -108,15 +108,20 @@ class Requests:
             raise
         return ack.seq
 
+    async def _existing(self, run_id: str, request_id: str) -> Question:
+        """A question whose conditional publish was refused: something is stored for it."""
+        question = await self.get(run_id, request_id)
+        if question is None:
+            raise RuntimeError(f"question {request_id} of run {run_id} refused a publish but has no messages")
+        return question
+
     async def open(self, run_id: str, request_id: str) -> Question:
         """Record that the run waits for an answer to `request_id` (before anyone sees the
         question); if an earlier attempt of the run asked it already, where it stands."""
         seq = await self._publish(run_id, request_id, OPEN, "", 0)
         if seq is not None:
             return Question(OPEN, open_seq=seq)
-        question = await self.get(run_id, request_id)
-        assert question is not None, "a question that refused to open exists"
-        return question
+        return await self._existing(run_id, request_id)
 
     async def expire(self, run_id: str, request_id: str, open_seq: int) -> Question:
         """Nobody answered in time: close the question unless an answer came first (which wins)."""
@@ -129,9 +134,7 @@ class Requests:
     async def _finish(self, run_id: str, request_id: str, state: str, open_seq: int) -> Question:
         if await self._publish(run_id, request_id, state, "", open_seq) is not None:
             return Question(state, open_seq=open_seq)
-        question = await self.get(run_id, request_id)
-        assert question is not None
-        return question
+        return await self._existing(run_id, request_id)
 
     async def answer(self, run_id: str, request_id: str, value: str, *, run_ended: str | None = None) -> None:
         """Store the answer if the question is open; the worker picks it up from the stream.

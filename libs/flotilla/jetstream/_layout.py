@@ -231,7 +231,8 @@ async def provision(js: JetStreamContext, layout: Layout) -> None:
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    assert config.name is not None
+    if config.name is None:
+        raise ValueError("a stream config without a name")
     try:
         info = await js.stream_info(config.name)
     except NotFoundError:

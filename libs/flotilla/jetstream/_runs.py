@@ -10,6 +10,8 @@ run at all.
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import AsyncIterator, Callable
 
 from nats.js import JetStreamContext
@@ -69,17 +71,20 @@ class RunStore:
         run.created_at.CopyFrom(now())
         run.updated_at.CopyFrom(run.created_at)
         if self._headers is not None:
-            try:
+            # A retried start: the header is already there, and never changes.
+            with contextlib.suppress(KeyWrongLastSequenceError):
                 await self._headers.create(run.run_id, header_of(run).SerializeToString())
-            except KeyWrongLastSequenceError:
-                pass  # a retried start: the header is already there, and never changes
         await self._kv.create(run.run_id, run.SerializeToString())
+
+    def _header_bucket(self) -> KeyValue:
+        if self._headers is None:
+            raise RuntimeError("this run store was opened without the headers bucket (the dispatcher's)")
+        return self._headers
 
     async def header(self, run_id: str) -> Run:
         """What the run was started as; RunNotFound when the dispatcher never started it."""
-        assert self._headers is not None, "a store opened without headers"
         try:
-            entry = await self._headers.get(run_id)
+            entry = await self._header_bucket().get(run_id)
         except KeyNotFoundError:
             raise RunNotFound(run_id) from None
         if entry.value is None:
@@ -133,8 +138,7 @@ class RunStore:
 
     async def watch_headers(self) -> AsyncIterator[tuple[str, Run | None]]:
         """Every header, then every new one (None: purged by retention)."""
-        assert self._headers is not None, "a store opened without headers"
-        watcher = await self._headers.watchall()
+        watcher = await self._header_bucket().watchall()
         try:
             async for entry in watcher:
                 if entry is None:

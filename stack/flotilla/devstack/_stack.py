@@ -374,7 +374,7 @@ class LocalStack:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                request = urllib.request.Request(
+                request = urllib.request.Request(  # noqa: S310 (our own loopback URL)
                     f"{self.gateway_url}/v1/workflows", headers={"Authorization": f"Bearer {self.dev_api_key}"}
                 )
                 with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310

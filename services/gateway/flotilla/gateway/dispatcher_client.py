@@ -44,7 +44,8 @@ _HTTP_STATUS = {
 
 async def rpc_error_response(request: Request, error: Exception) -> JSONResponse:
     """The app's handler for gRPC errors from the dispatcher: its status code becomes HTTP's."""
-    assert isinstance(error, aio.AioRpcError)
+    if not isinstance(error, aio.AioRpcError):  # registered for AioRpcError only
+        raise error
     status = _HTTP_STATUS.get(error.code(), 502)
     detail = error.details() or error.code().name
     if status in (502, 503, 504):

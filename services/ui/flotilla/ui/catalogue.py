@@ -117,12 +117,17 @@ def form(state: State) -> None:
             chosen = workflow["name"] == state.selected_workflow
             # The button's type stays the same when picked (Mesop loses a content button's children
             # when its type changes); the pick shows in its style.
-            with me.content_button(
-                type="stroked", on_click=on_pick, key=f"pick{SEP}{workflow['name']}", style=_picked if chosen else None
+            with (
+                me.content_button(
+                    type="stroked",
+                    on_click=on_pick,
+                    key=f"pick{SEP}{workflow['name']}",
+                    style=_picked if chosen else None,
+                ),
+                me.box(classes="workflow-card"),
             ):
-                with me.box(classes="workflow-card"):
-                    me.text(workflow["name"], style=me.Style(font_weight=600))
-                    me.text(workflow["description"] or "(no description)", style=me.Style(font_size=13))
+                me.text(workflow["name"], style=me.Style(font_weight=600))
+                me.text(workflow["description"] or "(no description)", style=me.Style(font_size=13))
     selected = _selected(state)
     if selected is None:
         return

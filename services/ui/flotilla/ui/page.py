@@ -76,16 +76,21 @@ def _sidebar(state: State) -> None:
             current = entry["run_id"] == state.run_id
             # Same type for every entry (Mesop loses a content button's children when its type
             # changes); the open run shows in its style.
-            with me.content_button(
-                type="stroked", on_click=on_open_run, key=f"open::{entry['run_id']}", style=_OPEN if current else None
+            with (
+                me.content_button(
+                    type="stroked",
+                    on_click=on_open_run,
+                    key=f"open::{entry['run_id']}",
+                    style=_OPEN if current else None,
+                ),
+                me.box(classes="history-entry"),
             ):
-                with me.box(classes="history-entry"):
-                    me.text(entry["workflow"], style=me.Style(font_weight=600 if current else 400))
-                    status_badge(entry["status"])
-                    me.text(
-                        f"{(entry.get('created_at') or '')[:19].replace('T', ' ')}  …{entry['run_id'][-8:]}",
-                        style=me.Style(font_size=12, color="#5f6368"),
-                    )
+                me.text(entry["workflow"], style=me.Style(font_weight=600 if current else 400))
+                status_badge(entry["status"])
+                me.text(
+                    f"{(entry.get('created_at') or '')[:19].replace('T', ' ')}  …{entry['run_id'][-8:]}",
+                    style=me.Style(font_size=12, color="#5f6368"),
+                )
 
 
 def _open_run(state: State) -> None:

@@ -18,7 +18,7 @@ from flotilla.ui.sessions import COOKIE, Session
 from flotilla.ui.state import RUN_PARAM, State
 from flotilla.ui.users import TooManyAttempts
 
-WRONG_PASSWORD = "Wrong username or password."
+WRONG_PASSWORD = "Wrong username or password."  # noqa: S105 (a message, not a password)
 BAD_KEY = "That API key was not accepted."
 
 
