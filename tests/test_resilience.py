@@ -23,6 +23,7 @@ from support import (
     first_question,
     local_stack,
     until,
+    wait_for_log_line,
 )
 
 
@@ -384,3 +385,43 @@ def test_a_run_taken_over_resumes_from_its_log_instead_of_starting_again() -> No
                 assert events[-1]["result"] == {"topic": "tides", "first": messages[0], "second": messages[1]}
 
         asyncio.run(scenario())
+
+
+def test_a_worker_started_while_jetstream_has_no_quorum_waits_then_serves() -> None:
+    """Two of three NATS nodes down: the node left takes connections, but every JetStream call
+    times out. A worker (re)started then must wait for JetStream, not exit (found by the chaos
+    suite: a killed worker restarted during an election died at start-up and never came back)."""
+    with local_stack(workers=1, nats_nodes=3) as stack:
+        down = stack.nats_nodes[1:]
+        for node in down:
+            node.stop()
+        late = stack.add_worker("late")
+        assert late.log_path is not None
+        wait_for_log_line(late.log_path, "waiting for", timeout_s=60)
+        time.sleep(1.0)  # past the first failed call: the worker must still be there
+        assert late.alive(), "the worker exited while JetStream had no quorum"
+        for node in down:
+            node.start()
+        for node in down:
+            node.wait_ready(60)
+        stack.workers[0].kill()  # only the late worker can take the run
+
+        async def scenario() -> None:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
+                run_id = await _retrying_start(api)
+                events, _ = await api.stream(run_id, timeout_s=120)
+                assert_well_formed(run_id, events)
+                assert events[-1]["status"] == "completed"
+                assert (await api.settled(run_id))["worker_id"] == "late"
+
+        asyncio.run(scenario())
+
+
+async def _retrying_start(api: Api) -> str:
+    """Start a `load` run once the restored cluster has a JetStream leader again."""
+    for _ in range(120):
+        response = await api.http.post("/v1/runs", json={"workflow": "load", "params": {"n": 2}})
+        if response.status_code in (200, 201):
+            return str(response.json()["run_id"])
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no run could be started: {response.status_code} {response.text}")

@@ -40,6 +40,7 @@ from flotilla.jetstream import (
     RunStore,
     control_subject,
     enqueue,
+    when_ready,
 )
 from flotilla.protocol import Caller, Job, Run, RunEvent, RunStatus, WorkflowCompleted, WorkflowInfo
 
@@ -88,15 +89,20 @@ class RunService:
 
     async def open(self) -> None:
         """Open the stores (after provisioning), start the list index and the upkeep."""
-        self._runs = await RunStore.open(self._js, with_headers=True)
+        # Waits out a NATS restart or a leader election instead of exiting (nothing started yet).
+        self._runs, self._catalogue, self._idempotency = await when_ready(
+            self._open_stores, waiting_for="JetStream (the dispatcher's buckets)"
+        )
         self._requests = Requests(self._js)
-        self._catalogue = await Catalogue.open(self._js)
-        self._idempotency = await IdempotencyKeys.open(self._js)
         self._index = RunIndex(self._runs, max_runs=self._limits.index_max_runs)
         self._index.start()
         self.upkeep = Upkeep(self._js, self._index, self._runs, self._idempotency, self._layout)
         self.upkeep.start()
         await self._fanout.start()
+
+    async def _open_stores(self) -> tuple[RunStore, Catalogue, IdempotencyKeys]:
+        runs = await RunStore.open(self._js, with_headers=True)
+        return runs, await Catalogue.open(self._js), await IdempotencyKeys.open(self._js)
 
     async def close(self) -> None:
         await self._fanout.stop()

@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 
 from flotilla.execution._attempt import RunAttempt, WorkerContext
 from flotilla.ids import is_run_id
-from flotilla.jetstream import Catalogue, JobConsumer, dead_letter
+from flotilla.jetstream import Catalogue, JobConsumer, dead_letter, when_ready
 from flotilla.events import TERMINAL_STATUSES
 from flotilla.protocol import Job, Run
 
@@ -49,7 +49,7 @@ class Worker:
         return len(self._held)
 
     async def run(self) -> None:
-        catalogue = await Catalogue.open(self._ctx.js)
+        catalogue = await when_ready(lambda: Catalogue.open(self._ctx.js), waiting_for="JetStream (the catalogue)")
         self._consumer = JobConsumer(self._ctx.nc, self._take, self._credit, expires_s=10.0)
         await self._consumer.start()
         background = [

@@ -2,7 +2,7 @@
 queue, questions and answers, the workflow catalogue."""
 
 from flotilla.jetstream._catalogue import Catalogue
-from flotilla.jetstream._connect import Reconnects, connect, inbox_prefix, redacted_url
+from flotilla.jetstream._connect import Reconnects, connect, inbox_prefix, redacted_url, when_ready
 from flotilla.jetstream._events import (
     EventLog,
     LogPage,
@@ -39,6 +39,7 @@ __all__ = [
     "connect",
     "Reconnects",
     "redacted_url",
+    "when_ready",
     "inbox_prefix",
     "Layout",
     "provision",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import nats
 import structlog
@@ -13,6 +15,7 @@ from nats.aio.client import Client
 from flotilla.settings import NatsSettings
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 class Reconnects:
@@ -32,6 +35,17 @@ class Reconnects:
 
     async def wait(self) -> None:
         await self._event.wait()
+
+
+async def when_ready(call: Callable[[], Awaitable[T]], *, waiting_for: str, interval_s: float = 1.0) -> T:
+    """`call()` once JetStream answers it: a service starting while NATS restarts or a cluster
+    elects a leader waits (and says so) instead of exiting. Interrupted only by cancellation."""
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            log.info(f"waiting for {waiting_for}", error=repr(exc))
+        await asyncio.sleep(interval_s)
 
 
 def redacted_url(urls: str) -> str:

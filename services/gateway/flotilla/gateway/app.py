@@ -16,6 +16,7 @@ from flotilla.gateway.dispatcher_client import DispatcherClient, rpc_error_respo
 from flotilla.gateway.grpc_api import GatewayApi, gateway_grpc_server
 from flotilla.gateway.identity import build_authenticator
 from flotilla.gateway.limits import BodyLimit
+from flotilla.gateway.pump import PumpLimits
 from flotilla.protocol import DISPATCHER_SERVICE
 from flotilla.rpc import server_credentials
 from flotilla.gateway.config import GatewaySettings
@@ -56,7 +57,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.settings = settings
         app.state.admission = admission
         # The gRPC API shares the process, the dispatcher channel and admission (limits) with REST.
-        api = GatewayApi(app.state.dispatcher, admission)
+        limits = PumpLimits(buffer=settings.ws_send_buffer_events, send_timeout_s=settings.ws_send_timeout_s)
+        api = GatewayApi(app.state.dispatcher, admission, limits)
         grpc_server = gateway_grpc_server(
             settings.host, settings.grpc_port, api, credentials=grpc_credentials, reflection=settings.grpc_reflection
         )

@@ -33,9 +33,8 @@ import contextlib
 import json
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, Iterable, Mapping
-from contextlib import aclosing
-from typing import Annotated, Any, cast
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
 
 import grpc
 import structlog
@@ -46,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from flotilla.admission import Admission
 from flotilla.auth import SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity
 from flotilla.errors import FlotillaError, WorkflowNotFound
-from flotilla.events import HIDDEN_KINDS, INPUT_REQUEST_KINDS, event_to_json, is_terminal
+from flotilla.events import HIDDEN_KINDS, INPUT_REQUEST_KINDS, event_to_json
 from flotilla.gateway.dispatcher_client import DispatcherClient
 from flotilla.gateway.identity import (
     CLOSE_TOO_MANY,
@@ -59,12 +58,13 @@ from flotilla.gateway.identity import (
 from flotilla.gateway.deps import AdmissionDep, DispatcherDep, SettingsDep
 from flotilla.gateway.routes import CatalogueReader, Writer, list_workflows
 from flotilla.gateway.schemas import ERROR_RESPONSES, WORKFLOW_EXAMPLES, WorkflowOut, json_example
-from flotilla.gateway.stream import (
-    CLOSE_NORMAL,
-    CLOSE_TOO_SLOW,
+from flotilla.gateway.pump import (
     CLOSE_UNAVAILABLE,
     CLOSE_UNKNOWN_RUN,
     MAX_FRAME_BYTES,
+    PumpLimits,
+    RunStream,
+    WebSocketTransport,
 )
 from flotilla.protocol import (
     Caller,
@@ -306,12 +306,15 @@ async def _serve(
     except FlotillaError as exc:
         await websocket.close(code=close_code(exc), reason=str(exc)[:120])
         return
+    limits = PumpLimits(buffer=settings.ws_send_buffer_events, send_timeout_s=settings.ws_send_timeout_s)
     try:
         with slot:
-            session = await _open_session(websocket, identity, dispatcher, admission, settings.ws_send_timeout_s)
-            if session is not None:
-                with structlog.contextvars.bound_contextvars(run_id=session.run_id):
-                    await session.serve()
+            codec = await _open_session(websocket, identity, dispatcher, admission)
+            if codec is not None:
+                with structlog.contextvars.bound_contextvars(run_id=codec.run_id):
+                    transport = WebSocketTransport(websocket)
+                    stream = RunStream(transport, codec, limits, admission=admission, identity=identity)
+                    await stream.run(dispatcher.watch(codec.run_id, 0, codec.who))
     except WebSocketDisconnect:
         pass
 
@@ -325,8 +328,8 @@ async def _receive_text(websocket: WebSocket) -> str:
 
 
 async def _open_session(
-    websocket: WebSocket, identity: Identity, dispatcher: DispatcherClient, admission: Admission, send_timeout_s: float
-) -> _Session | None:
+    websocket: WebSocket, identity: Identity, dispatcher: DispatcherClient, admission: Admission
+) -> FastAgencyCodec | None:
     """Read the first frame and start its run (or find it, when the client connects again); on bad
     input, say why (an `error` message, then the close code and reason)."""
 
@@ -377,7 +380,7 @@ async def _open_session(
         await refuse(_CLOSE_CODES.get(exc.code(), CLOSE_UNAVAILABLE), exc.details() or exc.code().name, workflow_uuid)
         return None
     description = next((w.description for w in catalogue.workflows if w.name == first.name), None)
-    return _Session(websocket, dispatcher, reply.run.run_id, who, workflow_uuid, description, answered, send_timeout_s)
+    return FastAgencyCodec(dispatcher, reply.run.run_id, who, workflow_uuid, description, answered)
 
 
 def _answers_so_far(events: Iterable[RunEvent]) -> dict[str, str]:
@@ -395,22 +398,21 @@ def _answers_so_far(events: Iterable[RunEvent]) -> dict[str, str]:
     return shown
 
 
-class _Session:
-    """One FastAgency WebSocket bound to one run: events out, plain-text answers in."""
+class FastAgencyCodec:
+    """FastAgency's wire protocol over the pump: events as FastAgency messages (some kinds not
+    shown), each plain-text frame the answer to the oldest question not yet answered."""
+
+    resumable = False  # a FastAgency client reconnects with its workflow_uuid, not a seq
 
     def __init__(
         self,
-        websocket: WebSocket,
         dispatcher: DispatcherClient,
         run_id: str,
         who: Caller,
         workflow_uuid: str,
         description: str | None,
         answered: dict[str, str],
-        send_timeout_s: float,
     ) -> None:
-        self.websocket = websocket
-        self.send_timeout_s = send_timeout_s
         self.dispatcher = dispatcher
         self.run_id = run_id
         self.who = who
@@ -419,74 +421,29 @@ class _Session:
         self.answered = answered
         self.pending: deque[str] = deque()
         """Request ids of questions sent and not yet answered, oldest first: the client answers in order."""
-        self._send_lock = asyncio.Lock()
 
-    async def send(self, message: dict[str, Any]) -> None:
-        """One frame; a client that stops reading is closed with 4408, as on the v1 stream (the
-        watch waits meanwhile, so nothing piles up here: the dispatcher keeps the rest)."""
-        async with self._send_lock:
-            try:
-                async with asyncio.timeout(self.send_timeout_s):
-                    await self.websocket.send_text(json.dumps(message))
-            except TimeoutError:
-                reason = f"client too slow (a send stalled for {self.send_timeout_s:g} s)"
-                with contextlib.suppress(Exception):
-                    await self.websocket.close(code=CLOSE_TOO_SLOW, reason=reason)
-                raise WebSocketDisconnect(CLOSE_TOO_SLOW, reason) from None
+    def encode(self, events: list[RunEvent]) -> list[tuple[int, dict[str, Any] | None]]:
+        return [(event.seq, self._message(event)) for event in events]
 
-    async def serve(self) -> None:
-        """Until the run ends (close 1000 after workflow_completed) or the client leaves."""
-        tasks = {asyncio.create_task(self._forward_events()), asyncio.create_task(self._receive_answers())}
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for result in await asyncio.gather(*tasks, return_exceptions=True):
-                if isinstance(result, Exception) and not isinstance(result, WebSocketDisconnect):
-                    log.warning("fastagency stream ended with an error", error=repr(result))
-
-    async def _forward_events(self) -> None:
-        try:
-            # A generator: closed at once when the stream ends, which cancels the dispatcher call.
-            watch = cast(AsyncGenerator[list[RunEvent], None], self.dispatcher.watch(self.run_id, 0, self.who))
-            async with aclosing(watch) as batches:
-                async for batch in batches:
-                    for event in batch:
-                        await self._forward(event)
-                        if is_terminal(event):
-                            await self.websocket.close(code=CLOSE_NORMAL)
-                            return
-        except aio.AioRpcError as exc:
-            log.warning("watch ended", code=exc.code().name, detail=exc.details())
-        await self.websocket.close(code=CLOSE_UNAVAILABLE, reason="the run's event stream ended early; reconnect")
-
-    async def _forward(self, event: RunEvent) -> None:
+    def _message(self, event: RunEvent) -> dict[str, Any] | None:
         message = fastagency_message(
             event_to_json(event), self.workflow_uuid, description=self.description, answered=self.answered
         )
-        if message is not None:
-            if message["type"] in INPUT_REQUEST_KINDS:
-                self.pending.append(str(getattr(event, message["type"]).request_id))
-            await self.send(message)
+        if message is not None and message["type"] in INPUT_REQUEST_KINDS:
+            self.pending.append(str(getattr(event, message["type"]).request_id))
+        return message
 
-    async def _receive_answers(self) -> None:
-        """Each plain-text frame answers the oldest question not yet answered."""
-        while True:
-            text = await _receive_text(self.websocket)
-            if not self.pending:
-                await self.send(_error_message(self.workflow_uuid, "no question is waiting for an answer; ignored"))
-                continue
-            request_id = self.pending.popleft()
-            if len(text) > MAX_FRAME_BYTES:
-                await self.send(_error_message(self.workflow_uuid, f"answer larger than {MAX_FRAME_BYTES} bytes"))
-                self.pending.appendleft(request_id)
-                continue
-            try:
-                await self.dispatcher.stub.SubmitInput(
-                    SubmitInputRequest(run_id=self.run_id, request_id=request_id, value=text, caller=self.who)
-                )
-            except aio.AioRpcError as exc:
-                await self.send(
-                    _error_message(self.workflow_uuid, "the answer was not used", exc.details() or exc.code().name)
-                )
+    def client_error(self, detail: str, **extra: Any) -> dict[str, Any]:
+        return _error_message(self.workflow_uuid, detail)
+
+    async def on_frame(self, text: str) -> dict[str, Any] | None:
+        if not self.pending:
+            return self.client_error("no question is waiting for an answer; ignored")
+        request_id = self.pending.popleft()
+        try:
+            await self.dispatcher.stub.SubmitInput(
+                SubmitInputRequest(run_id=self.run_id, request_id=request_id, value=text, caller=self.who)
+            )
+        except aio.AioRpcError as exc:
+            return _error_message(self.workflow_uuid, "the answer was not used", exc.details() or exc.code().name)
+        return None

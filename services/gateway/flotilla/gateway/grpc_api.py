@@ -6,9 +6,9 @@ the caller, and forwarded to the dispatcher; the dispatcher's status codes pass 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
@@ -21,12 +21,23 @@ from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_REA
 from flotilla.errors import FlotillaError, InvalidArgument, PermissionDenied, RateLimited, TooManyStreams
 from flotilla.gateway.dispatcher_client import DispatcherClient
 from flotilla.gateway.identity import caller
+from flotilla.gateway.pump import (
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    CLOSE_TOO_SLOW,
+    CLOSE_UNAVAILABLE,
+    End,
+    Frame,
+    PumpLimits,
+    RunStream,
+)
 from flotilla.lifecycle import GrpcServer
 from flotilla.protocol import (
     GATEWAY_SERVICE,
     CancelRunRequest,
     CancelRunResponse,
     GatewayServicer,
+    RunEvent,
     GetRunRequest,
     ListEventsRequest,
     ListEventsResponse,
@@ -74,10 +85,53 @@ async def _refuse(context: Context, error: FlotillaError) -> NoReturn:
     raise error
 
 
+class WatchCodec:
+    """WatchRun over the pump: each batch of events one response; no client frames."""
+
+    resumable = False  # the status says what happened; the client resumes from its last seq
+
+    def encode(self, events: list[RunEvent]) -> list[tuple[int, Frame | None]]:
+        return [(events[-1].seq, WatchRunResponse(events=events))] if events else []
+
+    async def on_frame(self, text: str) -> Frame | None:
+        return None
+
+    def client_error(self, detail: str, **extra: Any) -> Frame:
+        raise AssertionError("WatchRun takes no client frames")
+
+
+_END_STATUS = {
+    CLOSE_TOO_SLOW: grpc.StatusCode.UNAVAILABLE,
+    CLOSE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    CLOSE_INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+
+class GrpcTransport:
+    """A server-streaming call as the pump's transport: frames by `context.write`."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    async def send(self, frame: Frame) -> None:
+        await self._context.write(frame)
+
+    async def receive(self) -> str | None:
+        await asyncio.Event().wait()  # a server-streaming call: the client sends nothing more
+        raise AssertionError("unreachable")
+
+    async def close(self, end: End, reason: str) -> None:
+        if end.error is not None:
+            await _abort_like(self._context, end.error)
+        if end.code != CLOSE_NORMAL:
+            await self._context.abort(_END_STATUS.get(end.code or 0, grpc.StatusCode.UNKNOWN), reason)
+
+
 class GatewayApi(GatewayServicer):
-    def __init__(self, dispatcher: DispatcherClient, admission: Admission) -> None:
+    def __init__(self, dispatcher: DispatcherClient, admission: Admission, limits: PumpLimits) -> None:
         self._dispatcher = dispatcher
         self._admission = admission
+        self._limits = limits
 
     async def WhoAmI(self, request: WhoAmIRequest, context: Context) -> WhoAmIResponse:  # noqa: N802
         identity = await self._authenticate(context)
@@ -119,9 +173,11 @@ class GatewayApi(GatewayServicer):
         reply: CancelRunResponse = await self._relay(context, SCOPE_RUNS_WRITE, request, stub.CancelRun)
         return reply
 
-    async def WatchRun(  # noqa: N802
+    # grpc.aio serves a streaming call from a coroutine that writes its responses with
+    # context.write (the pump's transport) as well as from a generator; the stubs know only the latter.
+    async def WatchRun(  # type: ignore[override]  # noqa: N802
         self, request: WatchRunRequest, context: Context
-    ) -> AsyncIterator[WatchRunResponse]:
+    ) -> None:
         identity = await self._authorize(context, SCOPE_RUNS_READ, request)
         slot = contextlib.ExitStack()
         try:
@@ -132,11 +188,9 @@ class GatewayApi(GatewayServicer):
             watch = self._dispatcher.watch(
                 request.run_id, request.after_seq, caller(identity), include_hidden=request.include_hidden
             )
-            try:
-                async for events in watch:
-                    yield WatchRunResponse(events=events)
-            except aio.AioRpcError as exc:
-                await _abort_like(context, exc)
+            transport = GrpcTransport(context)
+            stream = RunStream(transport, WatchCodec(), self._limits, admission=self._admission, identity=identity)
+            await stream.run(watch)
 
     def _credentials(self, context: Context) -> tuple[str | None, str | None]:
         metadata = {key: value for key, value in context.invocation_metadata() or ()}

@@ -7,11 +7,10 @@ import importlib
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
-from nats.js import JetStreamContext
 
 from flotilla.errors import ConfigurationError
 from flotilla.execution import Worker, WorkerContext
-from flotilla.jetstream import EventLog, Layout, Reconnects, Requests, RunStore, connect, read_layout
+from flotilla.jetstream import EventLog, Reconnects, Requests, RunStore, connect, read_layout, when_ready
 from flotilla.lifecycle import exit_on_bad_configuration, run_service, wait_for_shutdown
 from flotilla.llm import LlmSettings, configure_llm
 from flotilla.logs import configure_logging
@@ -33,16 +32,6 @@ def load_registry(path: str) -> WorkflowRegistry:
     return registry
 
 
-async def _wait_for_layout(js: JetStreamContext) -> Layout:
-    """The dispatcher provisions JetStream; a worker started first waits for it."""
-    while True:
-        try:
-            return await read_layout(js)
-        except Exception as exc:
-            log.info("waiting for the dispatcher to provision JetStream", error=repr(exc))
-            await asyncio.sleep(1.0)
-
-
 async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
     registry = load_registry(settings.workflows)
     # The model behind the agents: fails here, naming what to set, when misconfigured; the
@@ -51,14 +40,16 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
     reconnects = Reconnects()
     nc = await connect(settings, name=f"flotilla-worker-{settings.worker_id}", reconnects=reconnects)
     js = nc.jetstream()
-    layout = await _wait_for_layout(js)
+    # The dispatcher provisions JetStream; a worker started first (or during an outage) waits.
+    layout = await when_ready(lambda: read_layout(js), waiting_for="the dispatcher to provision JetStream")
+    runs = await when_ready(lambda: RunStore.open(js), waiting_for="JetStream (the runs bucket)")
     ctx = WorkerContext(
         worker_id=settings.worker_id,
         nc=nc,
         js=js,
         layout=layout,
         registry=registry,
-        runs=await RunStore.open(js),
+        runs=runs,
         events=EventLog(nc),
         requests=Requests(js, retry_s=300.0),  # a run waits out an outage of NATS
         reconnects=reconnects,

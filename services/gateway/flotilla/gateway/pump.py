@@ -1,0 +1,311 @@
+"""The one run-stream pump every streaming API uses: watch -> bounded outbox -> timed writer,
+with a reader for the client's frames. What differs between the v1 WebSocket (stream.py),
+FastAgency's WebSocket (fastagency.py) and gRPC's WatchRun (grpc_api.py) is pluggable: a `Codec`
+(how events become frames, what a client's frame does) and a `Transport` (how a frame is sent,
+a frame received, a stream closed).
+
+Each stream has three tasks: the *watch* reads the run's events from the dispatcher into a bounded
+outbox (when it holds `buffer` events the watch waits, and the dispatcher keeps the rest), the
+*writer* sends the outbox to the client in order, and the *reader* hands each client frame to the
+codec (each frame counts against the identity's rate limit); the codec's replies go through the
+outbox, in order with the events. A client that reads slowly or not at all holds up only its own
+stream, and only for a while: when one send stalls for `send_timeout_s` (its TCP window or HTTP/2
+flow-control window stayed shut) the stream ends as too slow (WebSocket 4408).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeAlias
+
+import grpc
+import structlog
+from fastapi import WebSocket, WebSocketDisconnect
+from grpc import aio
+
+from flotilla.admission import Admission
+from flotilla.auth import SCOPE_RUNS_WRITE, Identity
+from flotilla.errors import FlotillaError, RateLimited
+from flotilla.events import is_terminal
+from flotilla.protocol import RunEvent
+
+log = structlog.get_logger(__name__)
+
+# Close codes of a run stream (the reason says more); refusals at the door (1008, 4401, 4403,
+# 4429) are admission's: see identity.py.
+CLOSE_NORMAL = 1000
+"""The run ended: `workflow_completed` was the last frame."""
+CLOSE_INTERNAL = 1011
+"""A bug in the gateway (logged); reconnect."""
+CLOSE_UNAVAILABLE = 1013
+"""The dispatcher went away for longer than the gateway waits for it; reconnect."""
+CLOSE_UNKNOWN_RUN = 4404
+"""No such run (or another identity's)."""
+CLOSE_TOO_SLOW = 4408
+"""The client did not keep up: a send to it stalled for the send timeout."""
+
+MAX_FRAME_BYTES = 256 * 1024
+"""Largest frame a client may send."""
+CLOSE_WAIT_S = 10.0
+"""Longest a stream waits to hand its close frame to the server (it never waits with
+WebSocketProtocol, which queues it at once)."""
+
+
+class ClientGone(Exception):
+    """The client left: there is nothing to send to or close."""
+
+
+@dataclass(frozen=True)
+class End:
+    """Why a stream ends; `code` None: the client left, there is nothing to close."""
+
+    code: int | None
+    reason: str = ""
+    resume: bool = False
+    """Say where to reconnect from (if the codec is resumable)."""
+    error: aio.AioRpcError | None = None
+    """The dispatcher's error that ended the watch, for transports that pass statuses on."""
+
+
+Frame: TypeAlias = Any
+"""What a transport sends: a JSON-able dict (WebSockets) or a protobuf message (gRPC)."""
+
+
+class Codec(Protocol):
+    """One protocol over the pump."""
+
+    resumable: bool
+    """Close reasons end with `; reconnect with after=<last seq sent>` where resuming makes sense."""
+
+    def encode(self, events: list[RunEvent]) -> list[tuple[int, Frame | None]]:
+        """Frames for events in order, each with the seq the client has once it is sent (None:
+        this protocol does not show that event)."""
+
+    async def on_frame(self, text: str) -> Frame | None:
+        """Act on one text frame from the client; a frame to send back, or None."""
+
+    def client_error(self, detail: str, **extra: Any) -> Frame:
+        """The frame that tells the client what was wrong with what it sent."""
+
+
+class Transport(Protocol):
+    async def send(self, frame: Frame) -> None:
+        """Send one frame; raise ClientGone if the client left."""
+
+    async def receive(self) -> str | None:
+        """The client's next text frame (None: a frame that is not text); raise ClientGone when it
+        leaves. A transport without client frames never returns."""
+
+    async def close(self, end: End, reason: str) -> None:
+        """End the stream as `end` says (`reason` has the resume hint when there is one)."""
+
+
+class WebSocketTransport:
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+
+    async def send(self, frame: Frame) -> None:
+        try:
+            await self._websocket.send_text(json.dumps(frame))
+        except (WebSocketDisconnect, OSError):
+            raise ClientGone from None
+
+    async def receive(self) -> str | None:
+        message = await self._websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise ClientGone
+        text = message.get("text")
+        return text if isinstance(text, str) else None
+
+    async def close(self, end: End, reason: str) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await self._websocket.close(code=end.code or CLOSE_NORMAL, reason=reason[:120])
+        except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the client is gone (or stuck): the server drops the connection
+
+
+_Item: TypeAlias = list[RunEvent] | Frame | End
+"""What the writer sends: a batch of events, a reply to a client frame, or the close (after what is queued)."""
+
+
+class _Outbox:
+    """Batches of events and replies waiting for one client, holding at most `limit` events (a
+    batch that alone is larger goes in once the outbox is empty); the watch waits for room."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._items: deque[_Item] = deque()
+        self._events = 0
+        self._changed = asyncio.Condition()
+
+    async def put(self, item: _Item) -> None:
+        size = _size(item)
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._events or self._events + size <= self._limit)
+            self._items.append(item)
+            self._events += size
+            self._changed.notify_all()
+
+    async def get(self) -> _Item:
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._items))
+            item = self._items.popleft()
+            self._events -= _size(item)
+            self._changed.notify_all()
+            return item
+
+
+def _size(item: _Item) -> int:
+    """A batch counts its events; a reply counts one (a client that floods frames and reads
+    nothing fills its own outbox, and its reader waits)."""
+    return len(item) if isinstance(item, list) else 1
+
+
+@dataclass(frozen=True)
+class PumpLimits:
+    buffer: int
+    """Events the outbox holds; when full, the watch waits."""
+    send_timeout_s: float
+    """A send that stalls this long ends the stream as too slow."""
+
+
+class RunStream:
+    """One client's stream of one run, already accepted and admitted."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        codec: Codec,
+        limits: PumpLimits,
+        *,
+        admission: Admission,
+        identity: Identity,
+        after: int = 0,
+    ) -> None:
+        self._transport = transport
+        self._codec = codec
+        self._limits = limits
+        self._admission = admission
+        self._identity = identity
+        self._outbox = _Outbox(limits.buffer)
+        self.sent = after
+        """Seq of the last event handed to the client."""
+
+    async def run(self, watch: AsyncIterator[list[RunEvent]]) -> None:
+        """Until the run ends (its terminal event sent), the client leaves or is too slow, or the
+        dispatcher stream ends; then close the stream saying why."""
+        watching = asyncio.create_task(self._watch(watch))
+        tasks = {watching, asyncio.create_task(self._write()), asyncio.create_task(self._read())}
+        end: End | None = None
+        try:
+            # The watch ending after queueing its last item does not end the stream; the writer
+            # reaching that item does.
+            pending = tasks
+            while end is None:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.exception() is not None:
+                        log.error("stream task failed", error=repr(task.exception()))
+                        end = end or End(CLOSE_INTERNAL, "internal error", resume=True)
+                    elif task is not watching:
+                        end = end or task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if end.code is None:
+            return
+        reason = end.reason
+        if end.resume and self._codec.resumable:
+            reason = f"{reason}; reconnect with after={self.sent}"
+        if end.code == CLOSE_TOO_SLOW:
+            log.info("closing a slow client", reason=reason)
+        await self._transport.close(end, reason)
+
+    async def _watch(self, watch: AsyncIterator[list[RunEvent]]) -> None:
+        """The run's events into the outbox, waiting for room when it is full (a full outbox alone
+        ends nothing, since catching up from an old seq fills it at once: a send that stalls does).
+        A dispatcher restart is retried inside the watch, from the last seq read, so nothing is
+        missed or repeated. How the watch ends is queued behind the events."""
+        try:
+            # Closed at once when the stream ends (cancelled while waiting for room): that ends
+            # the gRPC call now, not at garbage collection.
+            async with aclosing(watch) as batches:  # type: ignore[type-var]
+                async for batch in batches:
+                    await self._outbox.put(list(batch))
+        except aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                await self._outbox.put(End(CLOSE_UNKNOWN_RUN, (exc.details() or "")[:120], error=exc))
+            else:
+                log.warning("watch ended", code=exc.code().name, detail=exc.details())
+                end = End(CLOSE_UNAVAILABLE, "the dispatcher stream ended", resume=True, error=exc)
+                await self._outbox.put(end)
+
+    async def _write(self) -> End:
+        """Sends the outbox in order; ends after the terminal event, at a queued end, when a
+        send stalls, or when the client leaves."""
+        try:
+            return await self._write_until_end()
+        except ClientGone:
+            return End(None)
+
+    async def _write_until_end(self) -> End:
+        while True:
+            item = await self._outbox.get()
+            if isinstance(item, End):
+                return item
+            if not isinstance(item, list):
+                if not await self._send(item):
+                    return self._stalled()
+                continue
+            for seq, frame in self._codec.encode(item):
+                if frame is not None and not await self._send(frame):
+                    return self._stalled()
+                self.sent = seq
+            if item and is_terminal(item[-1]):
+                return End(CLOSE_NORMAL)
+
+    async def _send(self, frame: Frame) -> bool:
+        """False when the send stalled past the timeout; ClientGone when the client left."""
+        try:
+            async with asyncio.timeout(self._limits.send_timeout_s):
+                await self._transport.send(frame)
+        except TimeoutError:
+            return False
+        return True
+
+    def _stalled(self) -> End:
+        return End(
+            CLOSE_TOO_SLOW, f"client too slow (a send stalled for {self._limits.send_timeout_s:g} s)", resume=True
+        )
+
+    async def _read(self) -> End:
+        """Each client frame, within the identity's rate limit, to the codec; its reply (or what
+        was wrong) is queued in order with the events, and counts against the outbox."""
+        while True:
+            try:
+                text = await self._transport.receive()
+            except ClientGone:
+                return End(None)
+            reply = await self._reply(text)
+            if reply is not None:
+                await self._outbox.put(reply)
+
+    async def _reply(self, text: str | None) -> Frame | None:
+        try:
+            self._admission.admit(self._identity, SCOPE_RUNS_WRITE)
+        except RateLimited as exc:
+            return self._codec.client_error(str(exc), retry_after_s=round(exc.retry_after_s, 3))
+        except FlotillaError as exc:
+            return self._codec.client_error(str(exc))
+        if text is None:
+            return self._codec.client_error("frames must be text, not binary")
+        if len(text) > MAX_FRAME_BYTES:
+            return self._codec.client_error(f"frame larger than {MAX_FRAME_BYTES} bytes")
+        return await self._codec.on_frame(text)
