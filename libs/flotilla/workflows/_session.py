@@ -139,7 +139,9 @@ class _Blocking(Generic[P, R]):
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
             return session.call(call(*args, **kwargs))
 
-        return functools.update_wrapper(run, call)  # help() and inspect show the async call's signature
+        wrapped = functools.update_wrapper(run, call)  # inspect and help() show the call's signature
+        wrapped.__doc__ = self.__doc__
+        return wrapped
 
 
 def blocking(call: Callable[Concatenate[Session, P], Coroutine[Any, Any, R]]) -> _Blocking[P, R]:

@@ -40,7 +40,13 @@ class FakeSession:
         return ToolCall(self.run_id, self._steps, name), self._recorded.get(self._steps)
 
     async def end_tool(
-        self, call: ToolCall, value: Any, *, error: Exception | None = None, call_id: str = "", sender: str | None = None
+        self,
+        call: ToolCall,
+        value: Any,
+        *,
+        error: Exception | None = None,
+        call_id: str = "",
+        sender: str | None = None,
     ) -> None:
         self.seen.append(("end_tool", (call.step, value, repr(error) if error else None)))
 
@@ -51,9 +57,15 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     thread = threading.Thread(target=loop.run_forever, name="worker-loop", daemon=True)
     thread.start()
     yield loop
+    asyncio.run_coroutine_threadsafe(_settle(), loop).result()
     loop.call_soon_threadsafe(loop.stop)
     thread.join()
     loop.close()
+
+
+async def _settle() -> None:
+    """Let calls cancelled by a test finish cancelling."""
+    await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}), return_exceptions=True)
 
 
 def sync_over(fake: FakeSession, loop: asyncio.AbstractEventLoop) -> SyncSession:

@@ -54,6 +54,7 @@ def build(settings: UiSettings) -> UiServices:
 
 _ENVIRON_KEY = "flotilla.ui.services"
 
+
 def serving(app: WsgiApp, services: UiServices) -> WsgiApp:
     """`app` (Mesop's), with `services` in every request it serves."""
 
