@@ -45,7 +45,7 @@ from flotilla.protocol import (
     TextInput,
     TextMessage,
 )
-from flotilla.workflows import Recorded, Session, ToolCall, tool_call_scope
+from flotilla.workflows import Recorded, ToolCall, WorkerSession, tool_call_scope
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -56,9 +56,9 @@ _NOT_RECORDED = (RunCancelled, Nondeterminism, LostOwnership)
 """Exceptions from inside a tool that say the run stops, not that the tool failed."""
 
 
-class RunSession(Session):
-    """`flotilla.workflows.Session` (and the tool steps `SyncSession` drives) for one attempt of
-    one run."""
+class RunSession(WorkerSession):
+    """`flotilla.workflows.Session`, and the tool steps `SyncSession` drives, for one attempt of
+    one run (mypy checks each call against the declaration it implements)."""
 
     def __init__(
         self,
