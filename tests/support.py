@@ -7,7 +7,7 @@ import json
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -185,9 +185,12 @@ class Api:
                     if answer and message.get("type") in ("text_input", "multiple_choice"):
                         value = answer(message)
                         if value is not None:
-                            await ws.send(
-                                json.dumps({"type": "input", "request_id": message["request_id"], "value": value})
-                            )
+                            # A question replayed from the log may already be answered, and the
+                            # run finished and the stream closed meanwhile: no answer was needed.
+                            with suppress(websockets.exceptions.ConnectionClosedOK):
+                                await ws.send(
+                                    json.dumps({"type": "input", "request_id": message["request_id"], "value": value})
+                                )
 
             await asyncio.wait_for(consume(), timeout_s)
             return received, ws.close_code or 0

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from flotilla.examples import learning_chat
 from flotilla.examples import registry as examples
 from flotilla.examples.benchmarks import registry as benchmarks
-from flotilla.llm import get_llm, llm_config, register_llm
+from flotilla.llm import llm_config, register_llm
 from flotilla.workflows import Session, SyncSession, WorkflowRegistry, current_tool_call
 
 registry = WorkflowRegistry()
@@ -126,7 +126,7 @@ async def slow_messages(session: Session, params: dict[str, Any]) -> int:
 
 @registry.register(name="resumable", description="Asks the LLM and the person, then kills its first worker once.")
 def resumable(ui: SyncSession, params: dict[str, Any]) -> dict[str, str]:
-    first = get_llm().complete_sync([{"role": "user", "content": "first"}]).text
+    first = ui.llm.complete_sync([{"role": "user", "content": "first"}]).text
     ui.text_message(body=first, sender="assistant")
     topic = ui.text_input(prompt="Topic?")
     marker = Path(params["marker"])
@@ -134,7 +134,7 @@ def resumable(ui: SyncSession, params: dict[str, Any]) -> dict[str, str]:
         marker.write_text("the first attempt died here")
         time.sleep(0.3)  # let the events reach NATS
         os._exit(17)
-    second = get_llm().complete_sync([{"role": "user", "content": topic}]).text
+    second = ui.llm.complete_sync([{"role": "user", "content": topic}]).text
     ui.text_message(body=second, sender="assistant")
     return {"topic": topic, "first": first, "second": second}
 
@@ -205,7 +205,7 @@ def side_effect_tool(ui: SyncSession, params: dict[str, Any]) -> dict[str, Any]:
         return f"booked in {city}"
 
     autogen.register_function(book_table, caller=assistant, executor=executor, description="Book a table")
-    register_llm(assistant)
+    register_llm(assistant, ui.llm)
     chat = executor.initiate_chat(assistant, message="Book me a table in Oslo.", max_turns=2, summary_method="last_msg")
     _crash_once(params["marker"], "died after the tool ran")
     return {"summary": str(chat.summary), "ledger": ledger.read_text().splitlines()}

@@ -40,8 +40,8 @@ def learning_chat(ui: SyncSession, params: dict[str, Any]) -> str:
         llm_config=llm_config(),
         human_input_mode="NEVER",
     )
-    register_llm(student)
-    register_llm(teacher)
+    register_llm(student, ui.llm)
+    register_llm(teacher, ui.llm)
     chat = student.initiate_chat(
         teacher,
         message=f"Teach me about {topic or 'something new'}.",
@@ -81,7 +81,7 @@ def tool_approval(ui: SyncSession, params: dict[str, Any]) -> str:
         return f"It is sunny and 21 degrees in {city}."
 
     register_function(get_weather, caller=assistant, executor=executor, description="The weather of a city")
-    register_llm(assistant)
+    register_llm(assistant, ui.llm)
     chat = executor.initiate_chat(
         assistant, message=f"What is the weather in {params['city']}?", max_turns=2, summary_method="last_msg"
     )
@@ -107,11 +107,11 @@ def group_chat(ui: SyncSession, params: dict[str, Any]) -> str:
     agents: list[Agent] = []
     for name, role in roles.items():
         agent = ConversableAgent(name, system_message=role, llm_config=llm_config(), human_input_mode="NEVER")
-        register_llm(agent)
+        register_llm(agent, ui.llm)
         agents.append(agent)
     chat = GroupChat(agents=agents, messages=[], max_round=params["rounds"], speaker_selection_method="round_robin")
     manager = GroupChatManager(groupchat=chat, llm_config=llm_config())
-    register_llm(manager)
+    register_llm(manager, ui.llm)
     first = agents[0]
     if not isinstance(first, ConversableAgent):
         raise TypeError(f"the chat's first agent is a {type(first).__name__}, not a ConversableAgent")

@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 
 from flotilla.errors import FlotillaError, InvalidArgument, RunNotFound
 from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, is_terminal, now
-from flotilla.execution._session import RunSession, SyncRunSession
+from flotilla.execution._session import RunSession
 from flotilla.execution._replay import DivergencePolicy, PriorAttempts
 from flotilla.jetstream import (
     EVENTS_STREAM,
@@ -46,8 +46,8 @@ from flotilla.protocol import (
     WorkflowCompleted,
     WorkflowStarted,
 )
-from flotilla.llm import Completion, Replay, llm_run
-from flotilla.workflows import Workflow, WorkflowRegistry
+from flotilla.llm import Completion, LlmService, Replay, llm_run
+from flotilla.workflows import SyncSession, Workflow, WorkflowRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +73,8 @@ class WorkerContext:
     reconnects: Reconnects
     executor: concurrent.futures.Executor
     """Threads for plain `def` workflows (one per run while it runs)."""
+    llm: LlmService
+    """The model behind every run's agents (one per worker, built by its main)."""
     input_timeout_s: float = 86400.0
     on_divergence: DivergencePolicy = "fail"
     """What a resumed run does when its workflow leaves its log (see flotilla.execution._replay)."""
@@ -334,12 +336,13 @@ class RunAttempt:
             self._ctx.requests,
             self._job.run_id,
             self._ctx.reconnects,
+            llm=self._ctx.llm,
             input_timeout_s=self._ctx.input_timeout_s,
             prior=None if prior.live else prior,
         )
         self._session = session
         loop = asyncio.get_running_loop()
-        sync_session = None if workflow.is_async else SyncRunSession(session, loop)
+        sync_session = None if workflow.is_async else SyncSession(session, loop)
 
         async def record(messages: Any, completion: Completion) -> None:
             await session.llm_completion(completion.model, messages, completion.to_dict())
@@ -406,7 +409,7 @@ class RunAttempt:
         return Outcome("failed", error=reason)
 
 
-def _run_sync(workflow: Workflow, session: SyncRunSession, params: dict[str, Any]) -> Any:
+def _run_sync(workflow: Workflow, session: SyncSession, params: dict[str, Any]) -> Any:
     """In the workflow's thread: AG2 agents created here report to the run's session."""
     if "autogen" in sys.modules:
         from flotilla.ag2 import bridge

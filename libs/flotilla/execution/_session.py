@@ -1,18 +1,17 @@
 """The session a workflow runs in on a worker: its events go to the run's log, its questions
 wait for answers published by the dispatcher.
 
-`RunSession` serves `async def` workflows; `SyncRunSession` wraps it for plain `def` workflows
-running in a thread, forwarding each call to the worker's event loop.
+`RunSession` implements `flotilla.workflows.Session` for `async def` workflows; plain `def`
+workflows get `flotilla.workflows.SyncSession` over it, which runs each call on the worker's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import json
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -20,7 +19,7 @@ from google.protobuf.message import Message
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from flotilla.errors import InputTimeout, Nondeterminism, RunCancelled, ToolError
+from flotilla.errors import InputTimeout, Nondeterminism, RunCancelled
 from flotilla.execution._replay import PriorAttempts
 from flotilla.jetstream import (
     ANSWER,
@@ -34,7 +33,7 @@ from flotilla.jetstream import (
     RunEventWriter,
     input_filter,
 )
-from flotilla.llm import request_digest
+from flotilla.llm import LlmService, request_digest
 from flotilla.protocol import (
     Error,
     FunctionCallExecution,
@@ -46,7 +45,7 @@ from flotilla.protocol import (
     TextInput,
     TextMessage,
 )
-from flotilla.workflows import ToolCall, tool_call_scope
+from flotilla.workflows import Recorded, ToolCall, WorkerSession, tool_call_scope
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -57,16 +56,9 @@ _NOT_RECORDED = (RunCancelled, Nondeterminism, LostOwnership)
 """Exceptions from inside a tool that say the run stops, not that the tool failed."""
 
 
-def replayed_tool(recorded: FunctionCallExecution) -> Any:
-    """What a recorded tool call gave (or raised) the first time."""
-    value = json.loads(recorded.retval_json or "null")
-    if recorded.failed:
-        raise ToolError(str(value))
-    return value
-
-
-class RunSession:
-    """Implements `flotilla.workflows.Session` for one attempt of one run."""
+class RunSession(WorkerSession):
+    """`flotilla.workflows.Session`, and the tool steps `SyncSession` drives, for one attempt of
+    one run (mypy checks each call against the declaration it implements)."""
 
     def __init__(
         self,
@@ -76,10 +68,13 @@ class RunSession:
         run_id: str,
         reconnects: Reconnects,
         *,
+        llm: LlmService,
         input_timeout_s: float,
         prior: PriorAttempts | None = None,
     ) -> None:
-        """`prior`: what earlier attempts of the run did (a resumed run retraces it)."""
+        """`llm`: the worker's; `prior`: what earlier attempts of the run did (a resumed run
+        retraces it)."""
+        self._llm = llm
         self._prior = prior
         self._nc = nc
         self._writer = writer
@@ -96,6 +91,10 @@ class RunSession:
     @property
     def run_id(self) -> str:
         return self._run_id
+
+    @property
+    def llm(self) -> LlmService:
+        return self._llm
 
     @property
     def divergence(self) -> Nondeterminism | None:
@@ -184,24 +183,34 @@ class RunSession:
         )
         await self._emit("llm_completion", recorded, sender="llm")
 
-    async def begin_tool(self, name: str) -> tuple[ToolCall, FunctionCallExecution | None]:
-        """The next tool call of the run, and its recorded result if an earlier attempt has one."""
+    async def begin_tool(self, name: str) -> tuple[ToolCall, Recorded | None]:
         self._check()
         self._tools += 1
         call = ToolCall(run_id=self._run_id, step=self._tools, name=name)
-        recorded = self._prior.tool_result(call.step) if self._prior is not None else None
-        return call, recorded
+        stored = self._prior.tool_result(call.step) if self._prior is not None else None
+        if stored is None:
+            return call, None
+        return call, Recorded(json.loads(stored.retval_json or "null"), failed=stored.failed)
 
     async def end_tool(
-        self, call: ToolCall, value: Any, *, failed: bool, call_id: str = "", sender: str | None = None
+        self,
+        call: ToolCall,
+        value: Any,
+        *,
+        error: Exception | None = None,
+        call_id: str = "",
+        sender: str | None = None,
     ) -> None:
-        """Record what the tool gave, and wait until it is stored: a resumed run must find it."""
+        if isinstance(error, _NOT_RECORDED):
+            return
+        if error is not None:
+            value = f"{type(error).__name__}: {error}"
         body = FunctionCallExecution(
             function_name=call.name,
             call_id=call_id,
             retval_json=json.dumps(value, default=str),
             step=call.step,
-            failed=failed,
+            failed=error is not None,
         )
         await self._emit("function_call_execution", body, sender=sender or DEFAULT_SENDER)
         await self._writer.flush()
@@ -216,19 +225,17 @@ class RunSession:
     ) -> T:
         call, recorded = await self.begin_tool(name)
         if recorded is not None:
-            replayed: T = replayed_tool(recorded)
+            replayed: T = recorded.result()
             return replayed
         with tool_call_scope(call):
             try:
                 result = function()
                 if inspect.isawaitable(result):
                     result = await result
-            except _NOT_RECORDED:
-                raise
             except Exception as exc:
-                await self.end_tool(call, f"{type(exc).__name__}: {exc}", failed=True, call_id=call_id, sender=sender)
+                await self.end_tool(call, None, error=exc, call_id=call_id, sender=sender)
                 raise
-        await self.end_tool(call, result, failed=False, call_id=call_id, sender=sender)
+        await self.end_tool(call, result, call_id=call_id, sender=sender)
         return result
 
     async def text_input(
@@ -346,124 +353,3 @@ class RunSession:
             finally:
                 reconnected.cancel()
         return outcome.result()
-
-
-class SyncRunSession:
-    """Implements `flotilla.workflows.SyncSession`: each call runs on the worker's event loop
-    and blocks the workflow's thread until it is done."""
-
-    def __init__(self, session: RunSession, loop: asyncio.AbstractEventLoop) -> None:
-        self._session = session
-        self._loop = loop
-        self._pending: set[concurrent.futures.Future[Any]] = set()
-
-    @property
-    def run_id(self) -> str:
-        return self._session.run_id
-
-    @property
-    def session(self) -> RunSession:
-        return self._session
-
-    def cancel(self) -> None:
-        """Stop the workflow thread at its next call (or now, if it waits for an answer)."""
-        self._session.close()
-        for future in list(self._pending):
-            future.cancel()
-
-    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run `coroutine` on the worker's loop and wait for it (from the workflow's thread)."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        self._pending.add(future)
-        try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            raise RunCancelled(f"run {self.run_id} was cancelled") from None
-        finally:
-            self._pending.discard(future)
-
-    def text_message(self, body: str = "", *, sender: str | None = None, recipient: str | None = None) -> None:
-        self.call(self._session.text_message(body, sender=sender, recipient=recipient))
-
-    def system_message(self, message: dict[str, Any], *, sender: str | None = None) -> None:
-        self.call(self._session.system_message(message, sender=sender))
-
-    def error(self, short: str, long: str = "", *, sender: str | None = None) -> None:
-        self.call(self._session.error(short, long, sender=sender))
-
-    def suggested_function_call(
-        self,
-        function_name: str,
-        arguments: Any,
-        *,
-        call_id: str = "",
-        sender: str | None = None,
-        recipient: str | None = None,
-    ) -> None:
-        self.call(
-            self._session.suggested_function_call(
-                function_name, arguments, call_id=call_id, sender=sender, recipient=recipient
-            )
-        )
-
-    def function_call_execution(
-        self, function_name: str, retval: Any, *, call_id: str = "", sender: str | None = None
-    ) -> None:
-        self.call(self._session.function_call_execution(function_name, retval, call_id=call_id, sender=sender))
-
-    def call_tool(self, name: str, function: Callable[[], T], *, call_id: str = "", sender: str | None = None) -> T:
-        call, recorded = self.call(self._session.begin_tool(name))
-        if recorded is not None:
-            replayed: T = replayed_tool(recorded)
-            return replayed
-        with tool_call_scope(call):
-            try:
-                result = function()
-            except _NOT_RECORDED:
-                raise
-            except Exception as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-                self.call(self._session.end_tool(call, failure, failed=True, call_id=call_id, sender=sender))
-                raise
-        self.call(self._session.end_tool(call, result, failed=False, call_id=call_id, sender=sender))
-        return result
-
-    def text_input(
-        self,
-        prompt: str = "",
-        *,
-        suggestions: Sequence[str] = (),
-        password: bool = False,
-        sender: str | None = None,
-        recipient: str | None = None,
-        timeout_s: float | None = None,
-        default: str | None = None,
-    ) -> str:
-        return self.call(
-            self._session.text_input(
-                prompt,
-                suggestions=suggestions,
-                password=password,
-                sender=sender,
-                recipient=recipient,
-                timeout_s=timeout_s,
-                default=default,
-            )
-        )
-
-    def multiple_choice(
-        self,
-        prompt: str = "",
-        choices: Sequence[str] = (),
-        *,
-        default: str | None = None,
-        single: bool = True,
-        sender: str | None = None,
-        recipient: str | None = None,
-        timeout_s: float | None = None,
-    ) -> str:
-        return self.call(
-            self._session.multiple_choice(
-                prompt, choices, default=default, single=single, sender=sender, recipient=recipient, timeout_s=timeout_s
-            )
-        )

@@ -4,10 +4,12 @@
   in-process, offline, the default), `openai` (any OpenAI-compatible endpoint) or `scripted`
   (fixed replies, for tests).
 - **Backends**: `create_backend(settings)`; all speak `Backend.complete(messages, tools=...)`.
-- **Process service**: `configure_llm(settings)` at process start, `get_llm()` anywhere; one
-  backend serves every run, from async code (`complete`) and from threads (`complete_sync`).
-- **AG2**: `llm_config()` for an agent, `register_llm(agent)` to activate `FlotillaModelClient`,
-  `GroupChat(..., **group_chat_options())` for automatic speaker selection.
+- **Process service**: `LlmService.from_settings(settings)` once at process start, passed down
+  (a workflow gets it as `session.llm`); one backend serves every run, from async code
+  (`complete`) and from threads (`complete_sync`).
+- **AG2**: `llm_config()` for an agent, `register_llm(agent, llm)` to activate
+  `FlotillaModelClient`, `GroupChat(..., **group_chat_options(llm))` for automatic speaker
+  selection.
 - **Per run**: `llm_run(recorder=..., replay=...)` records every completion a run uses and
   replays recorded ones on resume.
 """
@@ -20,7 +22,7 @@ from flotilla.llm._model import BUNDLED_MODEL, BundledModel, ensure_local_model
 from flotilla.llm._openai import OpenAIBackend
 from flotilla.llm._run import LlmRun, Recorder, Replay, current_run, llm_run, request_digest
 from flotilla.llm._scripted import ScriptedBackend, ScriptedReply, load_script
-from flotilla.llm._service import LlmService, configure_llm, get_llm, set_llm
+from flotilla.llm._service import LlmService
 from flotilla.llm._settings import LlmSettings
 from flotilla.llm._types import Backend, Completion, Message, Tool, ToolCall
 
@@ -49,9 +51,6 @@ __all__ = [
     "ensure_local_model",
     # the process's service
     "LlmService",
-    "configure_llm",
-    "get_llm",
-    "set_llm",
     # AG2
     "FlotillaModelClient",
     "FlotillaResponse",

@@ -1,12 +1,12 @@
-"""AG2 (classic `autogen`) integration: a model client routing agents to the process's LLM.
+"""AG2 (classic `autogen`) integration: a model client routing agents to an `LlmService`.
 
     agent = ConversableAgent("teacher", llm_config=llm_config(), ...)
-    register_llm(agent)
+    register_llm(agent, session.llm)
 
 `llm_config()` names `FlotillaModelClient` in its config entry; AG2 then waits for the class to
 be registered on the agent, which `register_llm` does. A group chat's manager is an agent like
 the others; its automatic speaker selection runs on internal agents of AG2's, which
-`GroupChat(..., **group_chat_options())` equips (they use the process's service, `get_llm()`).
+`GroupChat(..., **group_chat_options(session.llm))` equips.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flotilla.llm._service import LlmService, get_llm
+from flotilla.llm._service import LlmService
 from flotilla.llm._types import Completion, Message
 
 MODEL_LABEL = "flotilla"
@@ -96,11 +96,11 @@ class FlotillaResponse:
 class FlotillaModelClient:
     """AG2 `ModelClient` (create, message_retrieval, cost, get_usage) over an `LlmService`.
 
-    AG2 builds it from the config entry when `register_llm(agent)` registers it; `llm` is the
-    service to use (default: the process's, `get_llm()`, looked up at the first call).
+    AG2 builds it from the config entry when `register_llm(agent, llm)` registers it; `llm` is
+    the service to use.
     """
 
-    def __init__(self, config: dict[str, Any], *, llm: LlmService | None = None, **_: Any) -> None:
+    def __init__(self, config: dict[str, Any], *, llm: LlmService, **_: Any) -> None:
         self.config = config
         self._llm = llm
 
@@ -109,8 +109,7 @@ class FlotillaModelClient:
         messages: list[Message] = params.get("messages") or [{"role": "user", "content": params.get("prompt", "")}]
         tools = params.get("tools") or None
         forwarded = {key: value for key, value in params.items() if key in FORWARDED_PARAMS and value is not None}
-        llm = self._llm or get_llm()
-        return FlotillaResponse.of(llm.complete_sync(messages, tools=tools, **forwarded))
+        return FlotillaResponse.of(self._llm.complete_sync(messages, tools=tools, **forwarded))
 
     def message_retrieval(self, response: FlotillaResponse) -> list[str | dict[str, Any]]:
         """The reply's text, or the whole assistant message (a dict) when it calls tools."""
@@ -147,10 +146,22 @@ def llm_config(*, temperature: float | None = None, max_tokens: int | None = Non
     return {"config_list": [entry], "cache_seed": None, **options}
 
 
-def group_chat_options() -> dict[str, Any]:
-    """Keyword arguments for `GroupChat(...)` so its automatic speaker selection runs on
-    Flotilla's LLM (the process's service)."""
-    return {"select_speaker_auto_model_client_cls": FlotillaModelClient, "select_speaker_auto_llm_config": llm_config()}
+def group_chat_options(llm: LlmService) -> dict[str, Any]:
+    """Keyword arguments for `GroupChat(...)` so its automatic speaker selection runs on `llm`."""
+    return {"select_speaker_auto_model_client_cls": _client_of(llm), "select_speaker_auto_llm_config": llm_config()}
+
+
+def _client_of(llm: LlmService) -> type[FlotillaModelClient]:
+    """`FlotillaModelClient` bound to `llm`: AG2 builds speaker selection's client itself, with
+    no arguments of ours."""
+
+    class BoundClient(FlotillaModelClient):
+        def __init__(self, config: dict[str, Any], **_: Any) -> None:
+            super().__init__(config, llm=llm)
+
+    # AG2 matches the client class to the config entry by name.
+    BoundClient.__name__ = BoundClient.__qualname__ = FlotillaModelClient.__name__
+    return BoundClient
 
 
 class _RegistersModelClients(Protocol):
@@ -162,10 +173,10 @@ class _RegistersModelClients(Protocol):
 _CLIENT_REBUILDERS = ("update_tool_signature", "update_function_signature")
 
 
-def register_llm(agent: _RegistersModelClients, *, llm: LlmService | None = None) -> None:
-    """Activate `FlotillaModelClient` on an agent built with `llm_config()` (default service:
-    the process's). Call it once, before or after registering tools: it stays active when AG2
-    rebuilds the agent's client for a new tool."""
+def register_llm(agent: _RegistersModelClients, llm: LlmService) -> None:
+    """Activate `FlotillaModelClient` over `llm` (a workflow's: `session.llm`) on an agent built
+    with `llm_config()`. Call it once, before or after registering tools: it stays active when
+    AG2 rebuilds the agent's client for a new tool."""
     agent.register_model_client(FlotillaModelClient, llm=llm)
     for name in _CLIENT_REBUILDERS:
         rebuild = getattr(agent, name, None)
@@ -174,7 +185,7 @@ def register_llm(agent: _RegistersModelClients, *, llm: LlmService | None = None
         setattr(agent, name, _reactivating(agent, rebuild, llm))
 
 
-def _reactivating(agent: _RegistersModelClients, rebuild: Callable[..., Any], llm: LlmService | None) -> Any:
+def _reactivating(agent: _RegistersModelClients, rebuild: Callable[..., Any], llm: LlmService) -> Any:
     @functools.wraps(rebuild)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         result = rebuild(*args, **kwargs)

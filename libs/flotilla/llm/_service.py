@@ -1,5 +1,8 @@
 """`LlmService`: one backend shared by every run of a process, for async code and for threads.
 
+A process builds it once at start (`LlmService.from_settings`) and passes it down: the worker's
+context, then each run's session (`session.llm`), then the run's agents (`register_llm`).
+
 Backends are async. AG2 calls its model client synchronously from a workflow's thread, so the
 service runs every backend call on ONE event loop (the worker's, when given; otherwise a daemon
 thread of its own) and lets threads wait for the result. Many runs therefore share one backend
@@ -34,6 +37,14 @@ class LlmService:
         self._loop = loop
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: LlmSettings, *, loop: asyncio.AbstractEventLoop | None = None) -> LlmService:
+        """The service for `settings`, ready: a misconfiguration raises `LlmConfigError` naming
+        what to set, and the local model is fetched and loaded here rather than in the first
+        run. Blocking; from async code use `await asyncio.to_thread(LlmService.from_settings,
+        settings, loop=asyncio.get_running_loop())`."""
+        return cls(create_backend(settings), loop=loop)
 
     @property
     def backend(self) -> Backend:
@@ -159,35 +170,3 @@ def _submit(
 
     loop.call_soon_threadsafe(start)
     return result
-
-
-_default: LlmService | None = None
-_default_lock = threading.Lock()
-
-
-def configure_llm(settings: LlmSettings | None = None, *, loop: asyncio.AbstractEventLoop | None = None) -> LlmService:
-    """Build the process's LLM service and make it the default (`get_llm`). Call it at process
-    start: a misconfiguration raises `LlmConfigError` naming what to set, and the local model is
-    fetched and loaded here rather than in the first run. Blocking; from async code use
-    `await asyncio.to_thread(configure_llm, settings, loop=asyncio.get_running_loop())`."""
-    service = LlmService(create_backend(settings or LlmSettings.from_env()), loop=loop)
-    set_llm(service)
-    return service
-
-
-def set_llm(service: LlmService | None) -> None:
-    """Make `service` the process's default (None: the next `get_llm` builds one from the
-    environment). For tests and embedding; `configure_llm` is the usual way."""
-    global _default
-    with _default_lock:
-        _default = service
-
-
-def get_llm() -> LlmService:
-    """The process's LLM service; built from the environment on first use when `configure_llm`
-    was not called."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = LlmService(create_backend(LlmSettings.from_env()))
-        return _default

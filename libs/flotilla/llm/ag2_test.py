@@ -17,7 +17,6 @@ from flotilla.llm import (
     llm_config,
     llm_run,
     register_llm,
-    set_llm,
 )
 
 NAMES = ("alice", "bob", "carol")
@@ -101,21 +100,19 @@ def test_a_scripted_tool_call_is_executed_and_answered() -> None:
     assert requests[1][-1] == {"tool_call_id": "call_0_0", "role": "tool", "content": "5"}
 
 
-def test_a_group_chat_selects_speakers_with_the_process_service() -> None:
+def test_a_group_chat_selects_speakers_with_the_service_it_is_given() -> None:
     script = ["bob", "Hi from bob.", "carol", "Hi from carol."]
     service = LlmService(ScriptedBackend(script))
-    set_llm(service)  # speaker selection uses the process's service
     try:
         agents = [ConversableAgent(name, llm_config=llm_config(), human_input_mode="NEVER") for name in NAMES]
         for agent in agents:
-            register_llm(agent)
-        group = GroupChat(agents=list[Agent](agents), messages=[], max_round=3, **group_chat_options())
+            register_llm(agent, service)
+        group = GroupChat(agents=list[Agent](agents), messages=[], max_round=3, **group_chat_options(service))
         manager = GroupChatManager(groupchat=group, llm_config=llm_config())
-        register_llm(manager)
+        register_llm(manager, service)
         with llm_run():
             result = agents[0].initiate_chat(manager, message="Hello all.", silent=True)
     finally:
-        set_llm(None)
         service.close()
     assert [(m["name"], m["content"]) for m in result.chat_history] == [
         ("alice", "Hello all."),

@@ -5,7 +5,7 @@ PUBLIC = {
     "Backend", "Completion", "Message", "Tool", "ToolCall", "create_backend",
     "LocalBackend", "OpenAIBackend", "ScriptedBackend", "ScriptedReply", "load_script",
     "BUNDLED_MODEL", "BundledModel", "ensure_local_model",
-    "LlmService", "configure_llm", "get_llm", "set_llm",
+    "LlmService",
     "FlotillaModelClient", "FlotillaResponse", "group_chat_options", "llm_config", "register_llm",
     "LlmRun", "Recorder", "Replay", "current_run", "llm_run", "request_digest",
 }  # fmt: skip

@@ -19,10 +19,7 @@ from flotilla.llm import (
     Replay,
     ScriptedBackend,
     Tool,
-    configure_llm,
-    get_llm,
     llm_run,
-    set_llm,
 )
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -141,22 +138,12 @@ def test_async_callers_on_another_loop_are_served_by_the_service_loop() -> None:
     service.close()
 
 
-def test_the_process_service_is_configured_once_or_built_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        configured = configure_llm(LlmSettings(backend="scripted", scripted_replies='["configured"]'))
-        assert get_llm() is configured and get_llm().complete_sync(HELLO).text == "configured"
-        configured.close()
-        set_llm(None)
-        monkeypatch.setenv("FLOTILLA_LLM_BACKEND", "scripted")
-        monkeypatch.setenv("FLOTILLA_LLM_SCRIPTED_REPLIES", '["from the environment"]')
-        assert get_llm().complete_sync(HELLO).text == "from the environment"
-        get_llm().close()
-        set_llm(None)
-        monkeypatch.delenv("FLOTILLA_LLM_SCRIPTED_REPLIES")
-        with pytest.raises(LlmConfigError, match="FLOTILLA_LLM_SCRIPTED_REPLIES"):
-            get_llm()
-    finally:
-        set_llm(None)
+def test_a_service_is_built_from_settings_and_refuses_a_misconfiguration() -> None:
+    service = LlmService.from_settings(LlmSettings(backend="scripted", scripted_replies='["configured"]'))
+    assert service.complete_sync(HELLO).text == "configured"
+    service.close()
+    with pytest.raises(LlmConfigError, match="FLOTILLA_LLM_SCRIPTED_REPLIES"):
+        LlmService.from_settings(LlmSettings(backend="scripted"))
 
 
 def test_an_async_recorder_is_awaited_on_the_service_loop_for_async_and_threaded_callers() -> None:

@@ -1,8 +1,8 @@
 """Authoring workflows: register a function, use the session it receives."""
 
 from flotilla.workflows._registry import Workflow, WorkflowFunction, WorkflowRegistry
-from flotilla.workflows._session import Session, SyncSession
-from flotilla.workflows._tools import ToolCall, current_tool_call, tool_call_scope
+from flotilla.workflows._session import Session, SyncSession, WorkerSession
+from flotilla.workflows._tools import Recorded, ToolCall, ToolSteps, current_tool_call, tool_call_scope
 
 __all__ = [
     "Session",
@@ -14,4 +14,8 @@ __all__ = [
     "ToolCall",
     "current_tool_call",
     "tool_call_scope",
+    # what the worker's session implements
+    "WorkerSession",
+    "ToolSteps",
+    "Recorded",
 ]

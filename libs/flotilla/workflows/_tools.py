@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any, Protocol
+
+from flotilla.errors import ToolError
 
 
 @dataclass(frozen=True)
@@ -47,3 +50,40 @@ def tool_call_scope(call: ToolCall) -> Iterator[ToolCall]:
         yield call
     finally:
         _CURRENT.reset(token)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a tool call gave in an earlier attempt of its run: its value or, `failed`, its error."""
+
+    value: Any
+    failed: bool = False
+
+    def result(self) -> Any:
+        """The recorded value again, or the recorded failure again (`ToolError`)."""
+        if self.failed:
+            raise ToolError(str(self.value))
+        return self.value
+
+
+class ToolSteps(Protocol):
+    """A tool call in two steps around the tool itself, so the tool can run in the workflow's
+    thread while its session lives on the worker's loop (the worker's session implements it)."""
+
+    async def begin_tool(self, name: str) -> tuple[ToolCall, Recorded | None]:
+        """The run's next tool call, and what it gave before if an earlier attempt recorded it."""
+        ...
+
+    async def end_tool(
+        self,
+        call: ToolCall,
+        value: Any,
+        *,
+        error: Exception | None = None,
+        call_id: str = "",
+        sender: str | None = None,
+    ) -> None:
+        """Record what the tool returned (`value`) or raised (`error`), and wait until it is
+        stored: a resumed run must find it. An error saying the run stops (cancelled, diverged,
+        lost) is not the tool's failure and is not recorded."""
+        ...

@@ -45,8 +45,7 @@ def serve_ui(settings: UiSettings) -> None:
 
         def load(self) -> Any:
             # In the worker, after the fork: gRPC channels must not cross a fork.
-            services.install(services.build(settings))
-            return offline(me.create_wsgi_app())
+            return offline(services.serving(me.create_wsgi_app(), services.build(settings)))
 
     _Gunicorn().run()
 

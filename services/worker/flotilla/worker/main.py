@@ -12,7 +12,7 @@ from flotilla.errors import ConfigurationError
 from flotilla.execution import Worker, WorkerContext
 from flotilla.jetstream import EventLog, Reconnects, Requests, RunStore, connect, read_layout, when_ready
 from flotilla.lifecycle import exit_on_bad_configuration, run_service, wait_for_shutdown
-from flotilla.llm import LlmSettings, configure_llm
+from flotilla.llm import LlmService, LlmSettings
 from flotilla.logs import configure_logging
 from flotilla.worker.config import WorkerSettings
 from flotilla.workflows import WorkflowRegistry
@@ -36,7 +36,7 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
     registry = load_registry(settings.workflows)
     # The model behind the agents: fails here, naming what to set, when misconfigured; the
     # bundled local model is fetched (first start) and loaded before any job is taken.
-    await asyncio.to_thread(configure_llm, llm, loop=asyncio.get_running_loop())
+    llm_service = await asyncio.to_thread(LlmService.from_settings, llm, loop=asyncio.get_running_loop())
     reconnects = Reconnects()
     nc = await connect(settings, name=f"flotilla-worker-{settings.worker_id}", reconnects=reconnects)
     js = nc.jetstream()
@@ -54,6 +54,7 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
         requests=Requests(js, retry_s=300.0),  # a run waits out an outage of NATS
         reconnects=reconnects,
         executor=ThreadPoolExecutor(max_workers=settings.max_concurrent_runs, thread_name_prefix="workflow"),
+        llm=llm_service,
         input_timeout_s=settings.input_timeout_s,
         on_divergence=settings.on_divergence,
         expose_tracebacks=settings.expose_tracebacks,
