@@ -21,6 +21,7 @@ from support import (
     fill_store,
     first_question,
     local_stack,
+    until,
     wait_for_log_line,
 )
 
@@ -423,8 +424,7 @@ def test_worker_credentials_cannot_answer_questions(stack: LocalStack) -> None:
         try:
             await nc.publish("flotilla.inputs.01a0000000000000000000000.q1.answer", b"forged")
             await nc.flush()
-            await asyncio.sleep(0.2)
-            assert any("permissions violation" in e.lower() for e in errors), errors
+            await until(lambda: any("permissions violation" in e.lower() for e in errors), f"refused ({errors})")
         finally:
             await nc.close()
 

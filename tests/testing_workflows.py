@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ registry.include(benchmarks)
 @registry.register(name="crash_worker", description="Kills the worker process running it.")
 async def crash_worker(session: Session, params: dict[str, Any]) -> None:
     await session.text_message("about to crash")
-    await asyncio.sleep(0.2)  # let the message reach NATS
+    await session.flush()
     os._exit(17)
 
 
@@ -132,7 +131,7 @@ def resumable(ui: SyncSession, params: dict[str, Any]) -> dict[str, str]:
     marker = Path(params["marker"])
     if not marker.exists():
         marker.write_text("the first attempt died here")
-        time.sleep(0.3)  # let the events reach NATS
+        ui.flush()
         os._exit(17)
     second = ui.llm.complete_sync([{"role": "user", "content": topic}]).text
     ui.text_message(body=second, sender="assistant")
@@ -176,11 +175,10 @@ async def markdown_injection(session: Session, params: dict[str, Any]) -> str:
 
 def _crash_once(marker: str, why: str) -> None:
     """Kill this worker the first time (the marker file says it happened): the run is resumed
-    by another attempt."""
+    by another attempt. Callers flush first, so what they emitted is in the log."""
     path = Path(marker)
     if not path.exists():
         path.write_text(why)
-        time.sleep(0.3)  # let what was emitted reach NATS
         os._exit(17)
 
 
@@ -207,6 +205,7 @@ def side_effect_tool(ui: SyncSession, params: dict[str, Any]) -> dict[str, Any]:
     autogen.register_function(book_table, caller=assistant, executor=executor, description="Book a table")
     register_llm(assistant, ui.llm)
     chat = executor.initiate_chat(assistant, message="Book me a table in Oslo.", max_turns=2, summary_method="last_msg")
+    ui.flush()
     _crash_once(params["marker"], "died after the tool ran")
     return {"summary": str(chat.summary), "ledger": ledger.read_text().splitlines()}
 
@@ -223,6 +222,7 @@ async def async_side_effect(session: Session, params: dict[str, Any]) -> list[st
 
     result = await session.call_tool("charge", charge)
     await session.text_message(f"tool said {result}")
+    await session.flush()
     _crash_once(params["marker"], "died after the tool ran")
     return ledger.read_text().splitlines()
 
@@ -236,6 +236,7 @@ async def diverges(session: Session, params: dict[str, Any]) -> str:
     took_a.touch()
     await session.text_message(f"took path {path}")
     answer = await session.text_input("go on?")
+    await session.flush()
     _crash_once(params["marker"], "died before the code changed")
     await session.text_message(f"went on with {answer}")
     return path

@@ -174,6 +174,10 @@ class RunSession(WorkerSession):
         )
         await self._emit("function_call_execution", body, sender=sender or DEFAULT_SENDER)
 
+    async def flush(self) -> None:
+        self._check()
+        await self._writer.flush()
+
     async def llm_completion(self, model: str, request: Sequence[Any], completion: Any) -> None:
         """Record a completion an agent used (hidden from the transcript): the completion, and a
         digest of the request (the whole conversation so far would make the log grow with the

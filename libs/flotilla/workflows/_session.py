@@ -94,6 +94,11 @@ class Session(Protocol):
     ) -> None:
         """Show what a function call returned."""
 
+    async def flush(self) -> None:
+        """Wait until everything this run emitted so far is stored in its log (events are
+        otherwise stored in batches, in the background): before a step whose effect the log must
+        already show. Questions and tool results are stored before the run goes on, unasked."""
+
     async def call_tool(
         self,
         name: str,
@@ -182,6 +187,7 @@ class SyncSession:
     error = blocking(Session.error)
     suggested_function_call = blocking(Session.suggested_function_call)
     function_call_execution = blocking(Session.function_call_execution)
+    flush = blocking(Session.flush)
 
     def call_tool(self, name: str, function: Callable[[], T], *, call_id: str = "", sender: str | None = None) -> T:
         """`Session.call_tool` for a plain `def` workflow: `function` runs in the workflow's
