@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +18,17 @@ from typing import Any
 from flotilla.llm._errors import LlmError
 from flotilla.llm._settings import env_name
 from flotilla.llm._types import Completion, Message, Tool
+
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s|$)")
+
+
+def end_at_sentence(text: str, *, keep_at_least: float = 0.4) -> str:
+    """`text` up to its last sentence end, when that keeps at least `keep_at_least` of it;
+    otherwise `text` with an ellipsis (a reply that is one long unfinished sentence)."""
+    ends = [match.end() for match in _SENTENCE_END.finditer(text)]
+    if ends and ends[-1] >= keep_at_least * len(text.rstrip()):
+        return text[: ends[-1]]
+    return text.rstrip() + "…"
 
 
 class LocalBackend:
@@ -73,6 +85,9 @@ class LocalBackend:
             body["tools"] = tools
         raw = await asyncio.get_running_loop().run_in_executor(self._executor, self._handle, body)
         completion = Completion.from_dict(raw)
+        if completion.finish_reason == "length" and completion.content:
+            # A reply cut at the token cap ends at its last whole sentence, not mid-word.
+            completion = dataclasses.replace(completion, content=end_at_sentence(completion.content))
         # The server names the model by its file path; record the model's name instead.
         return dataclasses.replace(completion, model=self._model)
 

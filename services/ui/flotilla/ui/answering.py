@@ -105,14 +105,15 @@ def text_controls(question: dict[str, Any], *, answer: str | None, drafts: dict[
     password = bool(question.get("password"))
     with me.box(classes="answer-row"):
         me.input(
-            label=question.get("prompt") or "Your answer",
+            # The prompt is shown above in full; a long one as the label would be cut off.
+            label="Password" if password else "Your answer",
             type="password" if password else "text",
             value=(answer or "") if done and not password else ("" if done else drafts.get(request_id, "")),
             disabled=done,
             on_blur=on_text_blur,
             on_enter=on_text_enter,
             appearance="outline",
-            style=me.Style(flex_grow=1, min_width=240),
+            style=me.Style(flex_grow=1, flex_basis="100%", min_width=240),
             key=f"answer{SEP}{request_id}",
         )
         me.button(

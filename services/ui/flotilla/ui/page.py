@@ -10,7 +10,7 @@ import mesop as me
 
 from flotilla.auth import display_name
 
-from flotilla.ui import catalogue, render, runs, signin
+from flotilla.ui import catalogue, render, runs, signin, words
 from flotilla.ui.gateway import GatewayError
 from flotilla.ui.state import RUN_PARAM, State, events_of, runs_of, session_of
 from flotilla.ui.ticker import ticker
@@ -87,9 +87,12 @@ def _sidebar(state: State) -> None:
             ):
                 me.text(entry["workflow"], style=me.Style(font_weight=600 if current else 400))
                 status_badge(entry["status"])
+                described = words.params_text(entry.get("params"))
+                if described:
+                    me.text(described, style=me.Style(font_size=12))
                 me.text(
-                    f"{(entry.get('created_at') or '')[:19].replace('T', ' ')}  …{entry['run_id'][-8:]}",
-                    style=me.Style(font_size=12, color="#5f6368"),
+                    f"{(entry.get('created_at') or '')[:16].replace('T', ' ')}  …{entry['run_id'][-8:]}",
+                    style=me.Style(font_size=11, color="#5f6368"),
                 )
 
 
@@ -97,7 +100,8 @@ def _open_run(state: State) -> None:
     view = build(events_of(state))
     with me.box(classes="run-head"):
         me.text(f"{state.workflow or 'Run'}", type="headline-6", style=me.Style(margin=me.Margin.all(0)))
-        status_badge(state.run_status or "queued")
+        waiting = bool(view.open_questions) and not view.finished
+        status_badge("waiting for you" if waiting else state.run_status or "queued")
         if state.run_id and not view.finished:
             me.button("Cancel run", type="stroked", color="warn", on_click=on_cancel, key="cancel-run")
     if state.run_error:
@@ -118,7 +122,7 @@ def _open_run(state: State) -> None:
 
 
 def status_badge(status: str) -> None:
-    with me.box(classes=f"badge badge-{status}"):
+    with me.box(classes=f"badge badge-{status.replace(' ', '-')}"):
         me.text(status)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import mesop as me
 
 from flotilla.ui.markdown import safe_markdown
-from flotilla.ui import answering
+from flotilla.ui import answering, words
 from flotilla.ui.transcript import Item, Transcript, clock
 
 # Agents get a colour from this palette by name, the same on every page and reload.
@@ -74,11 +74,13 @@ def execution(event: dict[str, Any]) -> None:
 
 def system(event: dict[str, Any]) -> None:
     body = event.get("message")
-    if isinstance(body, dict) and len(body) == 1 and isinstance(next(iter(body.values())), str):
-        body = next(iter(body.values()))
+    text = words.system_text(body)
     with _block("system", "#f1f3f4", "#9aa0a6"):
         _header(event, "system")
-        _code(_pretty(body))
+        if text is None:
+            _code(_pretty(body))
+        else:
+            me.text(text)
 
 
 def error(event: dict[str, Any]) -> None:
@@ -122,14 +124,16 @@ def notice(event: dict[str, Any], text: str) -> None:
         me.text(f"{clock(event.get('timestamp'))}  {text}", style=me.Style(color="#5f6368", font_size=13))
 
 
-def completed(event: dict[str, Any]) -> None:
+def completed(event: dict[str, Any], last_message: str | None) -> None:
     status = str(event.get("status") or "completed")
     colours = {"completed": ("#e6f4ea", "#188038"), "failed": ("#fce8e6", "#d93025")}
     background, border = colours.get(status, ("#f1f3f4", "#5f6368"))
     with _block("completed", background, border):
         _header(event, f"Run {status}")
         result = event.get("result")
-        if result is not None:
+        if words.repeats_last_message(result, last_message):
+            me.text("Its result is the last message above.", style=me.Style(color="#5f6368"))
+        elif result is not None:
             if isinstance(result, str):
                 me.markdown(safe_markdown(result))
             else:
@@ -138,7 +142,7 @@ def completed(event: dict[str, Any]) -> None:
             me.text(str(event["error"]), style=me.Style(color="#a50e0e"))
 
 
-def item(entry: Item, *, sent: dict[str, str], drafts: dict[str, str]) -> None:
+def item(entry: Item, *, sent: dict[str, str], drafts: dict[str, str], last_message: str | None = None) -> None:
     event, kind = entry.event, entry.kind
     if kind == "text_message":
         message(event)
@@ -155,13 +159,11 @@ def item(entry: Item, *, sent: dict[str, str], drafts: dict[str, str]) -> None:
     elif kind == "input_answered":
         answered(event)
     elif kind == "workflow_started":
-        attempt = f", attempt {event.get('attempt')}" if (event.get("attempt") or 1) > 1 else ""
-        params = f" with {json.dumps(event.get('params'))}" if event.get("params") else ""
-        notice(event, f"Started {event.get('workflow')}{params}{attempt}")
+        notice(event, words.start_text(event))
     elif kind == "run_retried":
         notice(event, f"Another worker took the run over (attempt {event.get('attempt')}): {event.get('reason')}")
     elif kind == "workflow_completed":
-        completed(event)
+        completed(event, last_message)
     else:
         notice(event, f"({kind})")
 
@@ -169,4 +171,4 @@ def item(entry: Item, *, sent: dict[str, str], drafts: dict[str, str]) -> None:
 def transcript(view: Transcript, *, sent: dict[str, str], drafts: dict[str, str]) -> None:
     with me.box(classes="transcript"):
         for entry in view.items:
-            item(entry, sent=sent, drafts=drafts)
+            item(entry, sent=sent, drafts=drafts, last_message=view.last_message)

@@ -42,7 +42,10 @@ def load_history(state: State, session: Session) -> None:
         return
     state.history_error = ""
     state.runs_json = json.dumps(
-        [{k: v for k, v in run_to_json(r).items() if k in ("run_id", "workflow", "status", "created_at")} for r in runs]
+        [
+            {k: v for k, v in run_to_json(r).items() if k in ("run_id", "workflow", "status", "created_at", "params")}
+            for r in runs
+        ]
     )
 
 

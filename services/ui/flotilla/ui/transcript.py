@@ -34,6 +34,8 @@ class Transcript:
     """Questions with no answer in the log yet, oldest first."""
     completed: dict[str, Any] | None = None
     """The workflow_completed event, once the run has ended."""
+    last_message: str | None = None
+    """The body of the last text message, if any (a result that repeats it is not shown twice)."""
 
     @property
     def finished(self) -> bool:
@@ -49,6 +51,7 @@ def build(events: Iterable[Mapping[str, Any]]) -> Transcript:
     items: list[Item] = []
     open_questions: list[dict[str, Any]] = []
     completed: dict[str, Any] | None = None
+    last_message: str | None = None
     for event in ordered:
         kind = event.get("type")
         if kind == "input_answered" and event.get("request_id") in asked:
@@ -66,9 +69,11 @@ def build(events: Iterable[Mapping[str, Any]]) -> Transcript:
             items.append(Item(event))
         if kind == "workflow_completed":
             completed = event
+        if kind == "text_message":
+            last_message = str(event.get("body") or "")
     if completed is not None:
         open_questions = []  # a finished run asks nothing more
-    return Transcript(items=items, open_questions=open_questions, completed=completed)
+    return Transcript(items=items, open_questions=open_questions, completed=completed, last_message=last_message)
 
 
 def clock(timestamp: str | None) -> str:

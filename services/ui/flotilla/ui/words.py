@@ -1,0 +1,66 @@
+"""Events said in words for people: what the transcript shows instead of raw JSON. Pure functions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+_MAX_VALUE_CHARS = 80
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 1] + "…"
+
+
+def _humane(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if not text or text[-1] in ".!?…" else f"{text}."
+
+
+def params_text(params: Mapping[str, Any] | None) -> str:
+    """`turns: 3, topic: physics`; empty for no params."""
+    if not params:
+        return ""
+    return ", ".join(f"{_humane(str(key))}: {_value(value)}" for key, value in params.items())
+
+
+def start_text(event: Mapping[str, Any]) -> str:
+    """The notice for `workflow_started`: `Started learning_chat (turns: 3)`, with the attempt
+    when it is not the first."""
+    params = params_text(event.get("params") if isinstance(event.get("params"), Mapping) else None)
+    text = f"Started {event.get('workflow') or 'the workflow'}" + (f" ({params})" if params else "")
+    attempt = event.get("attempt") or 1
+    return text + (f", attempt {attempt}" if attempt > 1 else "")
+
+
+def system_text(message: Any) -> str | None:
+    """A system message in words, or None when it is not a flat object (the page shows it as
+    code). `{"type": "termination", "reason": "Maximum turns (3) reached"}` reads
+    `The chat ended: Maximum turns (3) reached.`"""
+    if isinstance(message, str):
+        return message
+    if not isinstance(message, Mapping) or any(isinstance(v, (dict, list)) for v in message.values()):
+        return None
+    fields = dict(message)
+    kind = str(fields.pop("type", "") or "")
+    if kind == "termination":
+        reason = fields.pop("reason", "")
+        head = "The chat ended" + (f": {reason}" if reason else "")
+        rest = params_text(fields)
+        return _sentence(head) + (f" ({rest})" if rest else "")
+    if not kind:
+        return params_text(fields) or None
+    rest = params_text(fields)
+    return _humane(kind).capitalize() + (f": {rest}" if rest else "")
+
+
+def repeats_last_message(result: Any, last_message: str | None) -> bool:
+    """A result that only repeats the last message shown (a chat's summary often is its last
+    reply) is not shown twice."""
+    return isinstance(result, str) and last_message is not None and result.strip() == last_message.strip()

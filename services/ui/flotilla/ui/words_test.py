@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from flotilla.ui import words
+from flotilla.ui.transcript import build
+
+
+def test_system_messages_in_words() -> None:
+    termination = {"type": "termination", "reason": "Maximum turns (3) reached"}
+    assert words.system_text(termination) == "The chat ended: Maximum turns (3) reached."
+    assert words.system_text({"type": "handoff", "to_agent": "teacher"}) == "Handoff: to agent: teacher"
+    assert words.system_text({"note": "hello"}) == "note: hello"
+    assert words.system_text("plain") == "plain"
+    assert words.system_text({"type": "x", "nested": {"a": 1}}) is None  # shown as code
+
+
+def test_start_and_params_in_words() -> None:
+    started = {"workflow": "learning_chat", "params": {"turns": 3}, "attempt": 1}
+    assert words.start_text(started) == "Started learning_chat (turns: 3)"
+    assert words.start_text({**started, "params": {}, "attempt": 2}) == "Started learning_chat, attempt 2"
+    assert words.params_text({"max_turns": 2, "topic": "x" * 200}).startswith("max turns: 2, topic: xxx")
+    assert len(words.params_text({"topic": "x" * 200})) < 100
+
+
+def test_a_result_that_repeats_the_last_message_is_not_shown_twice() -> None:
+    events = [
+        {"seq": 1, "type": "text_message", "body": "Volcanoes erupt."},
+        {"seq": 2, "type": "workflow_completed", "status": "completed", "result": "Volcanoes erupt. "},
+    ]
+    view = build(events)
+    assert view.last_message == "Volcanoes erupt."
+    assert words.repeats_last_message(view.completed["result"] if view.completed else None, view.last_message)
+    assert not words.repeats_last_message({"answer": 1}, view.last_message)
+    assert not words.repeats_last_message("something else", view.last_message)
