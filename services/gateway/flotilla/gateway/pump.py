@@ -239,6 +239,9 @@ class RunStream:
             async with aclosing(watch) as batches:  # type: ignore[type-var]
                 async for batch in batches:
                     await self._outbox.put(list(batch))
+            # A watch ends after the run's terminal event, and the writer ends the stream there;
+            # a watch that ends without one leaves the client to reconnect.
+            await self._outbox.put(End(CLOSE_UNAVAILABLE, "the dispatcher stream ended", resume=True))
         except aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 await self._outbox.put(End(CLOSE_UNKNOWN_RUN, (exc.details() or "")[:120], error=exc))

@@ -99,14 +99,24 @@ def on_choice_send(e: me.ClickEvent) -> None:
 # Controls ---------------------------------------------------------------------------------------
 
 
+_MAX_LABEL_CHARS = 60
+
+
+def _label(prompt: str, password: bool) -> str:
+    if prompt and len(prompt) <= _MAX_LABEL_CHARS:
+        return prompt
+    return "Password" if password else "Your answer"
+
+
 def text_controls(question: dict[str, Any], *, answer: str | None, drafts: dict[str, str]) -> None:
     request_id = question["request_id"]
     done = answer is not None
     password = bool(question.get("password"))
     with me.box(classes="answer-row"):
         me.input(
-            # The prompt is shown above in full; a long one as the label would be cut off.
-            label="Password" if password else "Your answer",
+            # The field's accessible name is its prompt; a long prompt (shown above in full)
+            # would be cut off as a label.
+            label=_label(str(question.get("prompt") or ""), password),
             type="password" if password else "text",
             value=(answer or "") if done and not password else ("" if done else drafts.get(request_id, "")),
             disabled=done,
