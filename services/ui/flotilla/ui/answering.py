@@ -123,7 +123,7 @@ def text_controls(question: dict[str, Any], *, answer: str | None, drafts: dict[
             on_blur=on_text_blur,
             on_enter=on_text_enter,
             appearance="outline",
-            style=me.Style(flex_grow=1, flex_basis="100%", min_width=240),
+            style=me.Style(width="100%"),
             key=f"answer{SEP}{request_id}",
         )
         me.button(
