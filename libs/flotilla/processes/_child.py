@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import importlib.metadata
 import os
 import shutil
@@ -15,16 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec. Its own process group keeps a terminal's Ctrl-C for the
-    launcher, which stops the children in order; SIGTERM comes if the launcher dies, even by
-    SIGKILL."""
-    os.setpgrp()
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+# Children get SIGTERM if the launcher dies, even by SIGKILL: util-linux's `setpriv --pdeathsig`
+# sets that and execs the command (same pid). No `preexec_fn`: Python code between fork and exec
+# is unsafe in a threaded parent (a test process with gRPC's threads aborted children that way);
+# without it, subprocess uses vfork and runs nothing of ours in the child.
+_SETPRIV = shutil.which("setpriv")
+_DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "TERM", "--"] if _SETPRIV else []
 
 
 def free_port() -> int:
@@ -85,12 +80,14 @@ class Child:
     def start(self) -> None:
         out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 (the child owns it)
         self.process = subprocess.Popen(
-            self.argv,
+            [*_DIE_WITH_PARENT, *self.argv],
             env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            # Its own session: a terminal's Ctrl-C stays with the launcher, which stops the
+            # children in order.
+            start_new_session=True,
         )
         if out:
             out.close()
