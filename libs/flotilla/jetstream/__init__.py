@@ -2,7 +2,7 @@
 queue, questions and answers, the workflow catalogue."""
 
 from flotilla.jetstream._catalogue import Catalogue
-from flotilla.jetstream._connect import Reconnects, connect, inbox_prefix, redacted_url, when_ready
+from flotilla.jetstream._connect import Reconnects, connect, disconnect, inbox_prefix, redacted_url, when_ready
 from flotilla.jetstream._events import (
     EventLog,
     LogPage,
@@ -37,6 +37,7 @@ from flotilla.jetstream._runs import RunStore, header_of, with_header
 __all__ = [
     # connection and layout
     "connect",
+    "disconnect",
     "Reconnects",
     "redacted_url",
     "when_ready",

@@ -48,6 +48,17 @@ async def when_ready(call: Callable[[], Awaitable[T]], *, waiting_for: str, inte
         await asyncio.sleep(interval_s)
 
 
+async def disconnect(nc: Client, *, timeout_s: float = 5.0) -> None:
+    """Drain the connection (what is in flight goes out), but never wait for a server that is
+    gone: a service stopping while NATS is unreachable would otherwise never exit."""
+    try:
+        await asyncio.wait_for(nc.drain(), timeout_s)
+    except Exception as exc:
+        log.warning("nats drain did not finish; closing", error=repr(exc))
+    if not nc.is_closed:
+        await nc.close()
+
+
 def redacted_url(urls: str) -> str:
     """The server URLs with any user:password in them replaced by `***`, for logs."""
     redacted = []

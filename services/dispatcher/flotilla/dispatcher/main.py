@@ -13,7 +13,7 @@ from flotilla.auth import ServiceTokenVerifier, load_trusted_services
 from flotilla.dispatch import RunLimits, RunService
 from flotilla.dispatcher.grpc_api import DispatcherApi
 from flotilla.errors import ConfigurationError
-from flotilla.jetstream import Layout, connect, provision, redacted_url
+from flotilla.jetstream import Layout, connect, disconnect, provision, redacted_url
 from flotilla.lifecycle import exit_on_bad_configuration, GrpcServer, run_service, wait_for_shutdown
 from flotilla.logs import configure_logging
 from flotilla.protocol import DISPATCHER_SERVICE, add_DispatcherServicer_to_server
@@ -80,7 +80,7 @@ async def serve(settings: DispatcherSettings, verifier: ServiceTokenVerifier) ->
     health.cancel()
     await server.stop(grace_s=5)
     await service.close()
-    await nc.drain()
+    await disconnect(nc)
 
 
 async def _provision(js: JetStreamContext, layout: Layout) -> None:

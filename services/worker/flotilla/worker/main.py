@@ -10,7 +10,7 @@ import structlog
 
 from flotilla.errors import ConfigurationError
 from flotilla.execution import Worker, WorkerContext
-from flotilla.jetstream import EventLog, Reconnects, Requests, RunStore, connect, read_layout, when_ready
+from flotilla.jetstream import EventLog, Reconnects, Requests, RunStore, connect, disconnect, read_layout, when_ready
 from flotilla.lifecycle import exit_on_bad_configuration, run_service, wait_for_shutdown
 from flotilla.llm import LlmService, LlmSettings
 from flotilla.logs import configure_logging
@@ -71,7 +71,7 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
     worker.stop()
     await running
     stop.cancel()
-    await nc.drain()
+    await disconnect(nc)
 
 
 def main() -> None:
