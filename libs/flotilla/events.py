@@ -67,7 +67,7 @@ def _message_fields(message: Message) -> dict[str, Any]:
         if field.name.endswith("_json"):
             out[field.name[: -len("_json")]] = decode_json(value)
         elif field.is_repeated:
-            out[field.name] = list(value)
+            out[field.name] = [_message_fields(v) if isinstance(v, Message) else v for v in value]
         else:
             out[field.name] = value
     return out
@@ -106,4 +106,5 @@ def run_to_json(run: Run) -> dict[str, Any]:
         "error": run.error or None,
         "idempotency_key": run.idempotency_key or None,
         "cancel_requested": run.cancel_requested,
+        "usage": [_message_fields(usage) for usage in run.usage],
     }

@@ -46,7 +46,7 @@ from flotilla.v1.event_pb2 import (
     WorkflowCompleted,
     WorkflowStarted,
 )
-from flotilla.v1.run_pb2 import Job, Run, RunStatus, WorkflowInfo
+from flotilla.v1.run_pb2 import Job, ModelUsage, Run, RunStatus, WorkflowInfo
 
 DISPATCHER_SERVICE = "flotilla.v1.Dispatcher"
 GATEWAY_SERVICE = "flotilla.v1.Gateway"
@@ -56,6 +56,7 @@ __all__ = [
     "DISPATCHER_SERVICE",
     # runs
     "Job",
+    "ModelUsage",
     "Run",
     "RunStatus",
     "WorkflowInfo",

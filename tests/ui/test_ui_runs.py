@@ -59,6 +59,8 @@ def test_learning_chat_from_catalogue_to_completion(ui_stack: LocalStack, page: 
     expect(page.locator(".sidebar").get_by_text("turns: 2").first).to_be_visible()
     # The chat's result is its last reply: said once, not repeated in the completion card.
     expect(page.get_by_text("Its result is the last message above.")).to_be_visible()
+    # What the run's LLM calls used (the scripted model counts words as tokens).
+    expect(page.get_by_text(re.compile(r"LLM use: scripted: \d+ calls, \d+ \+ \d+ tokens"))).to_be_visible()
     shots(page, "transcript completed")
 
 

@@ -24,6 +24,7 @@ from flotilla.errors import FlotillaError, InvalidArgument, RunNotFound
 from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, is_terminal, now
 from flotilla.execution._session import RunSession
 from flotilla.execution._replay import DivergencePolicy, PriorAttempts
+from flotilla.execution._usage import UsageTally
 from flotilla.jetstream import (
     EVENTS_STREAM,
     EventLog,
@@ -39,6 +40,7 @@ from flotilla.jetstream import (
 from flotilla.protocol import (
     Error,
     Job,
+    ModelUsage,
     Run,
     RunEvent,
     RunRetried,
@@ -226,11 +228,15 @@ class RunAttempt:
                 if not record.cancel_requested
                 else Outcome("cancelled", error="cancelled")
             )
-        completed = WorkflowCompleted(status=outcome.status, result_json=outcome.result_json, error=outcome.error)
+        live = self._session.usage if self._session is not None else UsageTally()
+        usage = prior.usage.merged(live).as_list()
+        completed = WorkflowCompleted(
+            status=outcome.status, result_json=outcome.result_json, error=outcome.error, usage=usage
+        )
         await writer.emit("workflow_completed", completed, sender="system")
         await writer.flush()
         self._finishing = True
-        await self._ctx.runs.update(run_id, lambda run: _finish(run, outcome))
+        await self._ctx.runs.update(run_id, functools.partial(_finish, outcome=outcome, usage=usage))
         await self._msg.ack()
         log.info("run finished", status=outcome.status, attempt=record.attempts, events=writer.last_seq)
 
@@ -246,7 +252,8 @@ class RunAttempt:
                 self._finishing = True
                 done = last.workflow_completed
                 outcome = Outcome(done.status, result_json=done.result_json, error=done.error)
-                await self._ctx.runs.update(run_id, functools.partial(_finish, outcome=outcome))
+                finish = functools.partial(_finish, outcome=outcome, usage=list(done.usage))
+                await self._ctx.runs.update(run_id, finish)
                 return None
             history: list[RunEvent] = []
             end = position  # the leader's: the history (read by direct gets) must reach it
@@ -345,7 +352,7 @@ class RunAttempt:
         sync_session = None if workflow.is_async else SyncSession(session, loop)
 
         async def record(messages: Any, completion: Completion) -> None:
-            await session.llm_completion(completion.model, messages, completion.to_dict())
+            await session.llm_completion(messages, completion, cost=self._ctx.llm.cost(completion))
 
         # Every LLM completion the run's agents use is recorded in its log, in order; a resumed
         # run gets the recorded ones back first, each checked against the request it answered.
@@ -419,11 +426,13 @@ def _run_sync(workflow: Workflow, session: SyncSession, params: dict[str, Any]) 
     return workflow.function(session, params)
 
 
-def _finish(run: Run, outcome: Outcome) -> bool:
+def _finish(run: Run, outcome: Outcome, usage: list[ModelUsage] | None = None) -> bool:
     run.lease = ""
     run.status = _STATUS[outcome.status]
     run.result_json = outcome.result_json
     run.error = outcome.error
+    del run.usage[:]
+    run.usage.extend(usage or [])
     run.finished_at.CopyFrom(now())
     return True
 

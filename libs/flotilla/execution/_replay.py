@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from google.protobuf.message import Message
 
+from flotilla.execution._usage import UsageTally
 from flotilla.errors import Nondeterminism
 from flotilla.protocol import FunctionCallExecution, RunEvent
 
@@ -62,6 +63,8 @@ class PriorAttempts:
     """How many of `events` the new attempt has matched so far."""
     diverged: Nondeterminism | None = None
     """Where the workflow left its log, once it did."""
+    usage: UsageTally = field(default_factory=UsageTally)
+    """What earlier attempts' LLM calls used."""
 
     @classmethod
     def from_log(cls, events: Iterable[RunEvent], *, policy: DivergencePolicy = "fail") -> PriorAttempts:
@@ -71,6 +74,7 @@ class PriorAttempts:
             if kind in ATTEMPT_KINDS:
                 continue
             if kind in RECORDED_KINDS:
+                prior.usage.add(event.llm_completion)
                 prior.completions.append(json.loads(event.llm_completion.completion_json))
                 prior.digests.append(event.llm_completion.request_sha256)
                 continue

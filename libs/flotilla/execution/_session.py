@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 
 from flotilla.errors import InputTimeout, Nondeterminism, RunCancelled
 from flotilla.execution._replay import PriorAttempts
+from flotilla.execution._usage import UsageTally
 from flotilla.jetstream import (
     ANSWER,
     CLOSED,
@@ -33,7 +34,7 @@ from flotilla.jetstream import (
     RunEventWriter,
     input_filter,
 )
-from flotilla.llm import LlmService, request_digest
+from flotilla.llm import Completion, LlmService, request_digest
 from flotilla.protocol import (
     Error,
     FunctionCallExecution,
@@ -84,6 +85,8 @@ class RunSession(WorkerSession):
         self._input_timeout_s = input_timeout_s
         self._questions = 0
         self._tools = 0
+        self.usage = UsageTally()
+        """What this attempt's live LLM calls used (replayed ones are the earlier attempts')."""
         self._open: dict[str, int] = {}
         self._closed = False
         self._waiting = 0
@@ -178,14 +181,21 @@ class RunSession(WorkerSession):
         self._check()
         await self._writer.flush()
 
-    async def llm_completion(self, model: str, request: Sequence[Any], completion: Any) -> None:
-        """Record a completion an agent used (hidden from the transcript): the completion, and a
+    async def llm_completion(self, request: Sequence[Any], completion: Completion, *, cost: float = 0.0) -> None:
+        """Record a completion an agent used (hidden from the transcript): the completion, a
         digest of the request (the whole conversation so far would make the log grow with the
-        square of its length)."""
+        square of its length), and what the call used."""
         recorded = LlmCompletion(
-            model=model, request_sha256=request_digest(list(request)), completion_json=json.dumps(completion)
+            model=completion.model,
+            request_sha256=request_digest(list(request)),
+            completion_json=json.dumps(completion.to_dict()),
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            latency_s=completion.latency_s,
+            cost=cost,
         )
         await self._emit("llm_completion", recorded, sender="llm")
+        self.usage.add(recorded)
 
     async def begin_tool(self, name: str) -> tuple[ToolCall, Recorded | None]:
         self._check()

@@ -23,12 +23,13 @@ from flotilla.llm._openai import OpenAIBackend
 from flotilla.llm._run import LlmRun, Recorder, Replay, current_run, llm_run, request_digest
 from flotilla.llm._scripted import ScriptedBackend, ScriptedReply, load_script
 from flotilla.llm._service import LlmService
-from flotilla.llm._settings import LlmSettings
+from flotilla.llm._settings import LlmSettings, ModelPrice
 from flotilla.llm._types import Backend, Completion, Message, Tool, ToolCall
 
 __all__ = [
     # settings and errors
     "LlmSettings",
+    "ModelPrice",
     "LlmError",
     "LlmConfigError",
     "ModelFetchError",

@@ -86,6 +86,10 @@ def load_script(value: str) -> list[ScriptedReply]:
     return [ScriptedReply.parse(item, f"reply {i}") for i, item in enumerate(items)]
 
 
+def _words(content: Any) -> int:
+    return len(content.split()) if isinstance(content, str) else 0
+
+
 class ScriptedBackend:
     """Replies from a fixed script, in order; with `cycle` it starts over after the last one."""
 
@@ -117,6 +121,9 @@ class ScriptedBackend:
             model=SCRIPTED_MODEL,
             finish_reason="tool_calls" if calls else "stop",
             id=f"scripted-{n}",
+            # A script has no tokenizer: its "tokens" are words, so usage accounting has numbers.
+            prompt_tokens=sum(_words(message.get("content")) for message in messages),
+            completion_tokens=_words(reply.content),
         )
 
     def _next_index(self) -> int:

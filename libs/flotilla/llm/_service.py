@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import dataclasses
 import threading
-from collections.abc import Awaitable, Coroutine
+import time
+from collections.abc import Awaitable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from flotilla.llm._factory import create_backend
 from flotilla.llm._run import LlmRun, current_run
-from flotilla.llm._settings import LlmSettings
+from flotilla.llm._settings import LlmSettings, ModelPrice
 from flotilla.llm._types import Backend, Completion, Message, Tool
 
 T = TypeVar("T")
@@ -30,10 +32,17 @@ T = TypeVar("T")
 class LlmService:
     """Completions for every run of a process, replayed or recorded per run (see `llm_run`)."""
 
-    def __init__(self, backend: Backend, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        prices: Mapping[str, ModelPrice] | None = None,
+    ) -> None:
         """`loop`: where backend calls run (the worker's loop); without one, the service starts
-        a daemon thread with its own loop on first use."""
+        a daemon thread with its own loop on first use. `prices`: per million tokens, by model."""
         self._backend = backend
+        self._prices = dict(prices or {})
         self._loop = loop
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -44,7 +53,7 @@ class LlmService:
         what to set, and the local model is fetched and loaded here rather than in the first
         run. Blocking; from async code use `await asyncio.to_thread(LlmService.from_settings,
         settings, loop=asyncio.get_running_loop())`."""
-        return cls(create_backend(settings), loop=loop)
+        return cls(create_backend(settings), loop=loop, prices=settings.prices)
 
     @property
     def backend(self) -> Backend:
@@ -61,7 +70,7 @@ class LlmService:
         replayed = _replayed(run, messages)
         if replayed is not None:
             return replayed
-        call = self._backend.complete(messages, tools=tools, **params)
+        call = _timed(self._backend.complete(messages, tools=tools, **params))
         loop = self._event_loop()
         if loop is asyncio.get_running_loop():
             completion = await call
@@ -85,13 +94,20 @@ class LlmService:
         loop = self._event_loop()
         if _running_loop() is loop:
             raise RuntimeError("complete_sync() was called on the LLM service's event loop; await complete() there")
-        call = self._backend.complete(messages, tools=tools, **params)
+        call = _timed(self._backend.complete(messages, tools=tools, **params))
         completion = _submit(loop, call, contextvars.copy_context()).result()
         if run is not None and run.recorder is not None:
             recorded = run.recorder(messages, completion)
             if recorded is not None:
                 _submit(loop, _awaited(recorded), contextvars.copy_context()).result()
         return completion
+
+    def cost(self, completion: Completion) -> float:
+        """What `completion` cost at the configured prices (0 for a model without one)."""
+        price = self._prices.get(completion.model)
+        if price is None:
+            return 0.0
+        return (completion.prompt_tokens * price.prompt + completion.completion_tokens * price.completion) / 1e6
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -127,6 +143,13 @@ class LlmService:
         if thread is not threading.current_thread():
             thread.join()
         loop.close()
+
+
+async def _timed(call: Awaitable[Completion]) -> Completion:
+    """The completion, with how long the backend took to give it."""
+    start = time.perf_counter()
+    completion = await call
+    return dataclasses.replace(completion, latency_s=time.perf_counter() - start)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

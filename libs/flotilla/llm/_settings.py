@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flotilla.llm._errors import LlmConfigError
@@ -13,6 +13,15 @@ from flotilla.llm._errors import LlmConfigError
 ENV_PREFIX = "FLOTILLA_LLM_"
 
 BackendName = Literal["local", "openai", "scripted"]
+
+
+class ModelPrice(BaseModel):
+    """What one model costs, per million tokens, in whatever currency the operator counts in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: float = Field(ge=0)
+    completion: float = Field(ge=0)
 
 
 def env_name(field: str) -> str:
@@ -64,6 +73,10 @@ class LlmSettings(BaseSettings):
     """How long one request to the endpoint may take."""
     openai_max_retries: int = Field(default=2, ge=0)
     """Retries of failed requests (connection errors, 429, 5xx) with backoff."""
+
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Prices per million tokens by model name, as JSON: `{"gpt-4o-mini": {"prompt": 0.15,
+    "completion": 0.6}}`; each run's usage then says what it cost (0 for models not listed)."""
 
     # scripted
     scripted_replies: str | None = None

@@ -49,6 +49,9 @@ class Completion:
     completion_tokens: int = 0
     id: str = ""
     created: int = 0
+    latency_s: float = field(default=0.0, compare=False)
+    """How long the backend took (set by the service; not part of the recorded JSON: the
+    `llm_completion` event has a field of its own for it)."""
     timings: Mapping[str, float] | None = field(default=None, compare=False, repr=False)
     """Backend-specific speed figures (the local model's prompt/generation tokens per second);
     not recorded."""

@@ -1,7 +1,7 @@
 import flotilla.llm
 
 PUBLIC = {
-    "LlmSettings", "LlmError", "LlmConfigError", "ModelFetchError", "ScriptExhausted",
+    "LlmSettings", "ModelPrice", "LlmError", "LlmConfigError", "ModelFetchError", "ScriptExhausted",
     "Backend", "Completion", "Message", "Tool", "ToolCall", "create_backend",
     "LocalBackend", "OpenAIBackend", "ScriptedBackend", "ScriptedReply", "load_script",
     "BUNDLED_MODEL", "BundledModel", "ensure_local_model",

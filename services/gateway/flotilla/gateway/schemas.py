@@ -22,6 +22,16 @@ RUN_EXAMPLE: dict[str, Any] = {
     "error": None,
     "idempotency_key": None,
     "cancel_requested": False,
+    "usage": [
+        {
+            "model": "SmolLM2-135M-Instruct.Q4_1",
+            "calls": 3,
+            "prompt_tokens": 512,
+            "completion_tokens": 210,
+            "llm_seconds": 4.2,
+            "cost": 0.0,
+        }
+    ],
 }
 """A run as every run route answers it."""
 QUEUED_RUN_EXAMPLE: dict[str, Any] = {
@@ -33,6 +43,7 @@ QUEUED_RUN_EXAMPLE: dict[str, Any] = {
     "worker_id": None,
     "result": None,
     "idempotency_key": "order-1234",
+    "usage": [],
 }
 _EVENT = {"run_id": RUN_ID, "sender": "load", "recipient": "user"}
 EVENT_EXAMPLES: list[Any] = [
@@ -108,6 +119,15 @@ class WorkflowOut(BaseModel):
     description: str
 
 
+class UsageOut(BaseModel):
+    model: str
+    calls: int
+    prompt_tokens: int = Field(description="As the model's backend reported them (0 where it reports none)")
+    completion_tokens: int
+    llm_seconds: float = Field(description="Wall time spent waiting for the model")
+    cost: float = Field(description="At the worker's configured prices (FLOTILLA_LLM_PRICES); 0 without prices")
+
+
 class RunOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [RUN_EXAMPLE]})
 
@@ -125,6 +145,9 @@ class RunOut(BaseModel):
     error: str | None
     idempotency_key: str | None
     cancel_requested: bool
+    usage: list[UsageOut] = Field(
+        default_factory=list, description="What the run's LLM calls used, per model, over every attempt (once it ended)"
+    )
 
 
 class EventsOut(BaseModel):

@@ -140,6 +140,9 @@ def completed(event: dict[str, Any], last_message: str | None) -> None:
                 _code(_pretty(result))
         if event.get("error"):
             me.text(str(event["error"]), style=me.Style(color="#a50e0e"))
+        usage = words.usage_text(event.get("usage"))
+        if usage:
+            me.text(f"LLM use: {usage}", style=me.Style(color="#5f6368", font_size=12, white_space="pre-wrap"))
 
 
 def item(entry: Item, *, sent: dict[str, str], drafts: dict[str, str], last_message: str | None = None) -> None:

@@ -60,6 +60,25 @@ def system_text(message: Any) -> str | None:
     return _humane(kind).capitalize() + (f": {rest}" if rest else "")
 
 
+def usage_text(usage: Any) -> str:
+    """A run's LLM usage in a line per model: `SmolLM2: 3 calls, 512 + 210 tokens, 4.2 s` (and
+    the cost when prices are configured)."""
+    if not isinstance(usage, list):
+        return ""
+    lines = []
+    for model in usage:
+        if not isinstance(model, Mapping) or not model.get("calls"):
+            continue
+        calls = int(model["calls"])
+        text = f"{model.get('model') or 'model'}: {calls} call{'s' if calls != 1 else ''}"
+        text += f", {int(model.get('prompt_tokens') or 0)} + {int(model.get('completion_tokens') or 0)} tokens"
+        text += f", {float(model.get('llm_seconds') or 0):.1f} s"
+        if model.get("cost"):
+            text += f", cost {float(model['cost']):.4f}"
+        lines.append(text)
+    return "\n".join(lines)
+
+
 def repeats_last_message(result: Any, last_message: str | None) -> bool:
     """A result that only repeats the last message shown (a chat's summary often is its last
     reply) is not shown twice."""

@@ -21,6 +21,19 @@ def test_start_and_params_in_words() -> None:
     assert len(words.params_text({"topic": "x" * 200})) < 100
 
 
+def test_usage_in_words() -> None:
+    usage = [
+        {"model": "m", "calls": 3, "prompt_tokens": 512, "completion_tokens": 210, "llm_seconds": 4.24, "cost": 0},
+        {"model": "paid", "calls": 1, "prompt_tokens": 10, "completion_tokens": 5, "llm_seconds": 0.5, "cost": 0.0012},
+        {"model": "unused", "calls": 0},
+    ]
+    assert (
+        words.usage_text(usage)
+        == "m: 3 calls, 512 + 210 tokens, 4.2 s\npaid: 1 call, 10 + 5 tokens, 0.5 s, cost 0.0012"
+    )
+    assert words.usage_text(None) == ""
+
+
 def test_a_result_that_repeats_the_last_message_is_not_shown_twice() -> None:
     events = [
         {"seq": 1, "type": "text_message", "body": "Volcanoes erupt."},
