@@ -41,7 +41,9 @@ OTHER = "other"
 """The label value of anything outside a bounded set (an unknown workflow, an unmatched route)."""
 
 # --- runs (dispatcher: started, cancelled while queued; worker: finished) ---
-RUNS_STARTED = Counter("flotilla_runs_started", "Runs created (a repeated idempotency key is not counted).", ["workflow"])
+RUNS_STARTED = Counter(
+    "flotilla_runs_started", "Runs created (a repeated idempotency key is not counted).", ["workflow"]
+)
 RUNS_FINISHED = Counter(
     "flotilla_runs_finished",
     "Runs ended with workflow_completed, by status (completed, failed, cancelled).",
@@ -76,11 +78,15 @@ DEAD_LETTERS = Counter(
 
 # --- LLM calls (worker) ---
 LLM_CALLS = Counter("flotilla_llm_calls", "Backend completions (replayed ones not counted).", ["model", "outcome"])
-LLM_TOKENS = Counter("flotilla_llm_tokens", "Tokens the backend reported, by kind (prompt, completion).", ["model", "kind"])
+LLM_TOKENS = Counter(
+    "flotilla_llm_tokens", "Tokens the backend reported, by kind (prompt, completion).", ["model", "kind"]
+)
 LLM_CALL_SECONDS = Histogram("flotilla_llm_call_seconds", "Latency of backend completions.", ["model"], buckets=_SLOW)
 
 # --- the gateway's streams ---
-STREAMS_OPEN = Gauge("flotilla_gateway_streams_open", "Open run streams, by protocol (v1, fastagency, grpc).", ["protocol"])
+STREAMS_OPEN = Gauge(
+    "flotilla_gateway_streams_open", "Open run streams, by protocol (v1, fastagency, grpc).", ["protocol"]
+)
 STREAM_SLOW_CLOSES = Counter(
     "flotilla_gateway_stream_slow_closes", "Streams closed because the client did not keep up.", ["protocol"]
 )
@@ -99,6 +105,7 @@ HTTP_REQUEST_SECONDS = Histogram(
     buckets=_FAST,
 )
 
+
 def _sample_names(name: str, kind: str) -> list[str]:
     """The names a family's samples carry in the text format."""
     if kind == "counter":
@@ -108,17 +115,19 @@ def _sample_names(name: str, kind: str) -> list[str]:
     return [name]
 
 
-def _defined_names() -> frozenset[str]:
+def _families() -> list[tuple[str, str]]:
     metrics: list[Any] = [
         RUNS_STARTED, RUNS_FINISHED, RUN_FIRST_EVENT_SECONDS, RUN_INPUT_WAIT_SECONDS, JOBS_PENDING,
         WORKER_RUNS_IN_FLIGHT, JOB_REDELIVERIES, DEAD_LETTERS, LLM_CALLS, LLM_TOKENS, LLM_CALL_SECONDS,
         STREAMS_OPEN, STREAM_SLOW_CLOSES, GRPC_SERVER_SECONDS, HTTP_REQUEST_SECONDS,
     ]  # fmt: skip
-    return frozenset(name for metric in metrics for family in metric.describe() for name in _sample_names(family.name, family.type))
+    return [(family.name, family.type) for metric in metrics for family in metric.describe()]
 
 
-METRIC_NAMES = _defined_names()
-"""Every sample name Flotilla's own metrics expose (the dashboard's test checks against it)."""
+METRIC_FAMILIES = frozenset(name for name, _ in _families())
+"""The name of every metric Flotilla defines."""
+METRIC_NAMES = frozenset(sample for name, kind in _families() for sample in _sample_names(name, kind))
+"""Every sample name those metrics expose (the dashboard's test checks its expressions against it)."""
 
 
 def bounded(value: str, known: Container[str]) -> str:
@@ -144,7 +153,9 @@ def exposition() -> tuple[bytes, str]:
 def check_settings(port: int, token: str, *, variable: str) -> None:
     """A metrics port needs a token (scrapes are refused without one): fail at start, naming it."""
     if port and not token:
-        raise ConfigurationError(f"a metrics port is set but no token: set {variable} (scrapers send it as a Bearer token)")
+        raise ConfigurationError(
+            f"a metrics port is set but no token: set {variable} (scrapers send it as a Bearer token)"
+        )
 
 
 class _Server(ThreadingMixIn, WSGIServer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -56,11 +57,8 @@ async def report_queue(js: JetStreamContext, every_s: float = 5.0) -> None:
     """Keep the pending-jobs gauges at what the workers' consumer says, until cancelled."""
     pending, ack_pending = JOBS_PENDING.labels("pending"), JOBS_PENDING.labels("ack_pending")
     while True:
-        try:
+        with contextlib.suppress(Exception):  # an outage: the gauges keep their last values
             info = await js.consumer_info(JOBS_STREAM, WORKERS_CONSUMER)
-        except Exception:  # noqa: BLE001  (an outage: the gauges keep their last values)
-            pass
-        else:
             pending.set(info.num_pending or 0)
             ack_pending.set(info.num_ack_pending or 0)
         await asyncio.sleep(every_s)

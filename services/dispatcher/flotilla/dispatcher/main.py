@@ -120,7 +120,9 @@ def main() -> None:
         verifier = service_verifier(settings)
         server_credentials(settings.grpc_tls_cert_file, settings.grpc_tls_key_file)  # fails now, not later
         check_settings(
-            settings.metrics_port, settings.metrics_token.get_secret_value(), variable="FLOTILLA_DISPATCHER_METRICS_TOKEN"
+            settings.metrics_port,
+            settings.metrics_token.get_secret_value(),
+            variable="FLOTILLA_DISPATCHER_METRICS_TOKEN",
         )
     configure_logging("dispatcher", log_format=settings.log_format, level=settings.log_level)
     run_service(serve(settings, verifier))

@@ -60,7 +60,9 @@ def main() -> None:
     with exit_on_bad_configuration("ui"):
         settings = UiSettings()
         parse_users(settings.users.get_secret_value())  # a bad FLOTILLA_UI_USERS stops the start here
-        check_settings(settings.metrics_port, settings.metrics_token.get_secret_value(), variable="FLOTILLA_UI_METRICS_TOKEN")
+        check_settings(
+            settings.metrics_port, settings.metrics_token.get_secret_value(), variable="FLOTILLA_UI_METRICS_TOKEN"
+        )
     configure_logging("ui", log_format=settings.log_format, level=settings.log_level)
     serve_ui(settings)
 
