@@ -39,7 +39,7 @@ from prometheus_client import (
 from flotilla.errors import ConfigurationError
 
 # No `_created` series: one more series per labelled child, which Prometheus does not need.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Latency buckets: requests and calls (milliseconds to tens of seconds).
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -233,6 +233,9 @@ class GrpcMetricsInterceptor(aio.ServerInterceptor):
 
     def __init__(self) -> None:
         self._children: dict[tuple[str, str], Any] = {}
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+        """The last handler seen per method and its timed twin: a registered method's handler is
+        the same object call after call, so it is wrapped once (bounded: registered methods)."""
 
     def _observe(self, method: str, code: str, seconds: float) -> None:
         child = self._children.get((method, code))
@@ -248,7 +251,13 @@ class GrpcMetricsInterceptor(aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return None
-        return self._timed(handler, details.method)
+        method = details.method
+        last = self._wrapped.get(method)
+        if last is not None and last[0] is handler:
+            return last[1]
+        timed = self._timed(handler, method)
+        self._wrapped[method] = (handler, timed)
+        return timed
 
     def _timed(self, handler: Handler, method: str) -> Handler:
         serializers = {
@@ -335,11 +344,11 @@ class AsgiHttpMetrics:
             self._observe(scope["method"], route, status, time.perf_counter() - start)
 
     def _observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        if method not in _HTTP_METHODS:
+            method = OTHER  # before the key: a client's made-up methods must not grow the cache
         key = (method, route, status)
         child = self._children.get(key)
         if child is None:
-            if method not in _HTTP_METHODS:
-                method = OTHER
             child = self._children[key] = HTTP_REQUEST_SECONDS.labels(method, route, str(status))
         child.observe(seconds)
 
