@@ -9,12 +9,9 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from flotilla.devstack import LocalStack
-from support import Api, local_stack
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+from support import Api, MetricSamples as Samples, local_stack, metric_value as value, scrape_metrics as scrape
 
 
 @pytest.fixture(scope="module")
@@ -22,23 +19,6 @@ def metrics_stack() -> Iterator[LocalStack]:
     # One worker, so the worker that ran the runs is the one scraped; the UI, to scrape it too.
     with local_stack(workers=1, with_ui=True) as stack:
         yield stack
-
-
-def scrape(stack: LocalStack, service: str, token: str | None = None) -> Samples:
-    """Every sample `service` exposes, by name and labels."""
-    url = stack.metrics_urls()[service]
-    response = httpx.get(url, headers={"Authorization": f"Bearer {token or stack.metrics_token}"}, timeout=10)
-    assert response.status_code == 200, response.text
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    """The sample `name` with exactly these labels, or None when it is not exposed."""
-    return samples.get((name, frozenset(labels.items())))
 
 
 def total(samples: Samples, name: str, match: Callable[[dict[str, str]], bool] = lambda _: True) -> float:

@@ -18,7 +18,7 @@ import pytest
 import websockets
 
 from flotilla.devstack import LocalStack
-from support import IDENTITIES, Api, assert_well_formed, local_stack
+from support import IDENTITIES, Api, assert_well_formed, local_stack, metric_value, scrape_metrics
 
 ALICE = str(IDENTITIES["alice"]["key"])
 BOB = str(IDENTITIES["bob"]["key"])
@@ -212,6 +212,8 @@ def test_a_slow_client_gets_4408_with_the_seq_to_resume_after(slow_stack: LocalS
             last = transcript[-1]["seq"] if transcript else 0
             assert code == 4408 and "too slow" in reason
             assert reason.endswith(f"after={last}")
+            gateway = scrape_metrics(slow_stack, "gateway")  # counted before the close frame went out
+            assert metric_value(gateway, "flotilla_gateway_stream_slow_closes_total", protocol="v1") == 1.0
             assert [e["seq"] for e in transcript] == list(range(1, last + 1))
             rest, code = await alice.stream(run_id, after=last, timeout_s=120)
             assert code == 1000
@@ -245,5 +247,7 @@ def test_a_slow_fastagency_client_gets_4408_too(slow_stack: LocalStack) -> None:
             print(f"closed {closed.value.rcvd.code} {closed.value.rcvd.reason!r} after {received} messages")
             assert closed.value.rcvd.code == 4408 and "too slow" in closed.value.rcvd.reason
             assert 0 < received < BIG_RUN["n"]
+            gateway = scrape_metrics(slow_stack, "gateway")
+            assert metric_value(gateway, "flotilla_gateway_stream_slow_closes_total", protocol="fastagency") == 1.0
 
     asyncio.run(scenario())
