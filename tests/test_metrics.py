@@ -39,10 +39,13 @@ def test_every_service_serves_metrics_that_move_with_runs(metrics_stack: LocalSt
     stack = metrics_stack
     assert set(stack.metrics_urls()) == {"dispatcher", "worker-1", "gateway", "ui"}
     streams_while_asking: list[float | None] = []
+    in_flight_while_asking: list[float | None] = []
 
     def answer(question: dict[str, object]) -> str:
-        # The question is on the open WebSocket: the gateway counts that stream now.
+        # The question is on the open WebSocket: the gateway counts that stream now, and the
+        # worker holds the run while it waits for the answer.
         streams_while_asking.append(value(scrape(stack, "gateway"), "flotilla_gateway_streams_open", protocol="v1"))
+        in_flight_while_asking.append(value(scrape(stack, "worker-1"), "flotilla_worker_runs_in_flight"))
         return "yes"
 
     async def scenario() -> None:
@@ -55,6 +58,7 @@ def test_every_service_serves_metrics_that_move_with_runs(metrics_stack: LocalSt
             assert close_code == 1000 and events[-1]["status"] == "completed"
 
         assert streams_while_asking == [1.0]
+        assert in_flight_while_asking == [1.0]
 
         # dispatcher: runs started, the queue's gauges, gRPC latency of StartRun
         dispatcher = scrape(stack, "dispatcher")
