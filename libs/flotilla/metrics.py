@@ -15,6 +15,7 @@ UI serve `GET /metrics` on a port of their own (`MetricsServer`); a scrape witho
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import inspect
 import threading
@@ -275,13 +276,16 @@ class GrpcMetricsInterceptor(aio.ServerInterceptor):
     def _call(self, behavior: Any, method: str) -> Any:
         async def timed(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             start = time.perf_counter()
-            failed = True
+            outcome = "UNKNOWN"  # it raised
             try:
                 result = await behavior(request, context)
-                failed = False
+                outcome = "OK"
                 return result
+            except (asyncio.CancelledError, GeneratorExit):
+                outcome = "CANCELLED"  # the client went away
+                raise
             finally:
-                self._observe(method, _code(context, failed), time.perf_counter() - start)
+                self._observe(method, _code(context, outcome), time.perf_counter() - start)
 
         return timed
 
@@ -291,26 +295,30 @@ class GrpcMetricsInterceptor(aio.ServerInterceptor):
 
         async def timed(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             start = time.perf_counter()
-            failed = True
+            outcome = "UNKNOWN"
             try:
                 async for response in behavior(request, context):
                     yield response
-                failed = False
+                outcome = "OK"
+            except (asyncio.CancelledError, GeneratorExit):
+                outcome = "CANCELLED"
+                raise
             finally:
-                self._observe(method, _code(context, failed), time.perf_counter() - start)
+                self._observe(method, _code(context, outcome), time.perf_counter() - start)
 
         return timed
 
 
-def _code(context: aio.ServicerContext[Any, Any], failed: bool) -> str:
-    """The call's status: what the handler set (or aborted with), else OK, or UNKNOWN when it raised."""
+def _code(context: aio.ServicerContext[Any, Any], outcome: str) -> str:
+    """The call's status: what the handler set (or aborted with), else how it ended (OK, UNKNOWN
+    when it raised, CANCELLED when the client left)."""
     try:
         code = context.code()
     except Exception:  # noqa: BLE001  (older grpc: no code() on the aio context)
         code = None
     if isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK:
         return code.name
-    return "UNKNOWN" if failed else "OK"
+    return outcome
 
 
 # --- HTTP: the gateway's ASGI middleware, the UI's WSGI one ---

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from flotilla.errors import ConfigurationError
+from flotilla.lifecycle import GrpcServer
 from flotilla.metrics import (
     METRIC_FAMILIES,
     METRIC_NAMES,
@@ -94,3 +99,31 @@ def test_every_dashboard_expression_names_a_defined_metric() -> None:
         drawn |= names
     undrawn = {family for family in METRIC_FAMILIES if not any(n.startswith(family) for n in drawn)}
     assert not undrawn, f"metrics the dashboard does not draw: {sorted(undrawn)}"
+
+
+def _grpc_count(method: str, code: str) -> float:
+    labels = {"method": method, "code": code}
+    return REGISTRY.get_sample_value("flotilla_grpc_server_handling_seconds_count", labels) or 0.0
+
+
+def test_every_grpc_call_is_timed_with_its_status_code() -> None:
+    check = "/grpc.health.v1.Health/Check"
+
+    async def scenario() -> None:
+        server = GrpcServer("127.0.0.1", 0, lambda _: None, ["flotilla.v1.Test"])
+        await server.start()
+        await server.set_serving(True)
+        try:
+            ok, not_found = _grpc_count(check, "OK"), _grpc_count(check, "NOT_FOUND")
+            async with aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                await stub.Check(health_pb2.HealthCheckRequest(service="flotilla.v1.Test"))
+                with pytest.raises(aio.AioRpcError) as refused:
+                    await stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
+                assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+            assert _grpc_count(check, "OK") == ok + 1
+            assert _grpc_count(check, "NOT_FOUND") == not_found + 1
+        finally:
+            await server.stop(grace_s=0)
+
+    asyncio.run(scenario())
