@@ -16,6 +16,7 @@ import nats
 import nats.aio.client
 import nats.js.errors
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 from flotilla.devstack import LocalStack, StackConfig
 
@@ -287,3 +288,24 @@ def wait_for_log_line(path: Path, text: str, timeout_s: float = 30.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"{path.name} never said {text!r}")
+
+
+MetricSamples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape_metrics(stack: LocalStack, service: str) -> MetricSamples:
+    """Every sample `service` (a child's name, or "gateway") exposes on its real metrics endpoint,
+    read with the stack's metrics token and parsed with prometheus_client's parser."""
+    url = stack.metrics_urls()[service]
+    response = httpx.get(url, headers={"Authorization": f"Bearer {stack.metrics_token}"}, timeout=10)
+    assert response.status_code == 200, response.text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def metric_value(samples: MetricSamples, name: str, **labels: str) -> float | None:
+    """The sample `name` with exactly these labels, or None when it is not exposed."""
+    return samples.get((name, frozenset(labels.items())))

@@ -75,6 +75,10 @@ def test_one_command_starts_everything_and_a_signal_stops_everything(stop_signal
             launcher.send_signal(stop_signal)
             _, stderr = launcher.communicate(timeout=60)
             assert "Flotilla is running" in stderr and gateway in stderr
+            # Every service's metrics endpoint, and the token that reads them (README, Observability).
+            metrics = [line.split() for line in stderr.splitlines() if line.strip().startswith("metrics ")]
+            assert {words[1] for words in metrics} == {"dispatcher", "worker-1", "worker-2", "ui", "gateway", "token"}
+            assert ["metrics", "gateway", f"{gateway}/metrics"] in metrics
             assert launcher.returncode == 0, stderr[-2000:]
             deadline = time.monotonic() + 10
             while any(_alive(pid) for pid in children) and time.monotonic() < deadline:

@@ -425,4 +425,3 @@ async def _retrying_start(api: Api) -> str:
             return str(response.json()["run_id"])
         await asyncio.sleep(0.5)
     raise AssertionError(f"no run could be started: {response.status_code} {response.text}")
-

@@ -18,7 +18,7 @@ import pytest
 import websockets
 
 from flotilla.devstack import LocalStack
-from support import IDENTITIES, Api, assert_well_formed, local_stack
+from support import IDENTITIES, Api, assert_well_formed, local_stack, metric_value, scrape_metrics
 
 ALICE = str(IDENTITIES["alice"]["key"])
 BOB = str(IDENTITIES["bob"]["key"])
@@ -188,6 +188,12 @@ def test_a_stuck_client_is_dropped_while_another_streams_unhindered(slow_stack: 
     asyncio.run(scenario())
 
 
+def _slow_closes(stack: LocalStack, protocol: str) -> float:
+    """Streams of `protocol` the gateway closed as too slow so far, from its real /metrics."""
+    samples = scrape_metrics(stack, "gateway")
+    return metric_value(samples, "flotilla_gateway_stream_slow_closes_total", protocol=protocol) or 0.0
+
+
 def test_a_slow_client_gets_4408_with_the_seq_to_resume_after(slow_stack: LocalStack) -> None:
     """A client that stops reading for a while, then reads on, finds 4408 right after the last
     event it was sent; reconnecting with after=<that seq> completes the transcript exactly."""
@@ -197,6 +203,7 @@ def test_a_slow_client_gets_4408_with_the_seq_to_resume_after(slow_stack: LocalS
             run_id = await alice.start("load", **BIG_RUN)
             probe = await alice.start("load", n=0)  # a short run: its stream ends at once
             url = f"{alice.ws_url}/v1/runs/{run_id}/stream?token={ALICE}"
+            slow_closes = _slow_closes(slow_stack, "v1")
             transcript: list[dict[str, Any]] = []
             async with websockets.connect(url, ping_interval=None, max_size=None) as ws:
                 ws.transport.pause_reading()
@@ -212,6 +219,7 @@ def test_a_slow_client_gets_4408_with_the_seq_to_resume_after(slow_stack: LocalS
             last = transcript[-1]["seq"] if transcript else 0
             assert code == 4408 and "too slow" in reason
             assert reason.endswith(f"after={last}")
+            assert _slow_closes(slow_stack, "v1") == slow_closes + 1  # counted before the close frame went out
             assert [e["seq"] for e in transcript] == list(range(1, last + 1))
             rest, code = await alice.stream(run_id, after=last, timeout_s=120)
             assert code == 1000
@@ -232,6 +240,7 @@ def test_a_slow_fastagency_client_gets_4408_too(slow_stack: LocalStack) -> None:
             url = f"{alice.ws_url}/fastagency/ws?token={ALICE}"
             first = {"name": "load", "workflow_uuid": os.urandom(16).hex(), "user_id": None, "params": BIG_RUN}
             received = 0
+            slow_closes = _slow_closes(slow_stack, "fastagency")
             async with websockets.connect(url, ping_interval=None, max_size=None) as ws:
                 await ws.send(json.dumps(first))
                 ws.transport.pause_reading()
@@ -245,5 +254,6 @@ def test_a_slow_fastagency_client_gets_4408_too(slow_stack: LocalStack) -> None:
             print(f"closed {closed.value.rcvd.code} {closed.value.rcvd.reason!r} after {received} messages")
             assert closed.value.rcvd.code == 4408 and "too slow" in closed.value.rcvd.reason
             assert 0 < received < BIG_RUN["n"]
+            assert _slow_closes(slow_stack, "fastagency") == slow_closes + 1
 
     asyncio.run(scenario())

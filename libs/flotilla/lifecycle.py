@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection as grpc_reflection
 from pydantic import ValidationError
 
 from flotilla.errors import ConfigurationError
+from flotilla.metrics import GrpcMetricsInterceptor
 
 
 async def wait_for_shutdown() -> signal.Signals:
@@ -38,7 +39,8 @@ async def wait_for_shutdown() -> signal.Signals:
 
 class GrpcServer:
     """A grpc.aio server with health checking for the given services; TLS when `credentials`
-    are given, `interceptors` before every call (authentication), reflection only when asked."""
+    are given, `interceptors` before every call (authentication), reflection only when asked.
+    Every call is timed (flotilla.metrics), refused ones included."""
 
     def __init__(
         self,
@@ -52,7 +54,7 @@ class GrpcServer:
         reflection: bool = False,
     ) -> None:
         self._server = aio.server(
-            interceptors=interceptors,
+            interceptors=[GrpcMetricsInterceptor(), *interceptors],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_concurrent_streams", 100_000),  # one per watched run

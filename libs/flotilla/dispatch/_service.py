@@ -42,6 +42,7 @@ from flotilla.jetstream import (
     enqueue,
     when_ready,
 )
+from flotilla.metrics import RUNS_FINISHED, RUNS_STARTED
 from flotilla.protocol import Caller, Job, Run, RunEvent, RunStatus, WorkflowCompleted, WorkflowInfo
 
 log = structlog.get_logger(__name__)
@@ -166,6 +167,7 @@ class RunService:
         await self._runs.create(run)
         self._index.put(run)
         await self._enqueue(run)
+        RUNS_STARTED.labels(workflow).inc()  # bounded: the catalogue knows the workflow
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             log.info("run queued", workflow=workflow)
         return run, True
@@ -289,6 +291,7 @@ class RunService:
             try:
                 async with asyncio.timeout(10.0):
                     await self._events.append([event], after=position, token=token, retry=True)
+                RUNS_FINISHED.labels(run.workflow, "cancelled").inc()
                 return
             except LostOwnership:
                 continue  # a stale writer slipped an event in before the record changed: read again

@@ -49,6 +49,7 @@ from flotilla.protocol import (
     WorkflowStarted,
 )
 from flotilla.llm import Completion, LlmService, Replay, llm_run
+from flotilla.metrics import RUN_FIRST_EVENT_SECONDS, RUNS_FINISHED, bounded
 from flotilla.workflows import SyncSession, Workflow, WorkflowRegistry
 
 log = structlog.get_logger(__name__)
@@ -122,6 +123,11 @@ class RunAttempt:
     @property
     def run_id(self) -> str:
         return self._job.run_id
+
+    @property
+    def _workflow_label(self) -> str:
+        """The job's workflow when this worker's registry has it (a bounded set), else `other`."""
+        return bounded(self._job.workflow, self._ctx.registry)
 
     @property
     def waiting_on_person(self) -> bool:
@@ -223,6 +229,9 @@ class RunAttempt:
                 workflow=self._job.workflow, params_json=self._job.params_json, attempt=record.attempts
             )
             await writer.emit("workflow_started", started, sender="system")
+            if record.attempts == 1 and record.HasField("created_at"):
+                waited = now().ToNanoseconds() - record.created_at.ToNanoseconds()
+                RUN_FIRST_EVENT_SECONDS.labels(self._workflow_label).observe(max(0.0, waited / 1e9))
             outcome = (
                 await self._run_workflow(writer, prior)
                 if not record.cancel_requested
@@ -238,6 +247,7 @@ class RunAttempt:
         self._finishing = True
         await self._ctx.runs.update(run_id, functools.partial(_finish, outcome=outcome, usage=usage))
         await self._msg.ack()
+        RUNS_FINISHED.labels(self._workflow_label, outcome.status).inc()
         log.info("run finished", status=outcome.status, attempt=record.attempts, events=writer.last_seq)
 
     async def _take_over(self, record: Run, handed_back: bool) -> tuple[RunEventWriter, PriorAttempts] | None:

@@ -35,6 +35,7 @@ from flotilla.jetstream import (
     input_filter,
 )
 from flotilla.llm import Completion, LlmService, request_digest
+from flotilla.metrics import RUN_INPUT_WAIT_SECONDS
 from flotilla.protocol import (
     Error,
     FunctionCallExecution,
@@ -325,12 +326,14 @@ class RunSession(WorkerSession):
                 limit = self._input_timeout_s if timeout_s is None else timeout_s
                 remaining = max(0.0, limit - (time.time() - asked_at))
                 self._waiting += 1
+                waiting_since = time.monotonic()
                 try:
                     state = await asyncio.wait_for(self._outcome(outcome, request_id, reconnects_seen), remaining)
                 except TimeoutError:
                     state = await self._requests.expire(self._run_id, request_id, state.open_seq)
                 finally:
                     self._waiting -= 1
+                    RUN_INPUT_WAIT_SECONDS.observe(time.monotonic() - waiting_since)
                 self._open.pop(request_id, None)
         finally:
             await sub.unsubscribe()

@@ -14,6 +14,7 @@ from flotilla.execution._attempt import RunAttempt, WorkerContext
 from flotilla.ids import is_run_id
 from flotilla.jetstream import Catalogue, JobConsumer, dead_letter, when_ready
 from flotilla.events import TERMINAL_STATUSES
+from flotilla.metrics import JOB_REDELIVERIES, WORKER_RUNS_IN_FLIGHT
 from flotilla.protocol import Job, Run
 
 log = structlog.get_logger(__name__)
@@ -40,6 +41,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._consumer: JobConsumer
+        # Read when scraped: nothing on the hot path (the last Worker of a process wins).
+        WORKER_RUNS_IN_FLIGHT.set_function(lambda: len(self._held))
 
     def stop(self) -> None:
         self._stopping.set()
@@ -100,6 +103,8 @@ class Worker:
             await dead_letter(self._ctx.js, "malformed", msg.data, detail=f"malformed job: {exc}")
             await msg.term()
             return
+        if msg.metadata.num_delivered > 1:
+            JOB_REDELIVERIES.inc()
         attempt = RunAttempt(self._ctx, job, msg)
         task = asyncio.current_task()
         if task is not None:

@@ -31,7 +31,7 @@ from flotilla.jetstream._layout import (
     provision,
     read_layout,
 )
-from flotilla.jetstream._queue import JobConsumer, dead_letter, enqueue, has_job
+from flotilla.jetstream._queue import JobConsumer, dead_letter, enqueue, has_job, report_queue
 from flotilla.jetstream._runs import RunStore, header_of, with_header
 
 __all__ = [
@@ -81,6 +81,7 @@ __all__ = [
     # jobs
     "JobConsumer",
     "dead_letter",
+    "report_queue",
     "enqueue",
     "has_job",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from flotilla.jetstream._layout import (
     dead_subject,
     job_subject,
 )
+from flotilla.metrics import DEAD_LETTERS, JOBS_PENDING
 from flotilla.protocol import Job
 
 
@@ -48,6 +50,18 @@ async def has_job(js: JetStreamContext, run_id: str) -> bool:
 async def dead_letter(js: JetStreamContext, reason: str, data: bytes, *, detail: str) -> None:
     """Keep a job no worker could run, with why, in FLOTILLA_DEAD."""
     await js.publish(dead_subject(reason), data, headers={"Flotilla-Reason": detail[:1000]})
+    DEAD_LETTERS.labels(reason).inc()  # reasons are the callers' fixed words
+
+
+async def report_queue(js: JetStreamContext, every_s: float = 5.0) -> None:
+    """Keep the pending-jobs gauges at what the workers' consumer says, until cancelled."""
+    pending, ack_pending = JOBS_PENDING.labels("pending"), JOBS_PENDING.labels("ack_pending")
+    while True:
+        with contextlib.suppress(Exception):  # an outage: the gauges keep their last values
+            info = await js.consumer_info(JOBS_STREAM, WORKERS_CONSUMER)
+            pending.set(info.num_pending or 0)
+            ack_pending.set(info.num_ack_pending or 0)
+        await asyncio.sleep(every_s)
 
 
 class JobConsumer:

@@ -25,6 +25,7 @@ from flotilla.llm._factory import create_backend
 from flotilla.llm._run import LlmRun, current_run
 from flotilla.llm._settings import LlmSettings, ModelPrice
 from flotilla.llm._types import Backend, Completion, Message, Tool
+from flotilla.metrics import LLM_CALL_SECONDS, LLM_CALLS, LLM_TOKENS
 
 T = TypeVar("T")
 
@@ -46,6 +47,7 @@ class LlmService:
         self._loop = loop
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._meter = _Meter(backend.model)
 
     @classmethod
     def from_settings(cls, settings: LlmSettings, *, loop: asyncio.AbstractEventLoop | None = None) -> LlmService:
@@ -70,7 +72,7 @@ class LlmService:
         replayed = _replayed(run, messages)
         if replayed is not None:
             return replayed
-        call = _timed(self._backend.complete(messages, tools=tools, **params))
+        call = self._meter.timed(self._backend.complete(messages, tools=tools, **params))
         loop = self._event_loop()
         if loop is asyncio.get_running_loop():
             completion = await call
@@ -94,7 +96,7 @@ class LlmService:
         loop = self._event_loop()
         if _running_loop() is loop:
             raise RuntimeError("complete_sync() was called on the LLM service's event loop; await complete() there")
-        call = _timed(self._backend.complete(messages, tools=tools, **params))
+        call = self._meter.timed(self._backend.complete(messages, tools=tools, **params))
         completion = _submit(loop, call, contextvars.copy_context()).result()
         if run is not None and run.recorder is not None:
             recorded = run.recorder(messages, completion)
@@ -145,11 +147,32 @@ class LlmService:
         loop.close()
 
 
-async def _timed(call: Awaitable[Completion]) -> Completion:
-    """The completion, with how long the backend took to give it."""
-    start = time.perf_counter()
-    completion = await call
-    return dataclasses.replace(completion, latency_s=time.perf_counter() - start)
+class _Meter:
+    """Calls, latency and tokens of one model (the service's, configured: a bounded label)."""
+
+    def __init__(self, model: str) -> None:
+        self._ok = LLM_CALLS.labels(model, "ok")
+        self._error = LLM_CALLS.labels(model, "error")
+        self._seconds = LLM_CALL_SECONDS.labels(model)
+        self._prompt = LLM_TOKENS.labels(model, "prompt")
+        self._completion = LLM_TOKENS.labels(model, "completion")
+
+    async def timed(self, call: Awaitable[Completion]) -> Completion:
+        """The completion, with how long the backend took to give it (its `latency_s`)."""
+        start = time.perf_counter()
+        try:
+            completion = await call
+        except BaseException:
+            self._error.inc()
+            raise
+        finally:
+            self._seconds.observe(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self._ok.inc()
+        # Backends put the usage they report in the completion (0 where they report none).
+        self._prompt.inc(completion.prompt_tokens)
+        self._completion.inc(completion.completion_tokens)
+        return dataclasses.replace(completion, latency_s=elapsed)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -95,6 +95,8 @@ class StackConfig:
     """Password of the UI user `developer` (identity developer); None: a fresh one each start."""
     ui_users: list[dict[str, str]] = field(default_factory=list)
     """More people who sign in to the UI, as FLOTILLA_UI_USERS entries."""
+    metrics: bool = True
+    """Prometheus metrics on: the gateway's /metrics, and a free metrics port for every other service."""
 
     def __post_init__(self) -> None:
         if self.ui_password is None:
@@ -120,6 +122,10 @@ class LocalStack:
         self.workers: list[Child] = []
         self.gateway: Child | None = None
         self.ui: Child | None = None
+        self.metrics_token = secrets.token_urlsafe(24) if config.metrics else ""
+        """The bearer token every service's /metrics asks scrapers for (a new one each start)."""
+        self.metrics_ports: dict[str, int] = {}
+        """Metrics port of each child but NATS and the gateway (which serves /metrics on its HTTP port), by name."""
         self.credentials = Credentials(config.data_dir / "credentials")
         """Written at each start: a CA, the servers' TLS certificates, the gateway's service key."""
         self._stopping = threading.Event()
@@ -151,6 +157,22 @@ class LocalStack:
     @property
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.config.ui_port}"
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Where each service serves its metrics, by child name (empty when metrics are off)."""
+        if not self.metrics_token:
+            return {}
+        urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in self.metrics_ports.items()}
+        if self.gateway is not None:
+            urls["gateway"] = f"{self.gateway_url}/metrics"
+        return urls
+
+    def _metrics(self, name: str) -> dict[str, object]:
+        """The metrics settings of child `name`: a free port of its own and the stack's token."""
+        if not self.metrics_token:
+            return {}
+        port = self.metrics_ports.setdefault(name, free_port())
+        return {"metrics_port": port, "metrics_token": self.metrics_token}
 
     def children(self) -> list[Child]:
         found = [*self.nats_nodes, self.dispatcher, *self.workers, self.gateway, self.ui]
@@ -213,6 +235,7 @@ class LocalStack:
                 worker_id=worker_id,
                 # Ctrl-C should not wait long for runs that wait for a person; they resume elsewhere.
                 drain_timeout_s=3,
+                **self._metrics(worker_id),
                 **self._tls_client(),
             ),
             **(env or {}),
@@ -255,10 +278,18 @@ class LocalStack:
             f"  dispatcher  {self.dispatcher_address} (gRPC)",
             f"  NATS        {self.nats_url}  (JetStream data in {self.config.data_dir.resolve()})",
             f"  workers     {len(self.workers)}",
+            *self._metrics_summary(),
             "Ctrl-C stops everything.",
             "",
         ]
         print("\n".join(line for line in lines if line is not None), file=sys.stderr, flush=True)
+
+    def _metrics_summary(self) -> list[str]:
+        urls = self.metrics_urls()
+        if not urls:
+            return []
+        lines = [f"  metrics     {name:<11} {url}" for name, url in urls.items()]
+        return [*lines, f"  metrics token {self.metrics_token}   (Authorization: Bearer <token>; a new one each start)"]
 
     def _nats_children(self) -> list[Child]:
         cfg = self.config
@@ -338,6 +369,7 @@ class LocalStack:
             trusted_services_dir=self.credentials.dispatcher_trusted_dir,
             job_ack_wait_s=self.config.job_ack_wait_s,
             job_max_attempts=self.config.job_max_attempts,
+            **self._metrics("dispatcher"),
             **({"jetstream_replicas": 3} if self.config.nats_nodes >= 3 else {}),
             **({"store_bytes": _size_bytes(store)} if store else {}),
             **self._tls_client(),
@@ -354,6 +386,7 @@ class LocalStack:
             dispatcher_address=self.dispatcher_address,
             service_key_file=self.credentials.gateway_service_key,
             api_keys=json.dumps([developer, ui, *self.config.api_keys]),
+            **({"metrics_token": self.metrics_token} if self.metrics_token else {}),
             **self._tls_client("dispatcher_tls_ca_file"),
             **self._tls_server("gateway", "grpc_tls_cert_file", "grpc_tls_key_file"),
         )
@@ -367,6 +400,7 @@ class LocalStack:
             gateway_grpc_address=self.gateway_grpc_address,
             gateway_api_key=self.ui_api_key,
             users=json.dumps(users + self.config.ui_users),
+            **self._metrics("ui"),
             **self._tls_client("gateway_tls_ca_file"),
         )
 

@@ -62,5 +62,13 @@ class DispatcherSettings(NatsSettings):
         default=1, ge=1, le=5, validation_alias=env_alias("dispatcher", "jetstream_replicas")
     )
     """Replicas of every stream and bucket (3 on a NATS cluster)."""
+    metrics_host: str = Field(default="127.0.0.1", validation_alias=env_alias("dispatcher", "metrics_host"))
+    """Address the metrics server binds."""
+    metrics_port: int = Field(default=0, ge=0, le=65535, validation_alias=env_alias("dispatcher", "metrics_port"))
+    """Serve Prometheus metrics (`GET /metrics`) on this port; 0: off."""
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""), validation_alias=env_alias("dispatcher", "metrics_token", shared=True)
+    )
+    """Bearer token a scraper must send (FLOTILLA_METRICS_TOKEN also works); required with a metrics port."""
     log_format: LogFormat = Field(default="auto", validation_alias=env_alias("dispatcher", "log_format", shared=True))
     log_level: str = Field(default="info", validation_alias=env_alias("dispatcher", "log_level", shared=True))

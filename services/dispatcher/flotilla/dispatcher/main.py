@@ -13,9 +13,10 @@ from flotilla.auth import ServiceTokenVerifier, load_trusted_services
 from flotilla.dispatch import RunLimits, RunService
 from flotilla.dispatcher.grpc_api import DispatcherApi
 from flotilla.errors import ConfigurationError
-from flotilla.jetstream import Layout, connect, disconnect, provision, redacted_url
+from flotilla.jetstream import Layout, connect, disconnect, provision, redacted_url, report_queue
 from flotilla.lifecycle import exit_on_bad_configuration, GrpcServer, run_service, wait_for_shutdown
 from flotilla.logs import configure_logging
+from flotilla.metrics import check_settings, serve_metrics
 from flotilla.protocol import DISPATCHER_SERVICE, add_DispatcherServicer_to_server
 from flotilla.rpc import ServiceAuthInterceptor, server_credentials
 from flotilla.dispatcher.config import DispatcherSettings
@@ -68,9 +69,12 @@ async def serve(settings: DispatcherSettings, verifier: ServiceTokenVerifier) ->
     )
     await server.start()
     health = asyncio.create_task(_report_health(server, nc))
+    queue = asyncio.create_task(report_queue(js))
+    metrics = serve_metrics(settings.metrics_host, settings.metrics_port, settings.metrics_token.get_secret_value())
     log.info(
         "dispatcher ready",
         grpc=f"{settings.grpc_host}:{server.port}",
+        metrics=f"{settings.metrics_host}:{metrics.port}" if metrics else None,
         tls=server.tls,
         trusted_services=sorted(verifier.identities),
         nats=redacted_url(settings.nats_url),
@@ -78,7 +82,10 @@ async def serve(settings: DispatcherSettings, verifier: ServiceTokenVerifier) ->
     await wait_for_shutdown()
     log.info("dispatcher stopping")
     health.cancel()
+    queue.cancel()
     await server.stop(grace_s=5)
+    if metrics is not None:
+        metrics.stop()
     await service.close()
     await disconnect(nc)
 
@@ -112,6 +119,11 @@ def main() -> None:
         settings = DispatcherSettings()
         verifier = service_verifier(settings)
         server_credentials(settings.grpc_tls_cert_file, settings.grpc_tls_key_file)  # fails now, not later
+        check_settings(
+            settings.metrics_port,
+            settings.metrics_token.get_secret_value(),
+            variable="FLOTILLA_DISPATCHER_METRICS_TOKEN",
+        )
     configure_logging("dispatcher", log_format=settings.log_format, level=settings.log_level)
     run_service(serve(settings, verifier))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from grpc import aio
 
 from flotilla.admission import Admission, Limits
@@ -17,6 +17,7 @@ from flotilla.gateway.grpc_api import GatewayApi, gateway_grpc_server
 from flotilla.gateway.identity import build_authenticator
 from flotilla.gateway.limits import BodyLimit
 from flotilla.gateway.pump import PumpLimits
+from flotilla.metrics import AsgiHttpMetrics, authorized, exposition
 from flotilla.protocol import DISPATCHER_SERVICE
 from flotilla.rpc import server_credentials
 from flotilla.gateway.config import GatewaySettings
@@ -76,9 +77,28 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AsgiHttpMetrics)  # outermost: times everything, refusals included
     app.add_exception_handler(aio.AioRpcError, rpc_error_response)
     app.include_router(routes.health)
     app.include_router(routes.router)
     app.include_router(stream.router)
     app.include_router(fastagency.router)
+    _metrics_route(app, settings.metrics_token.get_secret_value())
     return app
+
+
+def _metrics_route(app: FastAPI, token: str) -> None:
+    """`GET /metrics` for scrapers holding the metrics token (README, Observability); 404 without one set."""
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        if not token:
+            return Response("metrics are off (FLOTILLA_GATEWAY_METRICS_TOKEN is not set)\n", status_code=404)
+        if not authorized(request.headers.get("authorization"), token):
+            return Response(
+                "a metrics token is required (Authorization: Bearer <token>)\n",
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)

@@ -77,5 +77,10 @@ class GatewaySettings(ServiceSettings):
     """Clock skew allowed when checking a JWT's exp/nbf/iat."""
     jwt_act_as_subjects: str = Field(default="", validation_alias=env_alias("gateway", "jwt_act_as_subjects"))
     """Comma-separated JWT subjects whose `act_as` scope is honoured (everyone else's is dropped)."""
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""), validation_alias=env_alias("gateway", "metrics_token", shared=True)
+    )
+    """Bearer token a scraper sends for `GET /metrics` on the HTTP port (FLOTILLA_METRICS_TOKEN also works);
+    unset: `/metrics` answers 404 (README, Observability)."""
     log_format: LogFormat = Field(default="auto", validation_alias=env_alias("gateway", "log_format", shared=True))
     log_level: str = Field(default="info", validation_alias=env_alias("gateway", "log_level", shared=True))

@@ -402,6 +402,7 @@ class FastAgencyCodec:
     """FastAgency's wire protocol over the pump: events as FastAgency messages (some kinds not
     shown), each plain-text frame the answer to the oldest question not yet answered."""
 
+    name = "fastagency"
     resumable = False  # a FastAgency client reconnects with its workflow_uuid, not a seq
 
     def __init__(

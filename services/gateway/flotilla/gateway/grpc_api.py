@@ -88,6 +88,7 @@ async def _refuse(context: Context, error: FlotillaError) -> NoReturn:
 class WatchCodec:
     """WatchRun over the pump: each batch of events one response; no client frames."""
 
+    name = "grpc"
     resumable = False  # the status says what happened; the client resumes from its last seq
 
     def encode(self, events: list[RunEvent]) -> list[tuple[int, Frame | None]]:

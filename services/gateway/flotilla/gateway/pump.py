@@ -32,6 +32,7 @@ from flotilla.admission import Admission
 from flotilla.auth import SCOPE_RUNS_WRITE, Identity
 from flotilla.errors import FlotillaError, RateLimited
 from flotilla.events import is_terminal
+from flotilla.metrics import STREAM_SLOW_CLOSES, STREAMS_OPEN
 from flotilla.protocol import RunEvent
 
 log = structlog.get_logger(__name__)
@@ -79,6 +80,8 @@ Frame: TypeAlias = Any
 class Codec(Protocol):
     """One protocol over the pump."""
 
+    name: str
+    """The protocol's name in metrics (a fixed word: v1, fastagency, grpc)."""
     resumable: bool
     """Close reasons end with `; reconnect with after=<last seq sent>` where resuming makes sense."""
 
@@ -200,6 +203,14 @@ class RunStream:
     async def run(self, watch: AsyncIterator[list[RunEvent]]) -> None:
         """Until the run ends (its terminal event sent), the client leaves or is too slow, or the
         dispatcher stream ends; then close the stream saying why."""
+        protocol = self._codec.name
+        STREAMS_OPEN.labels(protocol).inc()
+        try:
+            await self._run(watch)
+        finally:
+            STREAMS_OPEN.labels(protocol).dec()
+
+    async def _run(self, watch: AsyncIterator[list[RunEvent]]) -> None:
         watching = asyncio.create_task(self._watch(watch))
         tasks = {watching, asyncio.create_task(self._write()), asyncio.create_task(self._read())}
         end: End | None = None
@@ -225,6 +236,7 @@ class RunStream:
         if end.resume and self._codec.resumable:
             reason = f"{reason}; reconnect with after={self.sent}"
         if end.code == CLOSE_TOO_SLOW:
+            STREAM_SLOW_CLOSES.labels(self._codec.name).inc()
             log.info("closing a slow client", reason=reason)
         await self._transport.close(end, reason)
 

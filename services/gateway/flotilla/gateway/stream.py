@@ -31,6 +31,7 @@ router = APIRouter(prefix="/v1")
 class V1Codec:
     """Events as their JSON; input frames become SubmitInput calls; errors as `client_error`."""
 
+    name = "v1"
     resumable = True
 
     def __init__(self, dispatcher: DispatcherClient, run_id: str, who: Caller) -> None:

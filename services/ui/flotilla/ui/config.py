@@ -35,5 +35,13 @@ class UiSettings(ServiceSettings):
     """A signed-in person who does nothing for this long is signed out."""
     cookie_secure: bool = Field(default=False, validation_alias=env_alias("ui", "cookie_secure"))
     """Mark the session cookie Secure: set it when people reach the UI over HTTPS (a TLS-terminating proxy)."""
+    metrics_host: str = Field(default="127.0.0.1", validation_alias=env_alias("ui", "metrics_host"))
+    """Address the metrics server binds."""
+    metrics_port: int = Field(default=0, ge=0, le=65535, validation_alias=env_alias("ui", "metrics_port"))
+    """Serve Prometheus metrics (`GET /metrics`) on this port; 0: off."""
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""), validation_alias=env_alias("ui", "metrics_token", shared=True)
+    )
+    """Bearer token a scraper must send (FLOTILLA_METRICS_TOKEN also works); required with a metrics port."""
     log_format: LogFormat = Field(default="auto", validation_alias=env_alias("ui", "log_format", shared=True))
     log_level: str = Field(default="info", validation_alias=env_alias("ui", "log_level", shared=True))

@@ -12,6 +12,7 @@ import structlog
 
 from flotilla.lifecycle import exit_on_bad_configuration
 from flotilla.logs import configure_logging
+from flotilla.metrics import check_settings, serve_metrics, wsgi_http_metrics
 from flotilla.ui.config import UiSettings
 from flotilla.ui.users import parse_users
 
@@ -44,8 +45,13 @@ def serve_ui(settings: UiSettings) -> None:
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
-            # In the worker, after the fork: gRPC channels must not cross a fork.
-            return offline(services.serving(me.create_wsgi_app(), services.build(settings)))
+            # In the worker, after the fork: gRPC channels must not cross a fork, nor threads
+            # (the metrics server's).
+            token = settings.metrics_token.get_secret_value()
+            metrics = serve_metrics(settings.metrics_host, settings.metrics_port, token)
+            if metrics is not None:
+                log.info("ui metrics", metrics=f"{settings.metrics_host}:{metrics.port}")
+            return wsgi_http_metrics(offline(services.serving(me.create_wsgi_app(), services.build(settings))))
 
     _Gunicorn().run()
 
@@ -54,6 +60,9 @@ def main() -> None:
     with exit_on_bad_configuration("ui"):
         settings = UiSettings()
         parse_users(settings.users.get_secret_value())  # a bad FLOTILLA_UI_USERS stops the start here
+        check_settings(
+            settings.metrics_port, settings.metrics_token.get_secret_value(), variable="FLOTILLA_UI_METRICS_TOKEN"
+        )
     configure_logging("ui", log_format=settings.log_format, level=settings.log_level)
     serve_ui(settings)
 

@@ -47,5 +47,13 @@ class WorkerSettings(NatsSettings):
     expose_tracebacks: bool = Field(default=False, validation_alias=env_alias("worker", "expose_tracebacks"))
     """Put a failed workflow's Python traceback in its `error` event, which clients see (for
     debugging); by default only the worker's log has it."""
+    metrics_host: str = Field(default="127.0.0.1", validation_alias=env_alias("worker", "metrics_host"))
+    """Address the metrics server binds."""
+    metrics_port: int = Field(default=0, ge=0, le=65535, validation_alias=env_alias("worker", "metrics_port"))
+    """Serve Prometheus metrics (`GET /metrics`) on this port; 0: off."""
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""), validation_alias=env_alias("worker", "metrics_token", shared=True)
+    )
+    """Bearer token a scraper must send (FLOTILLA_METRICS_TOKEN also works); required with a metrics port."""
     log_format: LogFormat = Field(default="auto", validation_alias=env_alias("worker", "log_format", shared=True))
     log_level: str = Field(default="info", validation_alias=env_alias("worker", "log_level", shared=True))

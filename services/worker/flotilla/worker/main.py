@@ -14,6 +14,7 @@ from flotilla.jetstream import EventLog, Reconnects, Requests, RunStore, connect
 from flotilla.lifecycle import exit_on_bad_configuration, run_service, wait_for_shutdown
 from flotilla.llm import LlmService, LlmSettings
 from flotilla.logs import configure_logging
+from flotilla.metrics import check_settings, serve_metrics
 from flotilla.worker.config import WorkerSettings
 from flotilla.workflows import WorkflowRegistry
 
@@ -65,6 +66,9 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
         drain_timeout_s=settings.drain_timeout_s,
         heartbeat_s=settings.heartbeat_s,
     )
+    metrics = serve_metrics(settings.metrics_host, settings.metrics_port, settings.metrics_token.get_secret_value())
+    if metrics is not None:
+        log.info("worker metrics", metrics=f"{settings.metrics_host}:{metrics.port}")
     running = asyncio.create_task(worker.run())
     stop = asyncio.create_task(wait_for_shutdown())
     await asyncio.wait({running, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -72,11 +76,16 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
     await running
     stop.cancel()
     await disconnect(nc)
+    if metrics is not None:
+        metrics.stop()
 
 
 def main() -> None:
     with exit_on_bad_configuration("worker"):
         settings = WorkerSettings()
+        check_settings(
+            settings.metrics_port, settings.metrics_token.get_secret_value(), variable="FLOTILLA_WORKER_METRICS_TOKEN"
+        )
         configure_logging("worker", log_format=settings.log_format, level=settings.log_level)
         structlog.contextvars.bind_contextvars(worker_id=settings.worker_id)
         run_service(serve(settings, LlmSettings.from_env()))
