@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import structlog
 from nats.js import JetStreamContext
@@ -72,6 +73,7 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
         max_concurrent_runs=settings.max_concurrent_runs,
         drain_timeout_s=settings.drain_timeout_s,
         heartbeat_s=settings.heartbeat_s,
+        health_file=Path(settings.health_file) if settings.health_file else None,
     )
     running = asyncio.create_task(worker.run())
     stop = asyncio.create_task(wait_for_shutdown())
