@@ -45,7 +45,8 @@ def free_port() -> int:
 def own_dockerd(timeout_s: float = 120.0) -> Iterator[str]:
     """Start dockerd; yield its DOCKER_HOST; stop it by its pid and delete its data."""
     install_missing()
-    root = Path(tempfile.mkdtemp(prefix="flotilla-docker-", dir="/tmp"))  # short: socket paths
+    _remove_stale()
+    root = Path(tempfile.mkdtemp(prefix=_PREFIX, dir="/tmp"))  # short: socket paths
     host = f"unix://{root}/docker.sock"
     pidfile = root / "dockerd.pid"
     log = open(root / "dockerd.log", "wb")
@@ -65,6 +66,29 @@ def own_dockerd(timeout_s: float = 120.0) -> Iterator[str]:
         log.close()
         print(f"----- dockerd (last lines) -----\n{_tail(root / 'dockerd.log')}")
         shutil.rmtree(root, ignore_errors=True)
+
+
+_PREFIX = "flotilla-docker-"
+
+
+def _remove_stale() -> None:
+    """What an earlier run left when it was killed before its cleanup: its dockerd is gone (the
+    pid in its pid file is not running) but dockerd's bind mount of its data root remains."""
+    for root in Path("/tmp").glob(_PREFIX + "*"):
+        pidfile = root / "dockerd.pid"
+        if not root.is_dir() or (not pidfile.exists() and time.time() - root.stat().st_mtime < 600):
+            continue  # another run's dockerd may be starting
+        with contextlib.suppress(OSError, ValueError):
+            if Path(f"/proc/{int(pidfile.read_text().strip())}").exists():
+                continue
+        for mount in sorted(_mounts_under(root), reverse=True):
+            subprocess.run(["umount", "-l", mount], check=False, env={"PATH": SYSTEM_PATH})
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _mounts_under(root: Path) -> list[str]:
+    lines = Path("/proc/mounts").read_text().splitlines()
+    return [fields[1] for fields in (line.split() for line in lines) if fields[1].startswith(f"{root}/")]
 
 
 def _wait_until_up(host: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
