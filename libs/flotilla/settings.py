@@ -114,10 +114,12 @@ class WorkerSettings(NatsSettings):
     input_timeout_s: float = Field(default=86400.0, gt=0, validation_alias=_env("worker", "input_timeout_s"))
     """How long a question waits for an answer unless the workflow says otherwise."""
     heartbeat_s: float = Field(default=5.0, gt=0, validation_alias=_env("worker", "heartbeat_s"))
-    """How often the worker re-advertises its workflows (and refreshes its health file)."""
-    health_file: str | None = Field(default=None, validation_alias=_env("worker", "health_file"))
-    """While NATS is connected and the worker pulls jobs, its event loop rewrites this file every
-    heartbeat_s (`python -m flotilla.worker.health` checks its age: the container's probe)."""
+    """How often the worker re-advertises its workflows."""
+    health_port: int | None = Field(default=None, ge=0, le=65535, validation_alias=_env("worker", "health_port"))
+    """Serve the probes here: GET /livez (200 while the event loop answers) and GET /readyz (200
+    while NATS is connected and the worker pulls jobs, else 503). Unset: no health server."""
+    health_host: str = Field(default="127.0.0.1", validation_alias=_env("worker", "health_host"))
+    """Address the health server binds (the images: 0.0.0.0, for Kubernetes' probes)."""
     on_divergence: Literal["fail", "continue"] = Field(default="fail", validation_alias=_env("worker", "on_divergence"))
     """A resumed run whose workflow does something else than its log says: `fail` ends the run
     with a Nondeterminism error naming the step; `continue` marks the spot with an error event

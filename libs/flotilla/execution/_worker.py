@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import time
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -33,10 +30,8 @@ class Worker:
         max_concurrent_runs: int = 1000,
         drain_timeout_s: float = 20.0,
         heartbeat_s: float = 5.0,
-        health_file: Path | None = None,
     ) -> None:
         self._ctx = ctx
-        self._health_file = health_file
         self._max = max_concurrent_runs
         self._drain_timeout = drain_timeout_s
         self._heartbeat = heartbeat_s
@@ -53,6 +48,12 @@ class Worker:
     def held_runs(self) -> int:
         return len(self._held)
 
+    @property
+    def ready(self) -> bool:
+        """Connected to NATS and pulling jobs (the readiness probe)."""
+        consumer = getattr(self, "_consumer", None)
+        return self._ctx.nc.is_connected and consumer is not None and consumer.pulling and not self._stopping.is_set()
+
     async def run(self) -> None:
         catalogue = await Catalogue.open(self._ctx.js)
         self._consumer = JobConsumer(self._ctx.nc, self._take, self._credit, expires_s=10.0)
@@ -62,8 +63,6 @@ class Worker:
             asyncio.create_task(self._keep_jobs_alive()),
             asyncio.create_task(self._keep_requesting()),
         ]
-        if self._health_file is not None:
-            background.append(asyncio.create_task(self._report_health(self._health_file)))
         workflows = [w.name for w in self._ctx.registry.infos()]
         log.info("worker started", worker_id=self._ctx.worker_id, workflows=workflows)
         try:
@@ -163,18 +162,6 @@ class Worker:
                 log.warning("advertising workflows failed", error=repr(exc))
             await asyncio.sleep(self._heartbeat)
 
-    async def _report_health(self, path: Path) -> None:
-        """The probe's file: rewritten from the event loop while NATS is connected and jobs are
-        pulled, so a blocked loop, a lost connection or a stopped pull all let it age."""
-        try:
-            while True:
-                if self._ctx.nc.is_connected and self._consumer.pulling and not self._stopping.is_set():
-                    _write_health(path, held=len(self._held))
-                await asyncio.sleep(self._heartbeat)
-        finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
-
     async def _drain(self) -> None:
         # Pull requests go first: a job handed back below must reach another worker, not come
         # back here (each round trip would be a delivery, and the run would wait).
@@ -201,15 +188,6 @@ class Worker:
         for task in pending:
             task.cancel()  # out of time: hand back what is still running
         await asyncio.gather(*self._held, return_exceptions=True)
-
-
-def _write_health(path: Path, *, held: int) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        temporary.write_text(f'{{"time": {time.time():.3f}, "held_runs": {held}}}\n')
-        os.replace(temporary, path)
-    except OSError as exc:
-        log.warning("cannot write the health file", path=str(path), error=str(exc))
 
 
 def _note_failure(run: Run, failure: str) -> bool:

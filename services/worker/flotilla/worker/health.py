@@ -1,38 +1,35 @@
-"""The worker's probe: `python -m flotilla.worker.health` exits 0 while the worker is healthy.
-
-Healthy: the file FLOTILLA_WORKER_HEALTH_FILE was rewritten within three heartbeats. The worker
-rewrites it from its event loop only while NATS is connected and it pulls jobs (flotilla.execution).
-"""
+"""The worker's probes over HTTP (FLOTILLA_WORKER_HEALTH_PORT): `GET /livez` answers 200 while the
+event loop does (the server runs on it: a blocked loop answers nothing), `GET /readyz` 200 while
+NATS is connected and the worker pulls jobs, else 503. No auth: they say nothing but that."""
 
 from __future__ import annotations
 
-import sys
-import time
-from pathlib import Path
+import asyncio
+import contextlib
+from collections.abc import Callable
 
-from flotilla.settings import WorkerSettings
-
-
-def check(settings: WorkerSettings, *, now: float | None = None) -> str | None:
-    """Why the worker is unhealthy, or None when it is healthy."""
-    if not settings.health_file:
-        return "FLOTILLA_WORKER_HEALTH_FILE is not set"
-    try:
-        age = (time.time() if now is None else now) - Path(settings.health_file).stat().st_mtime
-    except OSError as exc:
-        return f"no health file ({exc.strerror}): not connected to NATS or not pulling yet"
-    limit = 3 * settings.heartbeat_s
-    if age > limit:
-        return f"health file is {age:.0f}s old (limit {limit:.0f}s): event loop stuck, NATS lost or not pulling"
-    return None
+_REASONS = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}
 
 
-def main() -> None:
-    problem = check(WorkerSettings())
-    if problem is not None:
-        print(problem, file=sys.stderr)
-        sys.exit(1)
+async def serve_health(host: str, port: int, ready: Callable[[], bool]) -> asyncio.Server:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            request = await asyncio.wait_for(reader.readline(), timeout=5.0)
+            parts = request.decode("latin-1").split()
+            path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
+            status, body = _answer(path, ready)
+            head = f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"
+            head += f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+            writer.write(head.encode() + body)
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, host, port)
 
 
-if __name__ == "__main__":
-    main()
+def _answer(path: str, ready: Callable[[], bool]) -> tuple[int, bytes]:
+    if path == "/livez":
+        return 200, b'{"status": "live"}'
+    if path == "/readyz":
+        return (200, b'{"status": "ready"}') if ready() else (503, b'{"status": "not ready"}')
+    return 404, b'{"status": "not found"}'

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import structlog
 from nats.js import JetStreamContext
@@ -17,6 +16,7 @@ from flotilla.lifecycle import exit_on_bad_configuration, run_service, wait_for_
 from flotilla.llm import LlmSettings, configure_llm
 from flotilla.logs import configure_logging
 from flotilla.settings import WorkerSettings
+from flotilla.worker.health import serve_health
 from flotilla.workflows import WorkflowRegistry
 
 log = structlog.get_logger(__name__)
@@ -46,6 +46,11 @@ async def _wait_for_layout(js: JetStreamContext) -> Layout:
 
 async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
     registry = load_registry(settings.workflows)
+    # Up first, so that a probe sees a live (not yet ready) worker while the model loads.
+    workers: list[Worker] = []
+    health = None
+    if settings.health_port is not None:
+        health = await serve_health(settings.health_host, settings.health_port, lambda: any(w.ready for w in workers))
     # The model behind the agents: fails here, naming what to set, when misconfigured; the
     # bundled local model is fetched (first start) and loaded before any job is taken.
     await asyncio.to_thread(configure_llm, llm, loop=asyncio.get_running_loop())
@@ -73,14 +78,16 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
         max_concurrent_runs=settings.max_concurrent_runs,
         drain_timeout_s=settings.drain_timeout_s,
         heartbeat_s=settings.heartbeat_s,
-        health_file=Path(settings.health_file) if settings.health_file else None,
     )
+    workers.append(worker)
     running = asyncio.create_task(worker.run())
     stop = asyncio.create_task(wait_for_shutdown())
     await asyncio.wait({running, stop}, return_when=asyncio.FIRST_COMPLETED)
     worker.stop()
     await running
     stop.cancel()
+    if health is not None:
+        health.close()
     await nc.drain()
 
 
