@@ -20,6 +20,13 @@ from docker.models.containers import Container
 from containers.engine import SYSTEM_PATH, free_port
 
 USER_SCOPES = ["runs:read", "runs:write", "workflows:read"]
+MEASURED: list[str] = []
+"""Timings worth a note (conftest.py prints them at the end of the session, whatever the capture)."""
+
+
+def measured(line: str) -> None:
+    MEASURED.append(line)
+    print(line)
 
 
 def repo_root() -> Path:

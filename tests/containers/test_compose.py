@@ -11,14 +11,14 @@ import pytest
 from docker.models.containers import Container
 
 from containers.runs import answer, assert_well_formed, events, open_question, run, settled, start, until
-from containers.stack import ComposeProject, compose_project
+from containers.stack import ComposeProject, compose_project, measured
 
 
 @pytest.fixture(scope="module")
 def stack(docker_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject]:
     workdir = tmp_path_factory.mktemp("compose")
     with compose_project(docker_host, workdir, ["docker-compose.yml"]) as project:
-        print(f"[containers] compose up -d returned after {time.monotonic() - project.up_at:.0f} s")
+        measured(f"compose up -d returned after {time.monotonic() - project.up_at:.0f} s")
         yield project
 
 
@@ -39,7 +39,7 @@ def test_load_with_a_question_and_learning_chat_on_the_bundled_model(stack: Comp
         load = start(api, "load", n=3, asks=1)
         answer(api, load, open_question(api, load, 1), "forty-two")
         done = settled(api, load)
-        print(f"[containers] compose up -> first completed run: {time.monotonic() - stack.up_at:.0f} s")
+        measured(f"compose up -> first completed run: {time.monotonic() - stack.up_at:.0f} s")
         assert done["status"] == "completed", done
         assert done["result"] == {"messages": 3, "answers": ["forty-two"]}
         assert_well_formed(load, events(api, load))

@@ -16,7 +16,7 @@ import pytest
 from docker.models.containers import Container
 
 from containers.runs import answer, assert_well_formed, events, open_question, settled, start, until
-from containers.stack import ComposeProject, compose_project
+from containers.stack import ComposeProject, compose_project, measured
 
 NODES = ("nats", "nats-2", "nats-3")
 
@@ -123,8 +123,8 @@ def test_killing_the_stream_leader_loses_nothing(cluster: ComposeProject) -> Non
     assert after["FLOTILLA_EVENTS"]["leader"] not in (None, leader), after
     failures = [(round(at - killed_at, 1), detail) for at, ok, detail in prober.outcomes if not ok]
     window = prober.longest_gap_after(killed_at)
-    print(
-        f"[containers] killed {leader}, leader of FLOTILLA_EVENTS: longest gap between successful starts "
+    measured(
+        f"killed {leader}, leader of FLOTILLA_EVENTS: longest gap between successful starts "
         f"{window:.1f} s; failed starts (s after the kill, status): {failures}; "
         f"{len(prober.started)} runs started by the prober, {len(in_flight)} in flight, all completed"
     )
