@@ -54,9 +54,6 @@ SERVICES = ("nats", "dispatcher", "worker", "gateway", "ui")
 KUBERNETES_VERSIONS = ("1.29", kubernetes_validate.latest_version())
 """The oldest release still commonly run, and the newest the package has schemas for."""
 NAME_LABEL = "app.kubernetes.io/name"
-PENDING_SETTINGS = {"FLOTILLA_WORKER_HEALTH_PORT"}
-"""Read by the worker's health endpoints (issue 12, item 1), which land separately: allowed here
-until WorkerSettings has them; then the known names include it anyway."""
 EXTERNAL_SECRETS = {"flotilla-ingress-tls"}
 """Made by whoever runs the Ingress (cert-manager, or by hand: k8s/README.md)."""
 
@@ -285,7 +282,7 @@ def test_each_service_starts_with_what_its_pod_is_given(
     from flotilla.rpc import server_credentials
 
     objects, _ = first_run
-    known = _known_variables() | PENDING_SETTINGS
+    known = _known_variables()
     envs = {service: _pod_environment(objects, service, tmp_path / service) for service in SERVICES}
     # nats-server.conf reads its users' passwords from the environment (an unset one stops the server).
     conf_reads = set(re.findall(r"\$(FLOTILLA_\w+)", (ROOT / "nats-server.conf").read_text()))

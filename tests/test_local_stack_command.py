@@ -44,7 +44,7 @@ def _get(url: str) -> bytes:
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_one_command_starts_everything_and_a_signal_stops_everything(stop_signal: signal.Signals) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        ports = {name: free_port() for name in ("NATS", "DISPATCHER_GRPC", "GATEWAY", "UI")}
+        ports = {name: free_port() for name in ("NATS", "DISPATCHER_GRPC", "GATEWAY", "GATEWAY_GRPC", "UI")}
         env = python_env({f"FLOTILLA_{name}_PORT": str(port) for name, port in ports.items()})
         env.update(FLOTILLA_DATA_DIR=str(Path(tmp) / "data"), FLOTILLA_WORKERS="2", FLOTILLA_DEV_API_KEY="flk_cmd_test")
         # Each worker loads the model it is configured with; the scripted one keeps this test fast.

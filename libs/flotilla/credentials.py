@@ -148,6 +148,24 @@ def write_credentials(directory: Path, *, hosts: list[str] | None = None) -> Cre
     return credentials
 
 
+def _still_good(credentials: Credentials, hosts: list[str]) -> bool:
+    """The CA has 30+ days left and every server's certificate carries all of `hosts` (a compose
+    project that gains NATS nodes needs new certificates)."""
+    if not credentials.ca_file.is_file():
+        return False
+    ca = x509.load_pem_x509_certificate(credentials.ca_file.read_bytes())
+    if ca.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc) <= datetime.timedelta(days=30):
+        return False
+    for server in SERVERS:
+        if not credentials.cert_file(server).is_file():
+            return False
+        cert = x509.load_pem_x509_certificate(credentials.cert_file(server).read_bytes())
+        carried = set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        if not set(_subject_names(hosts)) <= carried:
+            return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory", type=Path)
@@ -155,12 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="do nothing when DIR/ca.crt exists and has 30+ days left")
     args = parser.parse_args(argv)
     credentials = Credentials(args.directory)
-    if args.keep and credentials.ca_file.is_file():
-        ca = x509.load_pem_x509_certificate(credentials.ca_file.read_bytes())
-        if ca.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc) > datetime.timedelta(days=30):
-            print(f"credentials in {args.directory} kept", file=sys.stderr)
-            return 0
-    write_credentials(args.directory, hosts=[h.strip() for h in args.hosts.split(",") if h.strip()])
+    hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
+    if args.keep and _still_good(credentials, hosts):
+        print(f"credentials in {args.directory} kept", file=sys.stderr)
+        return 0
+    write_credentials(args.directory, hosts=hosts)
     print(f"credentials written to {args.directory}", file=sys.stderr)
     return 0
 

@@ -1,12 +1,14 @@
 """Workflows for benchmarks and tests: `load` and `load_sync` emit as many events and ask as many
 questions as asked. A worker serves them only when its FLOTILLA_WORKER_WORKFLOWS names this
-registry (`flotilla.examples.benchmarks:registry`): never in a default deployment, where anyone
-allowed to start runs could make one write gigabytes of events."""
+registry (`flotilla.examples.benchmarks:registry`, or `:with_examples` for these and the default
+workflows together): never in a default deployment, where anyone allowed to start runs could make
+one write gigabytes of events."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flotilla import examples
 from flotilla.errors import InvalidArgument
 from flotilla.workflows import Session, SyncSession, WorkflowRegistry
 
@@ -54,3 +56,9 @@ def load_sync(session: SyncSession, params: dict[str, Any]) -> dict[str, Any]:
         answers.append(session.text_input(f"question {i + 1} of {asks}"))
         session.text_message(f"echo: {answers[-1]}", sender="load", recipient="user")
     return {"messages": n, "answers": answers}
+
+
+# The container tests' workers: `load` next to learning_chat & co. in one worker pool.
+with_examples = WorkflowRegistry()
+with_examples.include(examples.registry)
+with_examples.include(registry)

@@ -51,6 +51,12 @@ class Worker:
     def held_runs(self) -> int:
         return len(self._held)
 
+    @property
+    def ready(self) -> bool:
+        """Connected to NATS and pulling jobs (the readiness probe)."""
+        consumer = getattr(self, "_consumer", None)
+        return self._ctx.nc.is_connected and consumer is not None and consumer.pulling and not self._stopping.is_set()
+
     async def run(self) -> None:
         catalogue = await when_ready(lambda: Catalogue.open(self._ctx.js), waiting_for="JetStream (the catalogue)")
         self._consumer = JobConsumer(self._ctx.nc, self._take, self._credit, expires_s=10.0)

@@ -97,6 +97,11 @@ class JobConsumer:
         if sub is not None:
             await sub.drain()  # type: ignore[no-untyped-call]
 
+    @property
+    def pulling(self) -> bool:
+        """Started and not stopped: pull requests are kept open."""
+        return self._sub is not None
+
     def forget_requests(self) -> None:
         """After a reconnect the server has dropped our pull requests: ask again from zero."""
         self._outstanding = 0

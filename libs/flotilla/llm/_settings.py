@@ -36,7 +36,9 @@ class LlmSettings(BaseSettings):
     `create_backend` do it), and pass it down; tests construct it with keyword arguments.
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+    # An empty variable counts as unset: compose forwards every FLOTILLA_LLM_* it knows, empty
+    # when .env does not set it.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", env_ignore_empty=True)
 
     backend: BackendName = "local"
     """`local`: the bundled small model, in-process, offline; `openai`: any OpenAI-compatible

@@ -98,3 +98,12 @@ def test_a_script_may_be_a_file(tmp_path: Path) -> None:
 def test_a_model_path_that_is_not_a_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(LlmConfigError, match="FLOTILLA_LLM_MODEL_PATH=.*is not a file"):
         create_backend(LlmSettings(model_path=tmp_path / "missing.gguf"))
+
+
+def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What compose passes for every FLOTILLA_LLM_* that .env leaves out.
+    for name in ("BACKEND", "OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY"):
+        monkeypatch.setenv(f"FLOTILLA_LLM_{name}", "")
+    settings = LlmSettings.from_env()
+    assert settings.backend == "local"
+    assert (settings.openai_base_url, settings.openai_model, settings.openai_api_key) == (None, None, None)

@@ -38,6 +38,11 @@ class WorkerSettings(NatsSettings):
     """How long a question waits for an answer unless the workflow says otherwise."""
     heartbeat_s: float = Field(default=5.0, gt=0, validation_alias=env_alias("worker", "heartbeat_s"))
     """How often the worker re-advertises its workflows."""
+    health_port: int | None = Field(default=None, ge=0, le=65535, validation_alias=env_alias("worker", "health_port"))
+    """Serve the probes here: GET /livez (200 while the event loop answers) and GET /readyz (200
+    while NATS is connected and the worker pulls jobs, else 503). Unset: no health server."""
+    health_host: str = Field(default="127.0.0.1", validation_alias=env_alias("worker", "health_host"))
+    """Address the health server binds (the images: 0.0.0.0, for Kubernetes' probes)."""
     on_divergence: Literal["fail", "continue"] = Field(
         default="fail", validation_alias=env_alias("worker", "on_divergence")
     )

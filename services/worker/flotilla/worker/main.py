@@ -16,6 +16,7 @@ from flotilla.llm import LlmService, LlmSettings
 from flotilla.logs import configure_logging
 from flotilla.metrics import check_settings, serve_metrics
 from flotilla.worker.config import WorkerSettings
+from flotilla.worker.health import serve_health
 from flotilla.workflows import WorkflowRegistry
 
 log = structlog.get_logger(__name__)
@@ -35,6 +36,11 @@ def load_registry(path: str) -> WorkflowRegistry:
 
 async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
     registry = load_registry(settings.workflows)
+    # Up first, so that a probe sees a live (not yet ready) worker while the model loads.
+    workers: list[Worker] = []
+    health = None
+    if settings.health_port is not None:
+        health = await serve_health(settings.health_host, settings.health_port, lambda: any(w.ready for w in workers))
     # The model behind the agents: fails here, naming what to set, when misconfigured; the
     # bundled local model is fetched (first start) and loaded before any job is taken.
     llm_service = await asyncio.to_thread(LlmService.from_settings, llm, loop=asyncio.get_running_loop())
@@ -69,12 +75,15 @@ async def serve(settings: WorkerSettings, llm: LlmSettings) -> None:
     metrics = serve_metrics(settings.metrics_host, settings.metrics_port, settings.metrics_token.get_secret_value())
     if metrics is not None:
         log.info("worker metrics", metrics=f"{settings.metrics_host}:{metrics.port}")
+    workers.append(worker)
     running = asyncio.create_task(worker.run())
     stop = asyncio.create_task(wait_for_shutdown())
     await asyncio.wait({running, stop}, return_when=asyncio.FIRST_COMPLETED)
     worker.stop()
     await running
     stop.cancel()
+    if health is not None:
+        health.close()
     await disconnect(nc)
     if metrics is not None:
         metrics.stop()
