@@ -134,3 +134,31 @@ def test_the_ui_answers_on_its_published_port(stack: ComposeProject) -> None:
 
 def test_the_gateway_refuses_calls_without_a_token(stack: ComposeProject) -> None:
     assert httpx.get(stack.gateway_url + "/v1/workflows", timeout=30).status_code == 401
+
+
+_CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()\n"
+    "except OSError as exc:\n"
+    "    print(exc); sys.exit(1)\n"
+)
+
+
+def _reaches(container: Container, host: str, port: int) -> bool:
+    result = container.exec_run(["/opt/flotilla/venv/bin/python", "-c", _CONNECT, host, str(port)])
+    return bool(result.exit_code == 0)
+
+
+def test_networks_keep_each_service_to_its_peers(stack: ComposeProject) -> None:
+    """The trust model's networks: a worker (where workflow code runs) reaches NATS and nothing
+    else; the UI reaches the gateway and not the dispatcher or NATS."""
+    worker = stack.wait_healthy("worker", 1)[0]
+    assert _reaches(worker, "nats", 4222)  # the control: the probe can succeed
+    assert not _reaches(worker, "dispatcher", 50051)
+    assert not _reaches(worker, "gateway", 8000)
+    assert not _reaches(worker, "gateway", 50052)
+    (ui,) = stack.containers("ui")
+    assert _reaches(ui, "gateway", 50052)
+    assert not _reaches(ui, "dispatcher", 50051)
+    assert not _reaches(ui, "nats", 4222)
