@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from flotilla.llm._errors import LlmConfigError
 
@@ -100,6 +101,10 @@ class LlmSettings(BaseSettings):
         except ValidationError as exc:
             problems = [f"{env_name(str(error['loc'][0]))}: {error['msg']}" for error in exc.errors()]
             raise LlmConfigError("invalid LLM settings: " + "; ".join(problems)) from None
+        except SettingsError as exc:  # a value that should be JSON is not
+            field = re.search(r'field "(\w+)"', str(exc))
+            name = env_name(field.group(1)) if field else "a FLOTILLA_LLM_ variable"
+            raise LlmConfigError(f"invalid LLM settings: {name} is not valid JSON") from None
 
     def problems(self) -> list[str]:
         """What is missing or wrong for the chosen backend, each naming what to set."""

@@ -107,3 +107,13 @@ def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None
     settings = LlmSettings.from_env()
     assert settings.backend == "local"
     assert (settings.openai_base_url, settings.openai_model, settings.openai_api_key) == (None, None, None)
+
+
+def test_prices_are_read_and_bad_ones_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOTILLA_LLM_PRICES", '{"gpt-4o-mini": {"prompt": 0.15, "completion": 0.6}}')
+    price = LlmSettings.from_env().prices["gpt-4o-mini"]
+    assert (price.prompt, price.completion) == (0.15, 0.6)
+    for bad in ("not json", '{"m": {"prompt": -1, "completion": 1}}', '{"m": {"prompt": 1}}', '{"m": {"in": 1}}'):
+        monkeypatch.setenv("FLOTILLA_LLM_PRICES", bad)
+        with pytest.raises(LlmConfigError, match="FLOTILLA_LLM_PRICES"):
+            LlmSettings.from_env()
