@@ -114,6 +114,8 @@ class Api:
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.AsyncClient(base_url=base_url, timeout=30.0, headers=headers)
+        self.client_errors: list[dict[str, Any]] = []
+        """`client_error` frames streams got (the server's answer to a frame a stream sent)."""
 
     async def __aenter__(self) -> Api:
         return self
@@ -182,6 +184,11 @@ class Api:
             async def consume() -> None:
                 async for frame in ws:
                     message = json.loads(frame)
+                    if message.get("type") == "client_error":
+                        # The server's word on a frame we sent (e.g. an answer to a question a
+                        # replayed log shows, answered already): kept apart from the run's events.
+                        self.client_errors.append(message)
+                        continue
                     received.append(message)
                     if answer and message.get("type") in ("text_input", "multiple_choice"):
                         value = answer(message)

@@ -23,7 +23,6 @@ from support import (
     first_question,
     local_stack,
     until,
-    wait_for_log_line,
 )
 
 
@@ -396,9 +395,9 @@ def test_a_worker_started_while_jetstream_has_no_quorum_waits_then_serves() -> N
         for node in down:
             node.stop()
         late = stack.add_worker("late")
-        assert late.log_path is not None
-        wait_for_log_line(late.log_path, "waiting for", timeout_s=60)
-        time.sleep(1.0)  # past the first failed call: the worker must still be there
+        # Its start-up calls to JetStream time out or are refused while there is no quorum (how
+        # the chaos suite's worker died); it must wait them out. Past two request timeouts:
+        time.sleep(12.0)
         assert late.alive(), "the worker exited while JetStream had no quorum"
         for node in down:
             node.start()

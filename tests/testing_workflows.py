@@ -55,7 +55,6 @@ async def typed_params(session: Session, params: dict[str, Any]) -> str:
 def every_kind(ui: SyncSession, params: dict[str, Any]) -> dict[str, Any]:
     ui.text_message(body="hello", sender="alice", recipient="bob")
     ui.system_message({"note": "system notice"})
-    ui.system_message({"type": "termination", "reason": "Maximum turns (3) reached"})
     ui.error(short="a visible error", long="with details")
     ui.suggested_function_call("add", {"a": 1, "b": 2}, call_id="c1", sender="alice", recipient="bob")
     ui.function_call_execution("add", 3, call_id="c1", sender="bob")
