@@ -14,16 +14,16 @@ from typing import Any
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from flotilla.protocol import Run, RunEvent, RunStatus
+from flotilla.protocol import Run, RunEvent, RunStatus, WorkflowCompleted
 
-STATUS_NAMES: dict[int, str] = {
+STATUS_NAMES: dict[RunStatus.ValueType, str] = {
     RunStatus.RUN_STATUS_QUEUED: "queued",
     RunStatus.RUN_STATUS_RUNNING: "running",
     RunStatus.RUN_STATUS_COMPLETED: "completed",
     RunStatus.RUN_STATUS_FAILED: "failed",
     RunStatus.RUN_STATUS_CANCELLED: "cancelled",
 }
-STATUS_BY_NAME: dict[str, int] = {name: value for value, name in STATUS_NAMES.items()}
+STATUS_BY_NAME: dict[str, RunStatus.ValueType] = {name: value for value, name in STATUS_NAMES.items()}
 TERMINAL_STATUSES = frozenset(
     {RunStatus.RUN_STATUS_COMPLETED, RunStatus.RUN_STATUS_FAILED, RunStatus.RUN_STATUS_CANCELLED}
 )
@@ -50,6 +50,18 @@ def decode_json(text: str) -> Any:
 
 def is_terminal(event: RunEvent) -> bool:
     return event.WhichOneof("kind") == "workflow_completed"
+
+
+def finish_record(run: Run, done: WorkflowCompleted, at: Timestamp | None = None) -> bool:
+    """Make the record say what the log's terminal event says (an update for RunStore.update)."""
+    run.lease = ""
+    run.status = STATUS_BY_NAME.get(done.status, RunStatus.RUN_STATUS_FAILED)
+    run.result_json = done.result_json
+    run.error = done.error
+    del run.usage[:]
+    run.usage.extend(done.usage)
+    run.finished_at.CopyFrom(at if at is not None else now())
+    return True
 
 
 def request_id_of(event: RunEvent) -> str | None:

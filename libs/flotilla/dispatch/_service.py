@@ -27,7 +27,7 @@ from flotilla.errors import (
     Unavailable,
     WorkflowNotFound,
 )
-from flotilla.events import HIDDEN_KINDS, STATUS_NAMES, TERMINAL_STATUSES, now
+from flotilla.events import HIDDEN_KINDS, STATUS_NAMES, TERMINAL_STATUSES, finish_record, is_terminal, now
 from flotilla.ids import is_run_id, is_subject_token, new_run_id
 from flotilla.jetstream import (
     EVENTS_STREAM,
@@ -186,11 +186,25 @@ class RunService:
 
     async def get_run(self, run_id: str, caller: Caller = SYSTEM) -> Run:
         """The run, if the caller may see it (another identity's run is "not found")."""
+        run = await self._visible_record(run_id, caller)
+        if run.status == RunStatus.RUN_STATUS_RUNNING:
+            await self._settle_from_log(run)
+        return run
+
+    async def _visible_record(self, run_id: str, caller: Caller) -> Run:
+        """The stored record, if the caller may see it; it may lag the log's end (get_run doesn't)."""
         _check_run_id(run_id)
         run, _ = await self._runs.get(run_id)
         if not _visible(run, caller):
             raise RunNotFound(run_id)
         return run
+
+    async def _settle_from_log(self, run: Run) -> None:
+        """The worker ends the log first and the record just after: between the two, a caller
+        who has seen the terminal event must not read "running". The log is the truth."""
+        _, last, _ = await self._events.tail(run.run_id)
+        if last is not None and is_terminal(last):
+            finish_record(run, last.workflow_completed, at=last.timestamp)
 
     def list_runs(self, *, limit: int, status: int, caller: Caller = SYSTEM) -> list[Run]:
         if limit <= 0:
@@ -204,12 +218,12 @@ class RunService:
         """The run's events after `after_seq`, live, until the terminal event; hidden ones only
         when asked for."""
         _check_run_id(run_id)
-        run = await self.get_run(run_id, caller)
+        run = await self._visible_record(run_id, caller)
         follow = self._fanout.follow(
             run_id,
             after_seq=after_seq,
             from_stream_seq=run.log_from or 1,
-            exists=lambda: self.get_run(run_id, caller),
+            exists=lambda: self._visible_record(run_id, caller),
         )
         async for batch in follow:
             shown = batch if include_hidden else [event for event in batch if not _hidden(event)]
@@ -226,7 +240,7 @@ class RunService:
         include_hidden: bool = False,
     ) -> EventsPage:
         """One page of the stored events after `after_seq` (hidden ones only when asked for)."""
-        run = await self.get_run(run_id, caller)
+        run = await self._visible_record(run_id, caller)
         limit = min(limit or DEFAULT_PAGE, MAX_PAGE)
         page = await self._events.read_page(run_id, after_seq=after_seq, from_stream_seq=run.log_from or 1, limit=limit)
         events = page.events if include_hidden else [event for event in page.events if not _hidden(event)]
@@ -235,7 +249,7 @@ class RunService:
     async def submit_input(self, run_id: str, request_id: str, value: str, caller: Caller = SYSTEM) -> None:
         _check_run_id(run_id)
         if not _sees_all(caller):
-            await self.get_run(run_id, caller)
+            await self._visible_record(run_id, caller)
         if not is_subject_token(request_id):
             raise RequestNotFound(run_id, request_id)
         if len(value.encode()) > MAX_PARAMS_BYTES:

@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from flotilla.errors import FlotillaError, InvalidArgument, RunNotFound
-from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, is_terminal, now
+from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, finish_record, is_terminal, now
 from flotilla.execution._session import RunSession
 from flotilla.execution._replay import DivergencePolicy, PriorAttempts
 from flotilla.execution._usage import UsageTally
@@ -40,7 +40,6 @@ from flotilla.jetstream import (
 from flotilla.protocol import (
     Error,
     Job,
-    ModelUsage,
     Run,
     RunEvent,
     RunRetried,
@@ -53,12 +52,6 @@ from flotilla.metrics import RUN_FIRST_EVENT_SECONDS, RUNS_FINISHED, bounded
 from flotilla.workflows import SyncSession, Workflow, WorkflowRegistry
 
 log = structlog.get_logger(__name__)
-
-_STATUS = {
-    "completed": RunStatus.RUN_STATUS_COMPLETED,
-    "failed": RunStatus.RUN_STATUS_FAILED,
-    "cancelled": RunStatus.RUN_STATUS_CANCELLED,
-}
 
 
 @dataclass(frozen=True)
@@ -245,7 +238,7 @@ class RunAttempt:
         await writer.emit("workflow_completed", completed, sender="system")
         await writer.flush()
         self._finishing = True
-        await self._ctx.runs.update(run_id, functools.partial(_finish, outcome=outcome, usage=usage))
+        await self._ctx.runs.update(run_id, functools.partial(finish_record, done=completed))
         await self._msg.ack()
         RUNS_FINISHED.labels(self._workflow_label, outcome.status).inc()
         log.info("run finished", status=outcome.status, attempt=record.attempts, events=writer.last_seq)
@@ -260,9 +253,7 @@ class RunAttempt:
             if last is not None and is_terminal(last):
                 # The previous attempt finished the log but died before the record: finish that.
                 self._finishing = True
-                done = last.workflow_completed
-                outcome = Outcome(done.status, result_json=done.result_json, error=done.error)
-                finish = functools.partial(_finish, outcome=outcome, usage=list(done.usage))
+                finish = functools.partial(finish_record, done=last.workflow_completed, at=last.timestamp)
                 await self._ctx.runs.update(run_id, finish)
                 return None
             history: list[RunEvent] = []
@@ -434,17 +425,6 @@ def _run_sync(workflow: Workflow, session: SyncSession, params: dict[str, Any]) 
         with bridge(session):
             return workflow.function(session, params)
     return workflow.function(session, params)
-
-
-def _finish(run: Run, outcome: Outcome, usage: list[ModelUsage] | None = None) -> bool:
-    run.lease = ""
-    run.status = _STATUS[outcome.status]
-    run.result_json = outcome.result_json
-    run.error = outcome.error
-    del run.usage[:]
-    run.usage.extend(usage or [])
-    run.finished_at.CopyFrom(now())
-    return True
 
 
 def _to_json(value: Any) -> str:

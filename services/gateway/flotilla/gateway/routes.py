@@ -36,6 +36,7 @@ from flotilla.protocol import (
     ListEventsRequest,
     ListRunsRequest,
     ListWorkflowsRequest,
+    RunStatus,
     StartRunRequest,
     SubmitInputRequest,
 )
@@ -109,7 +110,11 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     status: Annotated[str | None, Query(pattern="^(queued|running|completed|failed|cancelled)$")] = None,
 ) -> list[dict[str, Any]]:
-    request = ListRunsRequest(limit=limit, status=STATUS_BY_NAME[status] if status else 0, caller=caller(identity))  # type: ignore[arg-type]
+    request = ListRunsRequest(
+        limit=limit,
+        status=STATUS_BY_NAME[status] if status else RunStatus.RUN_STATUS_UNSPECIFIED,
+        caller=caller(identity),
+    )
     reply = await dispatcher.stub.ListRuns(request)
     return [run_to_json(run) for run in reply.runs]
 
