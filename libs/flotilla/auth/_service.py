@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from flotilla.auth._tokens import Unauthenticated
 from flotilla.errors import ConfigurationError
 
 ALGORITHM = "EdDSA"
+VERIFIED_TOKENS = 256
+"""Verified tokens remembered (each caller holds one at a time; a renewal adds one)."""
 PUBLIC_KEY_SUFFIX = ".pub"
 
 
@@ -103,6 +106,9 @@ class ServiceTokenVerifier:
         self._keys = {name: _public_key(pem, f"the public key of {name}") for name, pem in trusted.items()}
         self._audience = audience
         self._leeway_s = leeway_s
+        # Verified tokens (a signer reuses one for minutes): an Ed25519 check per call is most of
+        # the cost of authenticating it. The expiry is still enforced on every call.
+        self._verified: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     @property
     def identities(self) -> frozenset[str]:
@@ -112,6 +118,16 @@ class ServiceTokenVerifier:
         """The calling service's identity, or Unauthenticated saying why not."""
         if not token:
             raise Unauthenticated("a service token is required (authorization: Bearer <token>)")
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[1]:
+            return known[0]
+        name, expires = self._verify_signed(token)
+        self._verified[token] = (name, expires + self._leeway_s)
+        while len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return name
+
+    def _verify_signed(self, token: str) -> tuple[str, float]:
         try:
             unverified: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
             header = jwt.get_unverified_header(token)
@@ -122,7 +138,7 @@ class ServiceTokenVerifier:
         if header.get("alg") != ALGORITHM or key is None:
             raise Unauthenticated("the service token is not signed by a trusted service")
         try:
-            jwt.decode(
+            claims = jwt.decode(
                 token,
                 key,
                 algorithms=[ALGORITHM],
@@ -134,7 +150,7 @@ class ServiceTokenVerifier:
             raise Unauthenticated("the service token has expired") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"the service token is not valid: {exc}") from None
-        return str(name)
+        return str(name), float(claims["exp"])
 
 
 def load_trusted_services(directory: str) -> dict[str, bytes]:

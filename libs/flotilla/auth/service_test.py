@@ -77,6 +77,19 @@ def test_an_expired_token_of_a_trusted_key_says_so() -> None:
         ServiceTokenVerifier({"gateway": public}, AUDIENCE, leeway_s=0).verify(token)
 
 
+def test_a_token_verified_once_is_refused_after_its_expiry() -> None:
+    """Verified tokens are remembered (no signature check per call), never past their expiry."""
+    private, public = generate_service_key()
+    signer = ServiceTokenSigner("gateway", private, AUDIENCE, lifetime_s=2.0)  # exp: whole seconds, >= 1 s ahead
+    verifier = ServiceTokenVerifier({"gateway": public}, AUDIENCE, leeway_s=0)
+    token = signer.token()
+    assert verifier.verify(token) == "gateway"
+    assert verifier.verify(token) == "gateway"  # remembered
+    time.sleep(2.2)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(token)
+
+
 def test_trusted_keys_come_from_a_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError):
         load_trusted_services(str(tmp_path / "missing"))

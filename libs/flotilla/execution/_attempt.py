@@ -26,7 +26,6 @@ from flotilla.execution._session import RunSession
 from flotilla.execution._replay import DivergencePolicy, PriorAttempts
 from flotilla.execution._usage import UsageTally
 from flotilla.jetstream import (
-    EVENTS_STREAM,
     EventLog,
     Layout,
     LostOwnership,
@@ -303,8 +302,7 @@ class RunAttempt:
         log_from = current.log_from
         if not log_from and current.status not in TERMINAL_STATUSES:
             # Where the run's log will start: reads of it begin there, not at the stream's start.
-            info = await self._ctx.js.stream_info(EVENTS_STREAM)
-            log_from = (info.state.last_seq or 0) + 1
+            log_from = await self._ctx.events.stream_end() + 1
         claimed = handed_back = False
 
         def start(run: Run) -> bool:

@@ -138,10 +138,21 @@ class EventLog:
         self._nc = nc
         self._js = nc.jetstream()
         self._timeout = timeout_s
+        self._end, self._end_read_at = 0, float("-inf")
 
     @property
     def js(self) -> JetStreamContext:
         return self._js
+
+    async def stream_end(self, max_age_s: float = 1.0) -> int:
+        """The events stream's last sequence, as read at most `max_age_s` ago: a lower bound for
+        the sequence of anything appended from now on (where a new run's log will start). One
+        stream-info request a second, not one per run."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._end_read_at > max_age_s:
+            info = await self._js.stream_info(EVENTS_STREAM)
+            self._end, self._end_read_at = info.state.last_seq or 0, loop.time()
+        return self._end
 
     async def tail(self, run_id: str) -> tuple[LogPosition, RunEvent | None, str]:
         """The log's end, its last event, and the Nats-Msg-Id of its last message."""

@@ -6,7 +6,7 @@ grpc_api.py.) Every route but health goes through `require`, every WebSocket thr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +22,7 @@ from flotilla.errors import (
     RateLimited,
     TooManyStreams,
 )
-from flotilla.gateway.deps import get_admission
+from flotilla.gateway.deps import admission_of
 from flotilla.protocol import Caller
 from flotilla.gateway.config import GatewaySettings
 
@@ -95,26 +95,26 @@ def close_code(error: FlotillaError) -> int:
     raise error
 
 
-def require(scope: str) -> Callable[[Request], Identity]:
+def require(scope: str) -> Callable[[Request], Awaitable[Identity]]:
     """A dependency: the bearer token's identity, with `scope`, within its rate limit."""
 
-    def check(request: Request) -> Identity:
+    async def check(request: Request) -> Identity:
         try:
-            return get_admission(request).enter(bearer(request.headers.get("authorization")), scope)
+            return admission_of(request).enter(bearer(request.headers.get("authorization")), scope)
         except FlotillaError as exc:
             raise http_error(exc) from None
 
     return check
 
 
-def require_path_token(scope: str) -> Callable[[Request, str], Identity]:
+def require_path_token(scope: str) -> Callable[[Request, str], Awaitable[Identity]]:
     """`require`, for clients that cannot send headers: the token in the path (`/fa/<token>/...`)."""
 
-    def check(
+    async def check(
         request: Request, token: Annotated[str, PathParam(description="An API key or JWT, as in a bearer header")]
     ) -> Identity:
         try:
-            return get_admission(request).enter(token, scope)
+            return admission_of(request).enter(token, scope)
         except FlotillaError as exc:
             raise http_error(exc) from None
 
