@@ -271,6 +271,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="10,50,100,300", help="levels: runs in flight at once")
     parser.add_argument("--sequential", type=int, default=100, help="single runs, one after another")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-tls", action="store_true", help="the local stack without TLS (to see what TLS costs)")
     parser.add_argument("--plots", help="directory for throughput.png and latency_cdf.png")
     parser.add_argument("--profile", help="directory for py-spy profiles of the last level")
     parser.add_argument("--json", help="write the results to this file")
@@ -282,7 +283,9 @@ def main() -> None:
         gateway, token = args.gateway, args.token
         if gateway is None:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flotilla-bench-")))
-            config = bench_config(tmp, workers=args.workers, FLOTILLA_GATEWAY_MAX_STREAMS_PER_IDENTITY="100000")
+            config = bench_config(
+                tmp, workers=args.workers, tls=not args.no_tls, FLOTILLA_GATEWAY_MAX_STREAMS_PER_IDENTITY="100000"
+            )
             local = stack.enter_context(LocalStack(config))
             gateway, token = local.gateway_url, local.dev_api_key
             print(f"local stack: {args.workers} workers, logs in {tmp / 'logs'}", file=sys.stderr)

@@ -33,13 +33,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_config(data: Path, *, workers: int = 1, workflows: str = BENCHMARKS, **env: str) -> StackConfig:
+def bench_config(
+    data: Path, *, workers: int = 1, workflows: str = BENCHMARKS, tls: bool = True, **env: str
+) -> StackConfig:
     """A benchmark's local stack: free ports, no UI, quiet logs, no rate limits, `workflows` served."""
     return StackConfig(
         data_dir=data / "data",
         log_dir=data / "logs",
         workers=workers,
         with_ui=False,
+        tls=tls,
         nats_port=0,
         dispatcher_port=0,
         gateway_port=0,

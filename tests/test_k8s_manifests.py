@@ -377,7 +377,7 @@ def test_each_service_has_its_own_secret_holding_only_what_it_uses(first_run: tu
         optional = {"users.json"} if name == "flotilla-ui" else set()
         assert keys == used[name] - optional, f"{name} holds {keys - used[name]} unused, lacks {used[name] - keys}"
     # Private keys only where they are used; the worker's Secret holds nothing that signs or serves.
-    assert generated["flotilla-worker"] == {"ca.crt", "nats-password"}
+    assert generated["flotilla-worker"] == {"ca.crt", "nats-password", "metrics-token"}
     assert "service.key" in generated["flotilla-gateway"] and "operator-nats-password" in generated["flotilla-nats"]
     # The Secrets come from the files flotilla.credentials writes, as it lays them out.
     creds = overlay / "credentials"
@@ -397,12 +397,13 @@ Pod = tuple[str, dict[str, str]]  # (namespace, labels)
 EXTERNAL: dict[str, tuple[Pod, list[tuple[int, str]]]] = {
     "ingress": (("ingress-nginx", {NAME_LABEL: "ingress-nginx"}), [(80, "TCP"), (443, "TCP")]),
     "keda": (("keda", {"app": "keda-operator"}), [(8080, "TCP")]),
+    "prometheus": (("monitoring", {NAME_LABEL: "prometheus"}), [(9090, "TCP")]),
     "dns": (("kube-system", {"k8s-app": "kube-dns"}), [(53, "UDP"), (53, "TCP")]),
     "elsewhere": (("default", {NAME_LABEL: "something"}), [(80, "TCP")]),
     "stranger": ((NAMESPACE, {NAME_LABEL: "debug-shell"}), [(8080, "TCP")]),
 }
 """Pods that are not Flotilla's, with ports they listen on: the ingress controller, KEDA's
-operator, the cluster DNS, a pod in another namespace, one run by hand in Flotilla's."""
+operator, Prometheus, the cluster DNS, a pod in another namespace, one run by hand in Flotilla's."""
 
 
 def _selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -478,6 +479,8 @@ def test_network_policies_allow_exactly_the_trust_model(base: list[Object]) -> N
         ("ui", "gateway", 50052, "TCP"),
         ("ingress", "gateway", 8000, "TCP"),
         ("ingress", "ui", 8888, "TCP"),
+        *(("prometheus", service, 9090, "TCP") for service in ("dispatcher", "worker", "ui")),
+        ("prometheus", "gateway", 8000, "TCP"),
         *((pod, "dns", 53, protocol) for pod in ours for protocol in ("UDP", "TCP")),
     }
     assert edges == expected, f"allowed but not in the trust model: {edges - expected}; missing: {expected - edges}"

@@ -5,6 +5,7 @@
 #   secrets/{dispatcher,worker,operator}-nats-password   the three NATS users (nats-server.conf)
 #   secrets/developer-api-key   your API key at the gateway (every user scope, and admin)
 #   secrets/ui-api-key          the UI's own identity at the gateway (act_as only)
+#   secrets/metrics-token       what Prometheus sends to scrape any service (README, Observability)
 #   secrets/api-keys.json       the gateway's FLOTILLA_GATEWAY_API_KEYS_FILE: those two keys
 set -euo pipefail
 DIR="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/secrets}"
@@ -22,6 +23,7 @@ new_secret worker-nats-password pw
 new_secret operator-nats-password pw
 new_secret developer-api-key flk_dev_
 new_secret ui-api-key flk_ui_
+new_secret metrics-token flk_metrics_
 if [ ! -s "$DIR/api-keys.json" ]; then
   printf '[{"name": "developer", "key": "%s", "scopes": ["runs:read", "runs:write", "workflows:read", "admin"]},\n {"name": "ui", "key": "%s", "scopes": ["act_as"]}]\n' \
     "$(cat "$DIR/developer-api-key")" "$(cat "$DIR/ui-api-key")" >"$DIR/api-keys.json"
