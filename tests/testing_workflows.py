@@ -12,7 +12,7 @@ from autogen import ConversableAgent
 from autogen.testing import TestAgent, ToolCall
 from pydantic import BaseModel, Field
 
-from flotilla.examples import learning_chat
+from flotilla.examples import learning_chat, support_desk_pattern
 from flotilla.examples import registry as examples
 from flotilla.examples.benchmarks import registry as benchmarks
 from flotilla.llm import llm_config, register_llm
@@ -251,3 +251,23 @@ class LongChatParams(BaseModel):
 )
 def long_chat(ui: SyncSession, params: dict[str, Any]) -> str:
     return str(learning_chat(ui, params))
+
+
+@registry.register(
+    name="support_desk_resumable",
+    description="The support desk example; its first worker dies right after the customer answers.",
+)
+def support_desk_resumable(ui: SyncSession, params: dict[str, Any]) -> dict[str, Any]:
+    pattern = support_desk_pattern(ui)
+    assert pattern.user_agent is not None
+
+    def crash_after_the_answer(answer: str) -> str:
+        ui.flush()
+        _crash_once(params["marker"], "died after the customer answered")
+        return answer
+
+    pattern.user_agent.register_hook("safeguard_human_inputs", crash_after_the_answer)
+    response = autogen.agentchat.run_group_chat(pattern=pattern, messages=params["request"], max_rounds=12)
+    response.process()
+    context = response.context_variables
+    return {"summary": response.summary, "context": context.to_dict() if context is not None else {}}

@@ -1,12 +1,26 @@
 """The workflows a deployment serves by default: `learning_chat` (the seed's example),
-`tool_approval` and `group_chat` (AG2 agents on the configured LLM). The benchmarks' `load` and
-`load_sync` are in flotilla.examples.benchmarks, served only where asked for."""
+`tool_approval`, `group_chat` and `support_desk` (AG2 agents on the configured LLM; the last on
+AG2's current group-chat API: a pattern, handoffs, context variables, a person in the chat). The
+benchmarks' `load` and `load_sync` are in flotilla.examples.benchmarks, served only where asked
+for."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from autogen import Agent, ConversableAgent, GroupChat, GroupChatManager, register_function
+from autogen.agentchat import run_group_chat
+from autogen.agentchat.group import (
+    AgentTarget,
+    ContextExpression,
+    ContextVariables,
+    ExpressionContextCondition,
+    OnContextCondition,
+    ReplyResult,
+    RevertToUserTarget,
+    TerminateTarget,
+)
+from autogen.agentchat.group.patterns import DefaultPattern
 from pydantic import BaseModel, Field
 
 from flotilla.llm import llm_config, register_llm
@@ -117,3 +131,87 @@ def group_chat(ui: SyncSession, params: dict[str, Any]) -> str:
         raise TypeError(f"the chat's first agent is a {type(first).__name__}, not a ConversableAgent")
     result = first.initiate_chat(manager, message=params["question"], summary_method="last_msg")
     return str(result.summary)
+
+
+class SupportParams(BaseModel):
+    request: str = Field(default="The app crashes when I export a report.", min_length=1, max_length=500)
+    max_rounds: int = Field(default=12, ge=4, le=40, description="Turns of the group chat at most")
+
+
+def support_desk_pattern(ui: SyncSession) -> DefaultPattern:
+    """The support desk's agents and handoffs: `triage` records the topic (a context variable),
+    a context condition hands the customer to `tech` or `billing`, who answer and hand back to
+    the customer (a person, asked through the run) until one of them marks the request resolved."""
+
+    def classify_request(topic: str, context_variables: ContextVariables) -> ReplyResult:
+        """Record the request's topic: 'technical' or 'billing'."""
+        context_variables["topic"] = "billing" if "bill" in topic.lower() else "technical"
+        return ReplyResult(
+            message=f"Topic recorded: {context_variables['topic']}.", context_variables=context_variables
+        )
+
+    def mark_resolved(note: str, context_variables: ContextVariables) -> ReplyResult:
+        """Mark the request resolved once the customer confirms it, and end the chat."""
+        context_variables["resolved"] = True
+        return ReplyResult(message=f"Resolved: {note}", context_variables=context_variables, target=TerminateTarget())
+
+    triage = ConversableAgent(
+        "triage",
+        system_message="You triage support requests. Call classify_request with the request's topic.",
+        llm_config=llm_config(),
+        functions=[classify_request],
+    )
+    tech = ConversableAgent(
+        "tech",
+        system_message="You solve technical problems in one short step at a time. When the customer "
+        "confirms the problem is solved, call mark_resolved.",
+        llm_config=llm_config(),
+        functions=[mark_resolved],
+    )
+    billing = ConversableAgent(
+        "billing",
+        system_message="You answer billing questions briefly. When the customer is satisfied, call mark_resolved.",
+        llm_config=llm_config(),
+        functions=[mark_resolved],
+    )
+    customer = ConversableAgent("customer", human_input_mode="ALWAYS", llm_config=False)
+    for agent in (triage, tech, billing):
+        register_llm(agent, ui.llm)
+    triage.handoffs.add_context_conditions(
+        [
+            OnContextCondition(
+                target=AgentTarget(team),
+                condition=ExpressionContextCondition(ContextExpression(f"${{topic}} == '{topic}'")),
+            )
+            for topic, team in (("technical", tech), ("billing", billing))
+        ]
+    )
+    triage.handoffs.set_after_work(AgentTarget(tech))  # no topic recorded: tech takes it
+    tech.handoffs.set_after_work(RevertToUserTarget())
+    billing.handoffs.set_after_work(RevertToUserTarget())
+    return DefaultPattern(
+        initial_agent=triage,
+        agents=[triage, tech, billing],
+        user_agent=customer,
+        context_variables=ContextVariables(data={"topic": "unknown", "resolved": False}),
+        group_after_work=TerminateTarget(),
+    )
+
+
+@registry.register(
+    name="support_desk",
+    description="A support desk (triage, tech, billing) on AG2's group-chat pattern API: handoffs, "
+    "context variables, and you as the customer.",
+    params=SupportParams,
+)
+def support_desk(ui: SyncSession, params: dict[str, Any]) -> dict[str, Any]:
+    response = run_group_chat(
+        pattern=support_desk_pattern(ui), messages=params["request"], max_rounds=params["max_rounds"]
+    )
+    response.process()  # in a Flotilla run: the customer's turns are questions to you
+    context = response.context_variables
+    return {
+        "summary": response.summary,
+        "context": context.to_dict() if context is not None else {},
+        "last_speaker": response.last_speaker,
+    }

@@ -7,10 +7,10 @@ from flotilla.examples.benchmarks import with_examples
 
 def test_a_default_deployment_serves_no_benchmark_workflow() -> None:
     served = {info.name for info in registry.infos()}
-    assert served == {"learning_chat", "tool_approval", "group_chat"}
+    assert served == {"learning_chat", "tool_approval", "group_chat", "support_desk"}
     assert {info.name for info in benchmarks.infos()} == {"load", "load_sync"}
 
 
 def test_with_examples_serves_both() -> None:
     served = {info.name for info in with_examples.infos()}
-    assert served == {"learning_chat", "tool_approval", "group_chat", "load", "load_sync"}
+    assert served == {"learning_chat", "tool_approval", "group_chat", "support_desk", "load", "load_sync"}

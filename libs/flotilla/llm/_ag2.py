@@ -109,7 +109,9 @@ class FlotillaModelClient:
         messages: list[Message] = params.get("messages") or [{"role": "user", "content": params.get("prompt", "")}]
         tools = params.get("tools") or None
         forwarded = {key: value for key, value in params.items() if key in FORWARDED_PARAMS and value is not None}
-        return FlotillaResponse.of(self._llm.complete_sync(messages, tools=tools, **forwarded))
+        response = FlotillaResponse.of(self._llm.complete_sync(messages, tools=tools, **forwarded))
+        response.cost = self._llm.cost(response.completion)
+        return response
 
     def message_retrieval(self, response: FlotillaResponse) -> list[str | dict[str, Any]]:
         """The reply's text, or the whole assistant message (a dict) when it calls tools."""
@@ -117,8 +119,9 @@ class FlotillaModelClient:
         return [completion.message() if completion.tool_calls else completion.text]
 
     def cost(self, response: FlotillaResponse) -> float:
-        """Always 0: a local model costs nothing, and endpoint prices are not known here."""
-        return 0.0
+        """What the completion cost at the service's prices (`FLOTILLA_LLM_PRICES`; 0 for a model
+        without one): AG2's cost report agrees with the run's usage."""
+        return response.cost
 
     @staticmethod
     def get_usage(response: FlotillaResponse) -> dict[str, Any]:
