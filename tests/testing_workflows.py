@@ -12,7 +12,8 @@ from autogen import ConversableAgent
 from autogen.testing import TestAgent, ToolCall
 from pydantic import BaseModel, Field
 
-from flotilla.examples import learning_chat, support_desk_pattern
+from flotilla.examples import learning_chat
+from flotilla.examples._support_desk import support_desk_pattern
 from flotilla.examples import registry as examples
 from flotilla.examples.benchmarks import registry as benchmarks
 from flotilla.llm import llm_config, register_llm

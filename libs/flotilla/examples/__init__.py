@@ -10,19 +10,9 @@ from typing import Any
 
 from autogen import Agent, ConversableAgent, GroupChat, GroupChatManager, register_function
 from autogen.agentchat import run_group_chat
-from autogen.agentchat.group import (
-    AgentTarget,
-    ContextExpression,
-    ContextVariables,
-    ExpressionContextCondition,
-    OnContextCondition,
-    ReplyResult,
-    RevertToUserTarget,
-    TerminateTarget,
-)
-from autogen.agentchat.group.patterns import DefaultPattern
 from pydantic import BaseModel, Field
 
+from flotilla.examples._support_desk import support_desk_pattern
 from flotilla.llm import llm_config, register_llm
 from flotilla.workflows import SyncSession, WorkflowRegistry
 
@@ -136,66 +126,6 @@ def group_chat(ui: SyncSession, params: dict[str, Any]) -> str:
 class SupportParams(BaseModel):
     request: str = Field(default="The app crashes when I export a report.", min_length=1, max_length=500)
     max_rounds: int = Field(default=12, ge=4, le=40, description="Turns of the group chat at most")
-
-
-def support_desk_pattern(ui: SyncSession) -> DefaultPattern:
-    """The support desk's agents and handoffs: `triage` records the topic (a context variable),
-    a context condition hands the customer to `tech` or `billing`, who answer and hand back to
-    the customer (a person, asked through the run) until one of them marks the request resolved."""
-
-    def classify_request(topic: str, context_variables: ContextVariables) -> ReplyResult:
-        """Record the request's topic: 'technical' or 'billing'."""
-        context_variables["topic"] = "billing" if "bill" in topic.lower() else "technical"
-        return ReplyResult(
-            message=f"Topic recorded: {context_variables['topic']}.", context_variables=context_variables
-        )
-
-    def mark_resolved(note: str, context_variables: ContextVariables) -> ReplyResult:
-        """Mark the request resolved once the customer confirms it, and end the chat."""
-        context_variables["resolved"] = True
-        return ReplyResult(message=f"Resolved: {note}", context_variables=context_variables, target=TerminateTarget())
-
-    triage = ConversableAgent(
-        "triage",
-        system_message="You triage support requests. Call classify_request with the request's topic.",
-        llm_config=llm_config(),
-        functions=[classify_request],
-    )
-    tech = ConversableAgent(
-        "tech",
-        system_message="You solve technical problems in one short step at a time. When the customer "
-        "confirms the problem is solved, call mark_resolved.",
-        llm_config=llm_config(),
-        functions=[mark_resolved],
-    )
-    billing = ConversableAgent(
-        "billing",
-        system_message="You answer billing questions briefly. When the customer is satisfied, call mark_resolved.",
-        llm_config=llm_config(),
-        functions=[mark_resolved],
-    )
-    customer = ConversableAgent("customer", human_input_mode="ALWAYS", llm_config=False)
-    for agent in (triage, tech, billing):
-        register_llm(agent, ui.llm)
-    triage.handoffs.add_context_conditions(
-        [
-            OnContextCondition(
-                target=AgentTarget(team),
-                condition=ExpressionContextCondition(ContextExpression(f"${{topic}} == '{topic}'")),
-            )
-            for topic, team in (("technical", tech), ("billing", billing))
-        ]
-    )
-    triage.handoffs.set_after_work(AgentTarget(tech))  # no topic recorded: tech takes it
-    tech.handoffs.set_after_work(RevertToUserTarget())
-    billing.handoffs.set_after_work(RevertToUserTarget())
-    return DefaultPattern(
-        initial_agent=triage,
-        agents=[triage, tech, billing],
-        user_agent=customer,
-        context_variables=ContextVariables(data={"topic": "unknown", "resolved": False}),
-        group_after_work=TerminateTarget(),
-    )
 
 
 @registry.register(
