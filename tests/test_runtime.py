@@ -103,7 +103,7 @@ def test_ag2_human_input_mode_always_asks_the_person(stack: LocalStack) -> None:
             events, _ = await api.stream(run_id, answer=lambda q: next(replies))
             assert_well_formed(run_id, events)
             asked = [e for e in events if e["type"] == "text_input"]
-            assert asked and all(q["sender"] == "agent" for q in asked)
+            assert asked and all(q["sender"] == "person" for q in asked)  # the agent AG2 asks for
             sent = [(e["sender"], e["body"]) for e in events if e["type"] == "text_message"]
             assert ("person", "do the thing") in sent
             assert events[-1]["status"] == "completed"
