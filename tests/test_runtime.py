@@ -4,10 +4,11 @@ refused answers, declared params, and AG2 agents bridged to run events."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from flotilla.devstack import LocalStack
-from support import Api, assert_well_formed
+from support import Api, assert_well_formed, local_stack
 
 
 def _kinds(events: list[dict[str, Any]]) -> list[str]:
@@ -95,6 +96,30 @@ def test_ag2_agents_become_run_events(stack: LocalStack) -> None:
     asyncio.run(scenario())
 
 
+def test_ag2_run_response_input_requests_are_questions(stack: LocalStack) -> None:
+    """AG2's `run()` chats in a thread of its own and hands out a RunResponse: its messages reach
+    the run from that thread, its InputRequestEvents become questions."""
+
+    async def scenario() -> None:
+        async with Api(stack.gateway_url, stack.dev_api_key) as api:
+            run_id = await api.start("ag2_run_human")
+            replies = iter(["do the thing", "exit"])
+            events, _ = await api.stream(run_id, answer=lambda q: next(replies))
+            assert_well_formed(run_id, events)
+            asked = [e for e in events if e["type"] == "text_input"]
+            assert asked and all(q["sender"] == "person" for q in asked)
+            assert asked[0]["prompt"].startswith("Replying as person.")
+            sent = [(e["sender"], e["recipient"], e["body"]) for e in events if e["type"] == "text_message"]
+            assert sent[:3] == [
+                ("person", "assistant", "Help me"),
+                ("assistant", "person", "What should I do?"),
+                ("person", "assistant", "do the thing"),
+            ]
+            assert events[-1]["status"] == "completed" and events[-1]["result"] == "Done."
+
+    asyncio.run(scenario())
+
+
 def test_ag2_human_input_mode_always_asks_the_person(stack: LocalStack) -> None:
     async def scenario() -> None:
         async with Api(stack.gateway_url, stack.dev_api_key) as api:
@@ -148,3 +173,22 @@ def test_cancel_while_a_plain_def_workflow_waits(stack: LocalStack) -> None:
             assert await api.events(run_id) == events
 
     asyncio.run(scenario())
+
+
+def test_an_auto_pattern_selects_speakers_on_the_runs_llm() -> None:
+    """The manager an AG2 pattern builds is put on the run's LLM by the bridge: its speaker
+    selection is a recorded completion like the agents' replies."""
+    script = ["Plan: bread, cheese, a blanket.", "writer", "Bring bread, cheese and a blanket."]
+    with local_stack(workers=1, env={"FLOTILLA_LLM_SCRIPTED_REPLIES": json.dumps(script)}) as stack:
+
+        async def scenario() -> None:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
+                run_id = await api.start("ag2_auto_pattern")
+                events, _ = await api.stream(run_id)
+                assert_well_formed(run_id, events)
+                assert events[-1]["status"] == "completed", events[-1]
+                said = [(e["sender"], e["body"]) for e in events if e["type"] == "text_message"]
+                assert ("planner", script[0]) in said and ("writer", script[2]) in said
+                assert sum(e["type"] == "llm_completion" for e in events) == 3
+
+        asyncio.run(scenario())

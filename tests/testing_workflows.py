@@ -85,6 +85,16 @@ def ag2_chat(ui: SyncSession, params: dict[str, Any]) -> str:
     return str(result.summary)
 
 
+@registry.register(name="ag2_run_human", description="ag2_human on AG2's run(): a RunResponse, processed.")
+def ag2_run_human(ui: SyncSession, params: dict[str, Any]) -> str:
+    assistant = ConversableAgent("assistant", llm_config=False, human_input_mode="NEVER")
+    person = ConversableAgent("person", llm_config=False, human_input_mode="ALWAYS", code_execution_config=False)
+    with _scripted(assistant, ["What should I do?", "Done."]):
+        response = person.run(assistant, message="Help me", max_turns=2, summary_method="last_msg")
+        response.process()
+    return str(response.summary)
+
+
 @registry.register(name="ag2_human", description="An AG2 agent that asks the person every turn.")
 def ag2_human(ui: SyncSession, params: dict[str, Any]) -> str:
     assistant = ConversableAgent("assistant", llm_config=False, human_input_mode="NEVER")
@@ -272,3 +282,21 @@ def support_desk_resumable(ui: SyncSession, params: dict[str, Any]) -> dict[str,
     response.process()
     context = response.context_variables
     return {"summary": response.summary, "context": context.to_dict() if context is not None else {}}
+
+
+@registry.register(
+    name="ag2_auto_pattern", description="AG2's AutoPattern: the group manager picks each speaker on the run's LLM."
+)
+def ag2_auto_pattern(ui: SyncSession, params: dict[str, Any]) -> list[str]:
+    from autogen.agentchat.group.patterns import AutoPattern
+
+    planner = ConversableAgent("planner", description="Makes a plan.", llm_config=llm_config())
+    writer = ConversableAgent("writer", description="Writes the answer.", llm_config=llm_config())
+    for agent in (planner, writer):
+        register_llm(agent, ui.llm)
+    pattern = AutoPattern(
+        initial_agent=planner, agents=[planner, writer], group_manager_args={"llm_config": llm_config()}
+    )
+    response = autogen.agentchat.run_group_chat(pattern=pattern, messages="Plan a picnic.", max_rounds=3)
+    response.process()
+    return [str(message.get("name", "")) for message in response.messages]

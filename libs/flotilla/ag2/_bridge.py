@@ -32,7 +32,7 @@ from typing import Any
 
 import autogen.agentchat.conversable_agent as _conversable_agent_module
 import autogen.agentchat.group.multi_agent_chat as _multi_agent_chat_module
-from autogen import ConversableAgent
+from autogen import ConversableAgent, GroupChat
 from autogen.agentchat.group import ContextVariables, ReplyResult
 from autogen.agentchat.group.patterns.pattern import Pattern
 from autogen.agentchat.group.targets.transition_target import TransitionTarget
@@ -390,11 +390,15 @@ def _prepare_group_chat(self: Pattern, *args: Any, **kwargs: Any) -> Any:
         context, groupchat, manager = prepared[3], prepared[7], prepared[8]
         if _served_by_flotilla(getattr(manager, "llm_config", None)):
             register_llm(manager, stream.session.llm)
-            if groupchat.select_speaker_auto_model_client_cls is None:
-                options = group_chat_options(stream.session.llm)
-                groupchat.select_speaker_auto_model_client_cls = options["select_speaker_auto_model_client_cls"]
-                if groupchat.select_speaker_auto_llm_config is None:
-                    groupchat.select_speaker_auto_llm_config = options["select_speaker_auto_llm_config"]
+            options = group_chat_options(stream.session.llm)
+            # The manager runs the chat on copies of the group chat (AG2 copies a reply
+            # function's config when registering it): equip each.
+            copies = [entry.get("config") for entry in getattr(manager, "_reply_func_list", [])]
+            for chat in [groupchat, *copies]:
+                if isinstance(chat, GroupChat) and chat.select_speaker_auto_model_client_cls is None:
+                    chat.select_speaker_auto_model_client_cls = options["select_speaker_auto_model_client_cls"]
+                    if chat.select_speaker_auto_llm_config is None:
+                        chat.select_speaker_auto_llm_config = options["select_speaker_auto_llm_config"]
         if isinstance(context, ContextVariables):
             stream.track(context)
     return prepared
