@@ -54,10 +54,44 @@ def system_text(message: Any) -> str | None:
         head = "The chat ended" + (f": {reason}" if reason else "")
         rest = params_text(fields)
         return _sentence(head) + (f" ({rest})" if rest else "")
+    said = _SAID.get(kind)
+    if said is not None and (text := said(fields)) is not None:
+        return text
     if not kind:
         return params_text(fields) or None
     rest = params_text(fields)
     return _humane(kind).capitalize() + (f": {rest}" if rest else "")
+
+
+def _handoff(fields: dict[str, Any]) -> str | None:
+    """AG2's handoff: `triage hands over to tech (context condition).`"""
+    if not fields.get("from") or not fields.get("to"):
+        return None
+    how = f" ({fields['by']})" if fields.get("by") else ""
+    return f"{fields['from']} hands over to {fields['to']}{how}."
+
+
+def _context(fields: dict[str, Any]) -> str:
+    return "Context: " + (params_text(fields) or "empty")
+
+
+def _context_changed(fields: dict[str, Any]) -> str:
+    return "Context now: " + (params_text(fields) or "unchanged")
+
+
+def _ag2_usage(fields: dict[str, Any]) -> str:
+    model = fields.get("model") or "model"
+    text = f"AG2's cost report, {model}: {int(fields.get('prompt_tokens') or 0)} + {int(fields.get('completion_tokens') or 0)} tokens"
+    return text + (f", cost {float(fields['cost']):.4f}" if fields.get("cost") else "")
+
+
+_SAID = {
+    "handoff": _handoff,
+    "context_variables": _context,
+    "context_variables_changed": _context_changed,
+    "ag2_usage": _ag2_usage,
+}
+"""System messages of AG2 group chats (flotilla.ag2), each in its own words."""
 
 
 def usage_text(usage: Any) -> str:

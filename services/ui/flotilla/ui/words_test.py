@@ -9,6 +9,19 @@ def test_system_messages_in_words() -> None:
     assert words.system_text(termination) == "The chat ended: Maximum turns (3) reached."
     assert words.system_text({"type": "handoff", "to_agent": "teacher"}) == "Handoff: to agent: teacher"
     assert words.system_text({"note": "hello"}) == "note: hello"
+    handoff = {"type": "handoff", "from": "triage", "to": "tech", "by": "context condition"}
+    assert words.system_text(handoff) == "triage hands over to tech (context condition)."
+    assert words.system_text({"type": "context_variables_changed", "topic": "tech"}) == "Context now: topic: tech"
+    assert words.system_text({"type": "context_variables", "topic": "unknown"}) == "Context: topic: unknown"
+    cost = {
+        "type": "ag2_usage",
+        "model": "m",
+        "prompt_tokens": 5,
+        "completion_tokens": 7,
+        "total_tokens": 12,
+        "cost": 0,
+    }
+    assert words.system_text(cost) == "AG2's cost report, m: 5 + 7 tokens"
     assert words.system_text("plain") == "plain"
     assert words.system_text({"type": "x", "nested": {"a": 1}}) is None  # shown as code
 
