@@ -19,6 +19,7 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from flotilla.devstack import LocalStack, StackConfig
+from flotilla.settings import TracingSettings
 
 TEST_WORKFLOWS = "testing_workflows:registry"
 SCRIPTED_REPLIES = ["Could you explain that more simply?", "Start with one small example, then generalise."]
@@ -47,11 +48,12 @@ def local_stack(
     max_file_store: str | None = None,
     nats_nodes: int = 1,
     nats_host: str = "127.0.0.1",
+    tracing: TracingSettings | None = None,
 ) -> Iterator[LocalStack]:
     """A fresh stack: real nats-server with the repo's config, real services, free ports; with the
     web UI too when `with_ui` (its sign-in users: `developer` with `stack.config.ui_password`, and
     `ui_users`); `nats_nodes=3`: an R3 cluster; `nats_host`: where NATS listens (a veth address
-    for a worker in a network namespace)."""
+    for a worker in a network namespace); `tracing`: every service's tracing settings."""
     with tempfile.TemporaryDirectory(prefix="flotilla-test-") as tmp:
         config = StackConfig(
             data_dir=Path(tmp) / "data",
@@ -70,6 +72,7 @@ def local_stack(
             max_file_store=max_file_store,
             nats_nodes=nats_nodes,
             nats_host=nats_host,
+            tracing=tracing,
             api_keys=list(IDENTITIES.values()),  # type: ignore[arg-type]
             env={
                 "FLOTILLA_GATEWAY_JWT_HS256_SECRET": JWT_SECRET,

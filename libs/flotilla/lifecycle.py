@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
 from pydantic import ValidationError
 
+from flotilla import tracing
 from flotilla.errors import ConfigurationError
 from flotilla.metrics import GrpcMetricsInterceptor
 
@@ -40,7 +41,7 @@ async def wait_for_shutdown() -> signal.Signals:
 class GrpcServer:
     """A grpc.aio server with health checking for the given services; TLS when `credentials`
     are given, `interceptors` before every call (authentication), reflection only when asked.
-    Every call is timed (flotilla.metrics), refused ones included."""
+    Every call is timed (flotilla.metrics), refused ones included, and traced when tracing is on."""
 
     def __init__(
         self,
@@ -54,7 +55,7 @@ class GrpcServer:
         reflection: bool = False,
     ) -> None:
         self._server = aio.server(
-            interceptors=[GrpcMetricsInterceptor(), *interceptors],
+            interceptors=[GrpcMetricsInterceptor(), *tracing.server_interceptors(), *interceptors],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_concurrent_streams", 100_000),  # one per watched run

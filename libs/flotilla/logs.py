@@ -1,7 +1,9 @@
 """The one structlog set-up: JSON lines in production, readable on a terminal.
 
 Run-scoped code binds `run_id` with `structlog.contextvars.bound_contextvars(run_id=...)`, so
-every line logged while handling that run carries it (asyncio tasks copy the context).
+every line logged while handling that run carries it (asyncio tasks copy the context). With
+tracing on (flotilla.tracing, set up before this), every line logged inside a span also carries
+its `trace_id` and `span_id`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 
 import structlog
 
+from flotilla import tracing
 from flotilla.settings import LogFormat
 
 
@@ -25,6 +28,8 @@ def configure_logging(service: str, *, log_format: LogFormat = "auto", level: st
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if tracing.enabled():
+        shared.append(tracing.add_trace_ids)
     numeric_level = logging.getLevelName(level.upper())
     if not isinstance(numeric_level, int):
         numeric_level = logging.INFO

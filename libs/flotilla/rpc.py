@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc import aio
 
+from flotilla import tracing
 from flotilla.auth import ServiceTokenSigner, ServiceTokenVerifier, Unauthenticated
 from flotilla.errors import ConfigurationError
 
@@ -49,8 +50,10 @@ def aio_channel(
     interceptors: Sequence[aio.ClientInterceptor] = (),
     options: Sequence[tuple[str, Any]] = (),
 ) -> aio.Channel:
-    """An asyncio channel: TLS verified with `ca_file` when given, else plaintext."""
+    """An asyncio channel: TLS verified with `ca_file` when given, else plaintext; with tracing on,
+    every call carries the caller's trace context (flotilla.tracing)."""
     all_options = [*options, *channel_options(ca_file, server_name)]
+    interceptors = [*interceptors, *tracing.client_interceptors()]
     if ca_file:
         credentials = grpc.ssl_channel_credentials(root_certificates=_read(ca_file, "CA file"))
         return aio.secure_channel(address, credentials, options=all_options, interceptors=interceptors)

@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 
+from flotilla import tracing
 from flotilla.execution._attempt import RunAttempt, WorkerContext
 from flotilla.ids import is_run_id
 from flotilla.jetstream import Catalogue, JobConsumer, dead_letter, when_ready
@@ -115,7 +116,20 @@ class Worker:
         task = asyncio.current_task()
         if task is not None:
             self._attempts[task] = attempt
-        with structlog.contextvars.bound_contextvars(run_id=job.run_id, workflow=job.workflow):
+        # The attempt's span is a child of the span that queued the job (its headers): a takeover
+        # by another worker gets the same job again, so every attempt of a run is in one trace.
+        attempt_span = tracing.span(
+            "run attempt",
+            kind=tracing.SpanKind.CONSUMER,
+            parent=tracing.context_from(msg.headers),
+            attributes={
+                "flotilla.run_id": job.run_id,
+                "flotilla.workflow": job.workflow,
+                "flotilla.worker_id": self._ctx.worker_id,
+                "flotilla.delivery": msg.metadata.num_delivered,
+            },
+        )
+        with structlog.contextvars.bound_contextvars(run_id=job.run_id, workflow=job.workflow), attempt_span:
             try:
                 await attempt.execute()
             except asyncio.CancelledError:

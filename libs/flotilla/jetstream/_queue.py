@@ -14,6 +14,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
+from flotilla import tracing
 from flotilla.jetstream._layout import (
     JOBS_STREAM,
     WORKERS_CONSUMER,
@@ -26,11 +27,12 @@ from flotilla.protocol import Job
 
 async def enqueue(js: JetStreamContext, job: Job) -> bool:
     """Queue the run's job unless it has one (queued, or held by a worker): True if this call
-    queued it. The stream keeps at most one job per run, so repeating this is always safe."""
+    queued it. The stream keeps at most one job per run, so repeating this is always safe. With
+    tracing on, the job carries the current span's `traceparent`: the worker's attempt joins the trace."""
     try:
         # No Nats-Msg-Id: the per-subject limit dedups, and a job lost after it was stored must
         # be queued again at once, not dropped as a duplicate of itself.
-        await js.publish(job_subject(job.run_id), job.SerializeToString())
+        await js.publish(job_subject(job.run_id), job.SerializeToString(), headers=tracing.inject_headers())
     except APIError as exc:
         if "maximum messages per subject" in (exc.description or ""):
             return False

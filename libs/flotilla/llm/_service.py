@@ -25,6 +25,7 @@ from flotilla.llm._factory import create_backend
 from flotilla.llm._run import LlmRun, current_run
 from flotilla.llm._settings import LlmSettings, ModelPrice
 from flotilla.llm._types import Backend, Completion, Message, Tool
+from flotilla import tracing
 from flotilla.metrics import LLM_CALL_SECONDS, LLM_CALLS, LLM_TOKENS
 
 T = TypeVar("T")
@@ -151,6 +152,8 @@ class _Meter:
     """Calls, latency and tokens of one model (the service's, configured: a bounded label)."""
 
     def __init__(self, model: str) -> None:
+        self._model = model
+        self._span_name = f"chat {model}"
         self._ok = LLM_CALLS.labels(model, "ok")
         self._error = LLM_CALLS.labels(model, "error")
         self._seconds = LLM_CALL_SECONDS.labels(model)
@@ -158,21 +161,37 @@ class _Meter:
         self._completion = LLM_TOKENS.labels(model, "completion")
 
     async def timed(self, call: Awaitable[Completion]) -> Completion:
-        """The completion, with how long the backend took to give it (its `latency_s`)."""
+        """The completion, with how long the backend took to give it (its `latency_s`); a span
+        (model, tokens) when tracing is on, a child of the caller's (the run attempt's)."""
         start = time.perf_counter()
-        try:
-            completion = await call
-        except BaseException:
-            self._error.inc()
-            raise
-        finally:
-            self._seconds.observe(time.perf_counter() - start)
+        with tracing.span(self._span_name, kind=tracing.SpanKind.CLIENT, attributes=self._attributes()) as current:
+            try:
+                completion = await call
+            except BaseException:
+                self._error.inc()
+                raise
+            finally:
+                self._seconds.observe(time.perf_counter() - start)
+            if current is not None:
+                current.set_attributes(
+                    {
+                        "gen_ai.response.model": completion.model,
+                        "gen_ai.usage.input_tokens": completion.prompt_tokens,
+                        "gen_ai.usage.output_tokens": completion.completion_tokens,
+                        "gen_ai.response.finish_reasons": [completion.finish_reason],
+                    }
+                )
         elapsed = time.perf_counter() - start
         self._ok.inc()
         # Backends put the usage they report in the completion (0 where they report none).
         self._prompt.inc(completion.prompt_tokens)
         self._completion.inc(completion.completion_tokens)
         return dataclasses.replace(completion, latency_s=elapsed)
+
+    def _attributes(self) -> dict[str, str] | None:
+        if not tracing.enabled():
+            return None
+        return {"gen_ai.operation.name": "chat", "gen_ai.request.model": self._model}
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

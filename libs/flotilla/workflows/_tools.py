@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from flotilla import tracing
 from flotilla.errors import ToolError
 
 
@@ -44,10 +45,20 @@ def current_tool_call() -> ToolCall | None:
 
 @contextmanager
 def tool_call_scope(call: ToolCall) -> Iterator[ToolCall]:
-    """Inside the `with`, `current_tool_call()` is `call` (used by the worker's session)."""
+    """Inside the `with`, `current_tool_call()` is `call` (used by the worker's session); with
+    tracing on, the tool runs in a span of its own."""
     token = _CURRENT.set(call)
     try:
-        yield call
+        if not tracing.enabled():
+            yield call
+            return
+        attributes = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": call.name,
+            "flotilla.step": call.step,
+        }
+        with tracing.span(f"execute_tool {call.name}", attributes=attributes):
+            yield call
     finally:
         _CURRENT.reset(token)
 

@@ -31,7 +31,7 @@ from flotilla.dispatcher.config import DispatcherSettings
 from flotilla.gateway.config import GatewaySettings
 from flotilla.processes import Child, find_nats_server, free_port, port_open, python_env
 from flotilla.rpc import aio_channel
-from flotilla.settings import settings_env
+from flotilla.settings import TracingSettings, settings_env
 from flotilla.ui.config import UiSettings
 from flotilla.worker.config import WorkerSettings
 
@@ -97,6 +97,8 @@ class StackConfig:
     """More people who sign in to the UI, as FLOTILLA_UI_USERS entries."""
     metrics: bool = True
     """Prometheus metrics on: the gateway's /metrics, and a free metrics port for every other service."""
+    tracing: TracingSettings | None = None
+    """Every service's tracing settings (flotilla.tracing); None: what each inherits from the environment."""
 
     def __post_init__(self) -> None:
         if self.ui_password is None:
@@ -279,6 +281,7 @@ class LocalStack:
             f"  NATS        {self.nats_url}  (JetStream data in {self.config.data_dir.resolve()})",
             f"  workers     {len(self.workers)}",
             *self._metrics_summary(),
+            *self._tracing_summary(),
             "Ctrl-C stops everything.",
             "",
         ]
@@ -290,6 +293,12 @@ class LocalStack:
             return []
         lines = [f"  metrics     {name:<11} {url}" for name, url in urls.items()]
         return [*lines, f"  metrics token {self.metrics_token}   (Authorization: Bearer <token>; a new one each start)"]
+
+    def _tracing_summary(self) -> list[str]:
+        tracing = self.config.tracing
+        if tracing is None or not tracing.otlp_endpoint:
+            return []
+        return [f"  traces      OTLP/gRPC to {tracing.otlp_endpoint}"]
 
     def _nats_children(self) -> list[Child]:
         cfg = self.config
@@ -324,7 +333,8 @@ class LocalStack:
         return children
 
     def _service(self, name: str, module: str, env: dict[str, str], ready: object) -> Child:
-        full_env = python_env({**self.config.env, **env})
+        tracing = self.config.tracing.tracing_env() if self.config.tracing is not None else {}
+        full_env = python_env({**tracing, **self.config.env, **env})
         return Child(name, [sys.executable, "-m", module], full_env, ready, self._log_path(name))  # type: ignore[arg-type]
 
     def _log_path(self, name: str) -> Path | None:

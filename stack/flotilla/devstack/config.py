@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from flotilla.settings import ServiceSettings
+from flotilla.settings import TracingSettings
 
 
-class StackSettings(ServiceSettings):
-    """The local stack started by `pants run services/ui`. Variables: FLOTILLA_<FIELD>."""
+class StackSettings(TracingSettings):
+    """The local stack started by `pants run services/ui`. Variables: FLOTILLA_<FIELD>; its tracing
+    settings (TracingSettings) are passed to every service."""
 
     data_dir: str = Field(default=".flotilla", validation_alias=AliasChoices("FLOTILLA_DATA_DIR"))
     """NATS JetStream storage; run history survives restarts here."""

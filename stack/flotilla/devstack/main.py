@@ -27,6 +27,7 @@ def main() -> None:
             nats_server=settings.nats_server,
             dev_api_key=settings.dev_api_key,
             tls=settings.tls,
+            tracing=settings,
         )
     )
     print("[flotilla] starting the local stack...", file=sys.stderr, flush=True)

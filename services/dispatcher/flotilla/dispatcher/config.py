@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from flotilla.settings import LogFormat, NatsSettings, env_alias
+from flotilla.settings import LogFormat, NatsSettings, TracingSettings, env_alias
 
 
-class DispatcherSettings(NatsSettings):
-    """services/dispatcher. Variables: FLOTILLA_DISPATCHER_<FIELD> (URL also FLOTILLA_NATS_URL)."""
+class DispatcherSettings(NatsSettings, TracingSettings):
+    """services/dispatcher. Variables: FLOTILLA_DISPATCHER_<FIELD> (URL also FLOTILLA_NATS_URL); tracing's
+    are shared (TracingSettings)."""
 
     nats_url: str = Field(
         default="nats://127.0.0.1:4222", validation_alias=env_alias("dispatcher", "nats_url", shared=True)

@@ -17,6 +17,7 @@ from flotilla.jetstream import Layout, connect, disconnect, provision, redacted_
 from flotilla.lifecycle import exit_on_bad_configuration, GrpcServer, run_service, wait_for_shutdown
 from flotilla.logs import configure_logging
 from flotilla.metrics import check_settings, serve_metrics
+from flotilla.tracing import setup_tracing
 from flotilla.protocol import DISPATCHER_SERVICE, add_DispatcherServicer_to_server
 from flotilla.rpc import ServiceAuthInterceptor, server_credentials
 from flotilla.dispatcher.config import DispatcherSettings
@@ -124,6 +125,7 @@ def main() -> None:
             settings.metrics_token.get_secret_value(),
             variable="FLOTILLA_DISPATCHER_METRICS_TOKEN",
         )
+        setup_tracing(settings, "dispatcher")
     configure_logging("dispatcher", log_format=settings.log_format, level=settings.log_level)
     run_service(serve(settings, verifier))
 

@@ -21,6 +21,7 @@ from flotilla.metrics import AsgiHttpMetrics, authorized, exposition
 from flotilla.protocol import DISPATCHER_SERVICE
 from flotilla.rpc import server_credentials
 from flotilla.gateway.config import GatewaySettings
+from flotilla.tracing import enabled as tracing_enabled, untraced_request
 
 
 def service_signer(settings: GatewaySettings) -> ServiceTokenSigner:
@@ -74,6 +75,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version="1.0.0",
         summary="Run AG2 multi-agent workflows: start runs, stream their events, answer their questions.",
         lifespan=lifespan,
+        # FastAPI's own spans of each request and WebSocket, when tracing is on (flotilla.tracing);
+        # its metrics and logs stay off: Prometheus (flotilla.metrics) and structlog have those.
+        telemetry={"tracing": tracing_enabled(), "metrics": False, "logs": False, "exclude": untraced_request},
     )
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

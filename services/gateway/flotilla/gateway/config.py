@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from flotilla.settings import LogFormat, ServiceSettings, env_alias
+from flotilla.settings import LogFormat, TracingSettings, env_alias
 
 
-class GatewaySettings(ServiceSettings):
-    """services/gateway. Variables: FLOTILLA_GATEWAY_<FIELD>."""
+class GatewaySettings(TracingSettings):
+    """services/gateway. Variables: FLOTILLA_GATEWAY_<FIELD>; tracing's are shared (TracingSettings)."""
 
     host: str = Field(default="127.0.0.1", validation_alias=env_alias("gateway", "host"))
     port: int = Field(default=8000, validation_alias=env_alias("gateway", "port"))

@@ -8,12 +8,14 @@ from flotilla.gateway.app import create_app
 from flotilla.gateway.wsprotocol import WebSocketProtocol
 from flotilla.lifecycle import exit_on_bad_configuration
 from flotilla.logs import configure_logging
+from flotilla.tracing import setup_tracing
 from flotilla.gateway.config import GatewaySettings
 
 
 def main() -> None:
     with exit_on_bad_configuration("gateway"):
         settings = GatewaySettings()
+        setup_tracing(settings, "gateway")  # before the app: it adds tracing's middleware when on
         app = create_app(settings)
     configure_logging("gateway", log_format=settings.log_format, level=settings.log_level)
     uvicorn.run(

@@ -8,15 +8,16 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from flotilla.settings import LogFormat, NatsSettings, env_alias
+from flotilla.settings import LogFormat, NatsSettings, TracingSettings, env_alias
 
 
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class WorkerSettings(NatsSettings):
-    """services/worker. Variables: FLOTILLA_WORKER_<FIELD> (URL also FLOTILLA_NATS_URL)."""
+class WorkerSettings(NatsSettings, TracingSettings):
+    """services/worker. Variables: FLOTILLA_WORKER_<FIELD> (URL also FLOTILLA_NATS_URL); tracing's are
+    shared (TracingSettings)."""
 
     nats_url: str = Field(
         default="nats://127.0.0.1:4222", validation_alias=env_alias("worker", "nats_url", shared=True)

@@ -15,6 +15,7 @@ from flotilla.lifecycle import exit_on_bad_configuration, run_service, wait_for_
 from flotilla.llm import LlmService, LlmSettings
 from flotilla.logs import configure_logging
 from flotilla.metrics import check_settings, serve_metrics
+from flotilla.tracing import setup_tracing
 from flotilla.worker.config import WorkerSettings
 from flotilla.worker.health import serve_health
 from flotilla.workflows import WorkflowRegistry
@@ -95,6 +96,7 @@ def main() -> None:
         check_settings(
             settings.metrics_port, settings.metrics_token.get_secret_value(), variable="FLOTILLA_WORKER_METRICS_TOKEN"
         )
+        setup_tracing(settings, "worker", instance=settings.worker_id)
         configure_logging("worker", log_format=settings.log_format, level=settings.log_level)
         structlog.contextvars.bind_contextvars(worker_id=settings.worker_id)
         run_service(serve(settings, LlmSettings.from_env()))

@@ -1,0 +1,222 @@
+"""OpenTelemetry traces against the real stack: a real OTLP/gRPC receiver (opentelemetry-proto's
+TraceService, served by grpcio on a free port) collects what every service exports; runs started
+through the public API must each be one trace, gateway → dispatcher → worker attempt → LLM calls,
+linked by span and parent ids, with each process's service name, and the run's log lines must
+carry the trace id. With tracing off, nothing is exported and runs work as before."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
+
+from flotilla.devstack import LocalStack
+from flotilla.settings import TracingSettings
+from support import Api, local_stack
+
+
+@dataclass
+class Span:
+    service: str
+    instance: str
+    name: str
+    kind: int
+    trace_id: str
+    span_id: str
+    parent_id: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(v) for v in value.array_value.values]
+    return getattr(value, kind) if kind else None
+
+
+class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP/gRPC trace receiver: keeps every span it is sent."""
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+        self.requests = 0
+        self._lock = threading.Lock()
+
+    def Export(  # noqa: N802  (the protocol's name)
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        received = []
+        for resource_spans in request.resource_spans:
+            resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    received.append(
+                        Span(
+                            service=resource.get("service.name", ""),
+                            instance=resource.get("service.instance.id", ""),
+                            name=span.name,
+                            kind=span.kind,
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_id=span.parent_span_id.hex(),
+                            attributes={a.key: _value(a.value) for a in span.attributes},
+                        )
+                    )
+        with self._lock:
+            self.requests += 1
+            self.spans.extend(received)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def snapshot(self) -> list[Span]:
+        with self._lock:
+            return list(self.spans)
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, int]]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    collected = Receiver()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collected, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield collected, port
+    finally:
+        server.stop(grace=None)
+
+
+def _log_lines(stack: LocalStack, name: str) -> list[dict[str, Any]]:
+    assert stack.config.log_dir is not None
+    path = Path(stack.config.log_dir) / f"{name}.log"
+    lines = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return lines
+
+
+async def _run_both(stack: LocalStack) -> tuple[str, str]:
+    """`load` with a question answered, `learning_chat` on the scripted model, via the public API."""
+    async with Api(stack.gateway_url, stack.dev_api_key) as api:
+        load_id = await api.start("load", n=3, size=10, asks=1)
+        events, code = await api.stream(load_id, answer=lambda q: "yes")
+        assert code == 1000 and events[-1]["status"] == "completed"
+        chat_id = await api.start("learning_chat", turns=1)
+        events, code = await api.stream(chat_id, answer=lambda q: "Physics")
+        assert code == 1000 and events[-1]["status"] == "completed"
+        await api.settled(load_id)
+        await api.settled(chat_id)
+    return load_id, chat_id
+
+
+def _attempt(spans: list[Span], run_id: str) -> Span:
+    found = [s for s in spans if s.name == "run attempt" and s.attributes.get("flotilla.run_id") == run_id]
+    assert len(found) == 1, f"attempt spans of {run_id}: {found}"
+    return found[0]
+
+
+def _wait_for(receiver: Receiver, run_ids: list[str], timeout_s: float = 30.0) -> list[Span]:
+    """Spans until each run's attempt and its start's gateway request are in (batches flush each second)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        spans = receiver.snapshot()
+        attempts = [s for s in spans if s.name == "run attempt" and s.attributes.get("flotilla.run_id") in run_ids]
+        traces = {s.trace_id for s in attempts}
+        roots = [s for s in spans if s.trace_id in traces and not s.parent_id]
+        llm = [s for s in spans if s.name.startswith("chat ") and s.trace_id in traces]
+        if len(attempts) == len(run_ids) and len(roots) == len(run_ids) and llm:
+            time.sleep(1.5)  # one more export interval: the rest of those traces
+            return receiver.snapshot()
+        assert time.monotonic() < deadline, f"spans so far: {[(s.service, s.name) for s in spans]}"
+        time.sleep(0.2)
+
+
+def test_a_run_start_is_one_trace_from_the_gateway_to_each_llm_call(receiver: tuple[Receiver, int]) -> None:
+    collected, port = receiver
+    tracing = TracingSettings(otlp_endpoint=f"http://127.0.0.1:{port}")
+    with local_stack(workers=1, tracing=tracing) as stack:
+        load_id, chat_id = asyncio.run(_run_both(stack))
+        spans = _wait_for(collected, [load_id, chat_id])
+        by_id = {s.span_id: s for s in spans}
+
+        for run_id in (load_id, chat_id):
+            attempt = _attempt(spans, run_id)
+            assert attempt.service == "worker" and attempt.instance == "worker-1"
+            assert attempt.kind == SpanProto.SPAN_KIND_CONSUMER
+            assert attempt.attributes["flotilla.workflow"] in ("load", "learning_chat")
+            # worker attempt ← dispatcher's StartRun ← the gateway's gRPC call ← the gateway's request
+            dispatcher = by_id[attempt.parent_id]
+            assert (dispatcher.service, dispatcher.name) == ("dispatcher", "flotilla.v1.Dispatcher/StartRun")
+            assert dispatcher.kind == SpanProto.SPAN_KIND_SERVER
+            call = by_id[dispatcher.parent_id]
+            assert (call.service, call.name, call.kind) == (
+                "gateway",
+                "flotilla.v1.Dispatcher/StartRun",
+                SpanProto.SPAN_KIND_CLIENT,
+            )
+            request = by_id[call.parent_id]
+            while request.kind == SpanProto.SPAN_KIND_INTERNAL and request.service == "gateway":
+                request = by_id[request.parent_id]  # FastAPI's own span of the endpoint, between
+            assert (request.service, request.name, request.kind) == (
+                "gateway",
+                "POST /v1/runs",
+                SpanProto.SPAN_KIND_SERVER,
+            )
+            assert request.parent_id == ""  # the trace's root
+            # One trace per run start: every span of it shares the trace id and has one root.
+            trace = [s for s in spans if s.trace_id == attempt.trace_id]
+            assert {s.trace_id for s in (attempt, dispatcher, call, request)} == {attempt.trace_id}
+            assert [s.span_id for s in trace if not s.parent_id] == [request.span_id]
+            assert all(s.parent_id in by_id for s in trace if s.parent_id), "a span's parent was not exported"
+            assert {s.service for s in trace} == {"gateway", "dispatcher", "worker"}
+
+            # The run's log lines carry its trace id: the dispatcher's while it queues the run, and
+            # every line the worker logs for the run.
+            queued = [
+                line
+                for line in _log_lines(stack, "dispatcher")
+                if line.get("run_id") == run_id and line["event"] == "run queued"
+            ]
+            assert [line.get("trace_id") for line in queued] == [attempt.trace_id]
+            worker_lines = [line for line in _log_lines(stack, "worker-1") if line.get("run_id") == run_id]
+            assert {"run started", "run finished"} <= {line["event"] for line in worker_lines}
+            assert {line.get("trace_id") for line in worker_lines} == {attempt.trace_id}
+
+        # learning_chat's LLM calls: children of its attempt, with the model and the tokens.
+        chat = _attempt(spans, chat_id)
+        llm_calls = [s for s in spans if s.parent_id == chat.span_id and s.name.startswith("chat ")]
+        assert llm_calls, [s.name for s in spans if s.trace_id == chat.trace_id]
+        for llm in llm_calls:
+            assert llm.service == "worker" and llm.kind == SpanProto.SPAN_KIND_CLIENT
+            assert llm.attributes["gen_ai.request.model"] == "scripted"
+            assert llm.attributes["gen_ai.usage.input_tokens"] >= 0
+            assert "gen_ai.usage.output_tokens" in llm.attributes
+        load = _attempt(spans, load_id)
+        assert not [s for s in spans if s.parent_id == load.span_id and s.name.startswith("chat ")]
+
+
+def test_with_tracing_off_nothing_is_exported_and_runs_work(receiver: tuple[Receiver, int]) -> None:
+    collected, port = receiver
+    # The receiver listens, but no service is told of it: tracing is off by default.
+    with local_stack(workers=1, tracing=TracingSettings()) as stack:
+        load_id, chat_id = asyncio.run(_run_both(stack))
+        time.sleep(2.5)  # longer than an export interval, were anything batching spans
+        assert collected.requests == 0 and collected.snapshot() == []
+        for name in ("dispatcher", "worker-1", "gateway"):
+            assert not [line for line in _log_lines(stack, name) if "trace_id" in line], name
+        assert any(line.get("run_id") == chat_id for line in _log_lines(stack, "worker-1"))
