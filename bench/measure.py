@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from flotilla.devstack import StackConfig
+from flotilla.settings import TracingSettings
 
 BENCHMARKS = "flotilla.examples.benchmarks:registry"
 """The workers of a benchmark's stack serve `load` and `load_sync` (no default deployment does)."""
@@ -36,7 +37,8 @@ def cpu_seconds(pid: int) -> float:
 def bench_config(
     data: Path, *, workers: int = 1, workflows: str = BENCHMARKS, tls: bool = True, **env: str
 ) -> StackConfig:
-    """A benchmark's local stack: free ports, no UI, quiet logs, no rate limits, `workflows` served."""
+    """A benchmark's local stack: free ports, no UI, quiet logs, no rate limits, `workflows` served;
+    traces exported when the environment names an OTLP endpoint (FLOTILLA_OTLP_ENDPOINT, flotilla.tracing)."""
     return StackConfig(
         data_dir=data / "data",
         log_dir=data / "logs",
@@ -55,4 +57,5 @@ def bench_config(
             "FLOTILLA_GATEWAY_RATE_LIMIT_BURST": "1000000",
             **env,
         },
+        tracing=TracingSettings(),
     )

@@ -130,7 +130,7 @@ def _attempt(spans: list[Span], run_id: str) -> Span:
     return found[0]
 
 
-def _wait_for(receiver: Receiver, run_ids: list[str], timeout_s: float = 30.0) -> list[Span]:
+def _wait_for(receiver: Receiver, run_ids: list[str], timeout_s: float = 30.0, *, llm: bool = True) -> list[Span]:
     """Spans until each run's attempt and its start's gateway request are in (batches flush each second)."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -138,18 +138,42 @@ def _wait_for(receiver: Receiver, run_ids: list[str], timeout_s: float = 30.0) -
         attempts = [s for s in spans if s.name == "run attempt" and s.attributes.get("flotilla.run_id") in run_ids]
         traces = {s.trace_id for s in attempts}
         roots = [s for s in spans if s.trace_id in traces and not s.parent_id]
-        llm = [s for s in spans if s.name.startswith("chat ") and s.trace_id in traces]
-        if len(attempts) == len(run_ids) and len(roots) == len(run_ids) and llm:
+        llm_calls = [s for s in spans if s.name.startswith("chat ") and s.trace_id in traces]
+        if len(attempts) == len(run_ids) and len(roots) == len(run_ids) and (llm_calls or not llm):
             time.sleep(1.5)  # one more export interval: the rest of those traces
             return receiver.snapshot()
         assert time.monotonic() < deadline, f"spans so far: {[(s.service, s.name) for s in spans]}"
         time.sleep(0.2)
 
 
-def test_a_run_start_is_one_trace_from_the_gateway_to_each_llm_call(receiver: tuple[Receiver, int]) -> None:
+def _start_chain(spans: list[Span], attempt: Span) -> tuple[Span, Span, Span]:
+    """worker attempt ← dispatcher's StartRun ← the gateway's gRPC call ← the gateway's request
+    (FastAPI's own spans of the endpoint may sit between the last two): checked, and returned."""
+    by_id = {s.span_id: s for s in spans}
+    dispatcher = by_id[attempt.parent_id]
+    assert (dispatcher.service, dispatcher.name) == ("dispatcher", "flotilla.v1.Dispatcher/StartRun")
+    assert dispatcher.kind == SpanProto.SPAN_KIND_SERVER
+    call = by_id[dispatcher.parent_id]
+    assert (call.service, call.name, call.kind) == (
+        "gateway",
+        "flotilla.v1.Dispatcher/StartRun",
+        SpanProto.SPAN_KIND_CLIENT,
+    )
+    request = by_id[call.parent_id]
+    while request.kind == SpanProto.SPAN_KIND_INTERNAL and request.service == "gateway":
+        request = by_id[request.parent_id]
+    assert (request.service, request.name, request.kind) == ("gateway", "POST /v1/runs", SpanProto.SPAN_KIND_SERVER)
+    assert request.parent_id == ""  # the trace's root
+    assert {s.trace_id for s in (attempt, dispatcher, call, request)} == {attempt.trace_id}
+    return dispatcher, call, request
+
+
+def test_a_run_start_is_one_trace_from_the_gateway_to_each_llm_call(
+    receiver: tuple[Receiver, int], tmp_path: Path
+) -> None:
     collected, port = receiver
     tracing = TracingSettings(otlp_endpoint=f"http://127.0.0.1:{port}")
-    with local_stack(workers=1, tracing=tracing) as stack:
+    with local_stack(workers=1, job_ack_wait_s=2.0, tracing=tracing) as stack:
         load_id, chat_id = asyncio.run(_run_both(stack))
         spans = _wait_for(collected, [load_id, chat_id])
         by_id = {s.span_id: s for s in spans}
@@ -159,28 +183,9 @@ def test_a_run_start_is_one_trace_from_the_gateway_to_each_llm_call(receiver: tu
             assert attempt.service == "worker" and attempt.instance == "worker-1"
             assert attempt.kind == SpanProto.SPAN_KIND_CONSUMER
             assert attempt.attributes["flotilla.workflow"] in ("load", "learning_chat")
-            # worker attempt ← dispatcher's StartRun ← the gateway's gRPC call ← the gateway's request
-            dispatcher = by_id[attempt.parent_id]
-            assert (dispatcher.service, dispatcher.name) == ("dispatcher", "flotilla.v1.Dispatcher/StartRun")
-            assert dispatcher.kind == SpanProto.SPAN_KIND_SERVER
-            call = by_id[dispatcher.parent_id]
-            assert (call.service, call.name, call.kind) == (
-                "gateway",
-                "flotilla.v1.Dispatcher/StartRun",
-                SpanProto.SPAN_KIND_CLIENT,
-            )
-            request = by_id[call.parent_id]
-            while request.kind == SpanProto.SPAN_KIND_INTERNAL and request.service == "gateway":
-                request = by_id[request.parent_id]  # FastAPI's own span of the endpoint, between
-            assert (request.service, request.name, request.kind) == (
-                "gateway",
-                "POST /v1/runs",
-                SpanProto.SPAN_KIND_SERVER,
-            )
-            assert request.parent_id == ""  # the trace's root
+            _, _, request = _start_chain(spans, attempt)
             # One trace per run start: every span of it shares the trace id and has one root.
             trace = [s for s in spans if s.trace_id == attempt.trace_id]
-            assert {s.trace_id for s in (attempt, dispatcher, call, request)} == {attempt.trace_id}
             assert [s.span_id for s in trace if not s.parent_id] == [request.span_id]
             assert all(s.parent_id in by_id for s in trace if s.parent_id), "a span's parent was not exported"
             assert {s.service for s in trace} == {"gateway", "dispatcher", "worker"}
@@ -208,6 +213,59 @@ def test_a_run_start_is_one_trace_from_the_gateway_to_each_llm_call(receiver: tu
             assert "gen_ai.usage.output_tokens" in llm.attributes
         load = _attempt(spans, load_id)
         assert not [s for s in spans if s.parent_id == load.span_id and s.name.startswith("chat ")]
+        # Traces start only at the gateway's requests: the readiness probes' calls to the
+        # dispatcher (the stack polled /readyz at start) start none.
+        roots = {(s.service, s.kind) for s in spans if not s.parent_id}
+        assert roots == {("gateway", SpanProto.SPAN_KIND_SERVER)}, [
+            (s.service, s.name) for s in spans if not s.parent_id
+        ]
+
+        # A tool call (an AG2 tool, approved by the person) is a span of its own in the attempt.
+        async def tool_run() -> str:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
+                run_id = await api.start("ag2_tool_approval")
+                events, _ = await api.stream(run_id, answer=lambda q: "approve")
+                assert events[-1]["status"] == "completed", events[-1]
+                return run_id
+
+        tool_id = asyncio.run(tool_run())
+        spans = _wait_for(collected, [tool_id], llm=False)
+        attempt = _attempt(spans, tool_id)
+        tools = [s for s in spans if s.trace_id == attempt.trace_id and s.name == "execute_tool get_weather"]
+        assert len(tools) == 1 and tools[0].parent_id == attempt.span_id
+        assert tools[0].attributes["gen_ai.tool.name"] == "get_weather"
+
+        # A takeover: the run's first worker dies; a spare takes the same job over after the ack
+        # wait, and its attempt joins the run's trace, under the same StartRun.
+        stack.add_worker("spare", wait=True)
+
+        async def takeover_run() -> str:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
+                params = {"ledger": str(tmp_path / "ledger"), "marker": str(tmp_path / "crashed")}
+                run_id = await api.start("async_side_effect", **params)
+                events, _ = await api.stream(run_id, timeout_s=90)
+                assert events[-1]["status"] == "completed", events[-1]
+                assert any(e["type"] == "run_retried" for e in events)
+                return run_id
+
+        takeover_id = asyncio.run(takeover_run())
+        deadline = time.monotonic() + 30
+        while True:
+            spans = collected.snapshot()
+            retried = [
+                s
+                for s in spans
+                if s.name == "run attempt"
+                and s.attributes.get("flotilla.run_id") == takeover_id
+                and s.attributes["flotilla.delivery"] >= 2
+            ]
+            if retried or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(retried) == 1, [s for s in spans if s.attributes.get("flotilla.run_id") == takeover_id]
+        time.sleep(1.5)
+        spans = collected.snapshot()
+        _start_chain(spans, retried[0])
 
 
 def test_with_tracing_off_nothing_is_exported_and_runs_work(receiver: tuple[Receiver, int]) -> None:

@@ -41,7 +41,8 @@ async def wait_for_shutdown() -> signal.Signals:
 class GrpcServer:
     """A grpc.aio server with health checking for the given services; TLS when `credentials`
     are given, `interceptors` before every call (authentication), reflection only when asked.
-    Every call is timed (flotilla.metrics), refused ones included, and traced when tracing is on."""
+    Every call is timed (flotilla.metrics), refused ones included, and traced when tracing is on
+    (`new_traces`: whether a call that carries no trace context starts one, flotilla.tracing)."""
 
     def __init__(
         self,
@@ -53,9 +54,11 @@ class GrpcServer:
         credentials: grpc.ServerCredentials | None = None,
         interceptors: Sequence[aio.ServerInterceptor] = (),
         reflection: bool = False,
+        new_traces: bool = True,
     ) -> None:
+        tracing_interceptors = tracing.server_interceptors(new_traces=new_traces)
         self._server = aio.server(
-            interceptors=[GrpcMetricsInterceptor(), *tracing.server_interceptors(), *interceptors],
+            interceptors=[GrpcMetricsInterceptor(), *tracing_interceptors, *interceptors],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_concurrent_streams", 100_000),  # one per watched run

@@ -189,9 +189,12 @@ def _rpc_attributes(method: str) -> dict[str, str]:
 
 
 class _UnaryUnaryClientSpan(aio.UnaryUnaryClientInterceptor):
-    """A client span around each unary call, its `traceparent` in the call's metadata."""
+    """A client span around each unary call made inside a trace, its `traceparent` in the call's
+    metadata; a call outside any (a readiness probe's) starts no trace."""
 
     async def intercept_unary_unary(self, continuation: Any, details: aio.ClientCallDetails, request: Any) -> Any:
+        if not trace.get_current_span().get_span_context().is_valid:
+            return await continuation(details, request)
         method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
         with span(method.lstrip("/"), kind=SpanKind.CLIENT, attributes=_rpc_attributes(method)) as current:
             call = await continuation(_with_traceparent(details), request)
@@ -223,16 +226,20 @@ else:
     Handler = grpc.RpcMethodHandler
 
 
-def server_interceptors() -> list[aio.ServerInterceptor]:
-    """What a GrpcServer adds when tracing is on (nothing when off)."""
-    return [GrpcTracingInterceptor()] if _State.tracer is not None else []
+def server_interceptors(*, new_traces: bool = True) -> list[aio.ServerInterceptor]:
+    """What a GrpcServer adds when tracing is on (nothing when off); see GrpcTracingInterceptor."""
+    return [GrpcTracingInterceptor(new_traces=new_traces)] if _State.tracer is not None else []
 
 
 class GrpcTracingInterceptor(aio.ServerInterceptor):
     """A server span for every call but health checks, a child of the caller's `traceparent`;
-    current while a unary call is handled (so the dispatcher's StartRun passes it on to the job)."""
+    current while a unary call is handled (so the dispatcher's StartRun passes it on to the job).
+    A call without a `traceparent` starts a trace only with `new_traces` (the gateway's gRPC API,
+    which the UI calls); a server whose callers pass their trace on (the dispatcher: the gateway
+    does) serves untraced calls, a probe's, without one."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, new_traces: bool = True) -> None:
+        self._new_traces = new_traces
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
@@ -242,6 +249,8 @@ class GrpcTracingInterceptor(aio.ServerInterceptor):
     ) -> Handler | None:
         handler = await continuation(details)
         if handler is None or details.method.startswith(_HEALTH_PREFIX):
+            return handler
+        if not self._new_traces and not _has_traceparent(details.invocation_metadata):
             return handler
         last = self._wrapped.get(details.method)
         if last is not None and last[0] is handler:
@@ -262,6 +271,10 @@ class GrpcTracingInterceptor(aio.ServerInterceptor):
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(_streaming(handler.unary_stream, method), **serializers)
         return grpc.stream_stream_rpc_method_handler(_streaming(handler.stream_stream, method), **serializers)
+
+
+def _has_traceparent(metadata: Any) -> bool:
+    return any(key == _TRACEPARENT for key, _ in metadata or ())
 
 
 def _parent(context: aio.ServicerContext[Any, Any]) -> Context | None:

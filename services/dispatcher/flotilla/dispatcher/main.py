@@ -67,6 +67,7 @@ async def serve(settings: DispatcherSettings, verifier: ServiceTokenVerifier) ->
         credentials=server_credentials(settings.grpc_tls_cert_file, settings.grpc_tls_key_file),
         interceptors=[ServiceAuthInterceptor(verifier)],
         reflection=settings.grpc_reflection,
+        new_traces=False,  # the gateway passes its trace on; its readiness probes start none
     )
     await server.start()
     health = asyncio.create_task(_report_health(server, nc))
