@@ -15,7 +15,7 @@ from flotilla.gateway.config import GatewaySettings
 def main() -> None:
     with exit_on_bad_configuration("gateway"):
         settings = GatewaySettings()
-        setup_tracing(settings, "gateway")  # before the app: it adds tracing's middleware when on
+        setup_tracing(settings, "gateway")  # before the app: it turns FastAPI's spans on when tracing is
         app = create_app(settings)
     configure_logging("gateway", log_format=settings.log_format, level=settings.log_level)
     uvicorn.run(
