@@ -71,6 +71,8 @@ class FastAgencySide:
         self.dir = fastagency_dir()
         self.python = cached_venv(self.dir / "requirements.txt", "fastagency-0.10.2-nats")
         self.tmp = tmp
+        # Nothing of this (PEX) process's environment: the venv's own packages only.
+        self.env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONUNBUFFERED": "1"}
         nats = jetstream_server(tmp / "nats", name="fastagency-nats", log_path=tmp / "fastagency-nats.log")
         nats.start()
         stack.callback(nats.stop)
@@ -80,7 +82,7 @@ class FastAgencySide:
         app = Child(
             "fastagency-app",
             [str(self.python), str(self.dir / "app.py"), nats.url],
-            {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONUNBUFFERED": "1"},
+            self.env,
             lambda: log.exists() and "fastagency app ready" in log.read_text(errors="replace"),
             log,
         )
@@ -96,6 +98,7 @@ class FastAgencySide:
             capture_output=True,
             text=True,
             timeout=600,
+            env=self.env,
         )
         if done.returncode != 0:
             raise RuntimeError(f"FastAgency's client failed:\n{done.stdout}\n{done.stderr[-4000:]}")
@@ -106,7 +109,9 @@ class FastAgencySide:
         return {label: results[label]["latencies_s"] for label in workloads}
 
 
-async def flotilla_runs(gateway: str, token: str, workloads: dict[str, dict[str, Any]], runs: int) -> dict[str, list[float]]:
+async def flotilla_runs(
+    gateway: str, token: str, workloads: dict[str, dict[str, Any]], runs: int
+) -> dict[str, list[float]]:
     ws_url = gateway.replace("http://", "ws://")
     results: dict[str, list[float]] = {}
     async with httpx.AsyncClient(base_url=gateway, timeout=120, headers={"Authorization": f"Bearer {token}"}) as http:
@@ -129,7 +134,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="runs per workload per side per round")
     parser.add_argument("--rounds", type=int, default=3, help="turns each side takes")
     parser.add_argument("--workers", type=int, default=1, help="Flotilla workers (FastAgency has one app process)")
-    parser.add_argument("--no-tls", action="store_true", help="Flotilla's stack without TLS (FastAgency's NATS has none)")
+    parser.add_argument(
+        "--no-tls", action="store_true", help="Flotilla's stack without TLS (FastAgency's NATS has none)"
+    )
     parser.add_argument("--json", help="write every latency to this file")
     args = parser.parse_args()
     fastagency: dict[str, list[float]] = {label: [] for label in WORKLOADS}
@@ -137,14 +144,20 @@ def main() -> None:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flotilla-bench-fa-")))
         side = FastAgencySide(stack, tmp)
-        local = stack.enter_context(LocalStack(bench_config(tmp / "flotilla", workers=args.workers, tls=not args.no_tls)))
-        print(f"FastAgency 0.10.2 NatsAdapter on {side.nats_url}; Flotilla gateway {local.gateway_url}", file=sys.stderr)
+        local = stack.enter_context(
+            LocalStack(bench_config(tmp / "flotilla", workers=args.workers, tls=not args.no_tls))
+        )
+        print(
+            f"FastAgency 0.10.2 NatsAdapter on {side.nats_url}; Flotilla gateway {local.gateway_url}", file=sys.stderr
+        )
         side.runs(WORKLOADS, WARMUP)
         asyncio.run(flotilla_runs(local.gateway_url, local.dev_api_key, WORKLOADS, WARMUP))
         for round_ in range(args.rounds):
             for label, latencies in side.runs(WORKLOADS, args.runs).items():
                 fastagency[label] += latencies
-            for label, latencies in asyncio.run(flotilla_runs(local.gateway_url, local.dev_api_key, WORKLOADS, args.runs)).items():
+            for label, latencies in asyncio.run(
+                flotilla_runs(local.gateway_url, local.dev_api_key, WORKLOADS, args.runs)
+            ).items():
                 flotilla[label] += latencies
             print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
     total = args.runs * args.rounds
