@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import httpx
 
 from bench_runs import check, one_run
-from measure import bench_config, percentile
+from measure import bench_config, cpu_seconds, percentile
 from flotilla.devstack import LocalStack
 from flotilla.hermetic_pip import cached_venv
 from flotilla.processes import Child, jetstream_server
@@ -125,6 +126,24 @@ async def flotilla_runs(
     return results
 
 
+class IdleCpu:
+    """CPU that one side's processes use while the other side is measured (share of one core)."""
+
+    def __init__(self, children: list[Child]) -> None:
+        self._pids = [c.pid for c in children if c.pid]
+        self.cpu_s = self.wall_s = 0.0
+
+    def __enter__(self) -> None:
+        self._cpu, self._wall = sum(cpu_seconds(pid) for pid in self._pids), time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        self.cpu_s += sum(cpu_seconds(pid) for pid in self._pids) - self._cpu
+        self.wall_s += time.perf_counter() - self._wall
+
+    def __str__(self) -> str:
+        return f"{100 * self.cpu_s / max(self.wall_s, 1e-9):.1f}% of a core"
+
+
 def ms(values: list[float], q: float) -> str:
     return f"{percentile(values, q) * 1000:8.1f}"
 
@@ -152,13 +171,16 @@ def main() -> None:
         )
         side.runs(WORKLOADS, WARMUP)
         asyncio.run(flotilla_runs(local.gateway_url, local.dev_api_key, WORKLOADS, WARMUP))
+        flotilla_idle, fastagency_idle = IdleCpu(local.children()), IdleCpu(side.children)
         for round_ in range(args.rounds):
-            for label, latencies in side.runs(WORKLOADS, args.runs).items():
-                fastagency[label] += latencies
-            for label, latencies in asyncio.run(
-                flotilla_runs(local.gateway_url, local.dev_api_key, WORKLOADS, args.runs)
-            ).items():
-                flotilla[label] += latencies
+            with flotilla_idle:
+                for label, latencies in side.runs(WORKLOADS, args.runs).items():
+                    fastagency[label] += latencies
+            with fastagency_idle:
+                for label, latencies in asyncio.run(
+                    flotilla_runs(local.gateway_url, local.dev_api_key, WORKLOADS, args.runs)
+                ).items():
+                    flotilla[label] += latencies
             print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
     total = args.runs * args.rounds
     print(f"one run at a time, start -> workflow_completed, {total} runs per cell (ms)")
@@ -166,6 +188,14 @@ def main() -> None:
     for label in WORKLOADS:
         fa, fl = fastagency[label], flotilla[label]
         print(f"{label:<40} {ms(fa, 0.5):>14} {ms(fa, 0.95)}   {ms(fl, 0.5):>12} {ms(fl, 0.95)}")
+    for label in WORKLOADS:
+        per_round = [
+            (percentile(fastagency[label][i : i + args.runs], 0.5), percentile(flotilla[label][i : i + args.runs], 0.5))
+            for i in range(0, total, args.runs)
+        ]
+        at_or_below = sum(fl <= fa for fa, fl in per_round)
+        print(f"{label}: Flotilla's p50 at or below FastAgency's in {at_or_below} of {args.rounds} rounds")
+    print(f"idle while the other side ran: Flotilla's stack {flotilla_idle}, FastAgency's app + nats {fastagency_idle}")
     print("every run's transcript complete (every message in order, one completion), both sides: OK")
     if args.json:
         Path(args.json).write_text(json.dumps({"fastagency": fastagency, "flotilla": flotilla}, indent=2))
