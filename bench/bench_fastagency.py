@@ -163,13 +163,14 @@ def main() -> None:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flotilla-bench-fa-")))
         side = FastAgencySide(stack, tmp)
+        side.runs(WORKLOADS, WARMUP)
+        alone = side.runs(WORKLOADS, args.runs)  # before Flotilla's stack exists: a reference
         local = stack.enter_context(
             LocalStack(bench_config(tmp / "flotilla", workers=args.workers, tls=not args.no_tls))
         )
         print(
             f"FastAgency 0.10.2 NatsAdapter on {side.nats_url}; Flotilla gateway {local.gateway_url}", file=sys.stderr
         )
-        side.runs(WORKLOADS, WARMUP)
         asyncio.run(flotilla_runs(local.gateway_url, local.dev_api_key, WORKLOADS, WARMUP))
         flotilla_idle, fastagency_idle = IdleCpu(local.children()), IdleCpu(side.children)
         for round_ in range(args.rounds):
@@ -188,6 +189,10 @@ def main() -> None:
     for label in WORKLOADS:
         fa, fl = fastagency[label], flotilla[label]
         print(f"{label:<40} {ms(fa, 0.5):>14} {ms(fa, 0.95)}   {ms(fl, 0.5):>12} {ms(fl, 0.95)}")
+    for label in WORKLOADS:
+        print(
+            f"  FastAgency alone, before Flotilla's stack started, {label}: p50 {ms(alone[label], 0.5)}  p95 {ms(alone[label], 0.95)}"
+        )
     for label in WORKLOADS:
         per_round = [
             (percentile(fastagency[label][i : i + args.runs], 0.5), percentile(flotilla[label][i : i + args.runs], 0.5))
