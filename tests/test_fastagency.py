@@ -11,14 +11,10 @@ does not skip. The cache follows $HOME (passed through by tests/BUILD), so a fre
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import hashlib
 import json
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,7 +28,7 @@ import websockets
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from flotilla.devstack import LocalStack
-from flotilla.hermetic_pip import pip_environment
+from flotilla.hermetic_pip import cached_venv
 from support import IDENTITIES, Api
 from ui.browsing import CHROMIUM_ARGS, chromium, WAIT_MS, OutsideRequests, Shots, screenshot_dir
 
@@ -43,35 +39,9 @@ BOB = str(IDENTITIES["bob"]["key"])
 READER = str(IDENTITIES["reader"]["key"])  # runs:read only
 
 
-def _build_venv() -> Path:
-    """The venv's python; built under a lock so parallel test processes share one build."""
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
-    cache = Path.home() / ".cache" / "flotilla"
-    cache.mkdir(parents=True, exist_ok=True)
-    venv = cache / f"fastagency-0.10.2-venv-{digest}"
-    python = venv / "bin" / "python"
-    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))  # the interpreter, not this venv
-    stamp = f"{base}\n{REQUIREMENTS.read_text()}"
-    with open(cache / f"{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        complete = venv / ".complete"
-        if not (python.exists() and complete.exists() and complete.read_text() == stamp):
-            shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=120)
-            install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-            # No pip configuration file (it could add indexes, find-links or constraints); the
-            # system CA bundle given explicitly instead of through one.
-            done = subprocess.run(
-                [*install, "-r", str(REQUIREMENTS)], capture_output=True, text=True, timeout=900, env=pip_environment()
-            )
-            assert done.returncode == 0, f"installing FastAgency's client failed:\n{done.stdout}\n{done.stderr}"
-            complete.write_text(stamp)
-    return python
-
-
 @pytest.fixture(scope="module")
 def fastagency_python() -> Path:
-    return _build_venv()
+    return cached_venv(REQUIREMENTS, "fastagency-0.10.2")
 
 
 def _run_client(python: Path, base_url: str, tmp_path: Path, *args: str) -> dict[str, Any]:

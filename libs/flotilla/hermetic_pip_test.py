@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flotilla.hermetic_pip import pip_environment, system_ca_bundle
+from flotilla.hermetic_pip import cached_venv, pip_environment, system_ca_bundle
 
 
 def _python_with_pip() -> str:
@@ -47,3 +47,24 @@ def test_the_ca_bundle_follows_ssl_cert_file(tmp_path: Path) -> None:
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     assert system_ca_bundle({"SSL_CERT_FILE": str(bundle)}) == str(bundle)
     assert system_ca_bundle({"SSL_CERT_FILE": str(tmp_path / "missing.pem")}) != str(tmp_path / "missing.pem")
+
+
+def test_cached_venv_is_built_once_per_requirements_file_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# nothing to install\n")
+    python = cached_venv(requirements, "probe")
+    assert python.is_file() and python.is_relative_to(tmp_path / "home" / ".cache" / "flotilla")
+    marker = python.parent.parent / "marker"
+    marker.write_text("built once")
+    assert cached_venv(requirements, "probe") == python and marker.exists(), "a warm call must reuse the venv"
+
+    requirements.write_text("# edited: another venv\n")
+    other = cached_venv(requirements, "probe")
+    assert other != python and other.is_file()
+
+    requirements.write_text("not-a-package-that-exists-anywhere==0\n--no-index\n")
+    with pytest.raises(RuntimeError, match="installing .* failed"):
+        cached_venv(requirements, "probe")
