@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import openai
+from openai import AsyncStream
+from openai.types.chat import ChatCompletionChunk
 
 from flotilla.llm._errors import LlmError
 from flotilla.llm._stream import STREAM_OPTIONS, ChunkAssembler, OnText
@@ -53,7 +55,9 @@ class OpenAIBackend:
                 response = await self._client.chat.completions.create(**request)
                 return Completion.from_dict(response.model_dump(exclude_none=True))
             assembler = ChunkAssembler()
-            stream = await self._client.chat.completions.create(**request, stream_options=STREAM_OPTIONS)
+            request["stream_options"] = STREAM_OPTIONS
+            # `stream` is in the request dict, so the type checker cannot pick the streaming overload.
+            stream = cast(AsyncStream[ChatCompletionChunk], await self._client.chat.completions.create(**request))
             async with stream:
                 async for chunk in stream:
                     text = assembler.add(chunk.model_dump(exclude_none=True))

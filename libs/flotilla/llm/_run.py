@@ -37,7 +37,6 @@ from typing import Any
 from flotilla.errors import Nondeterminism
 from flotilla.llm._types import Completion, Message
 
-
 Recorder = Callable[[list[Message], Completion], Awaitable[None] | None]
 """Called with (the request's messages, the completion) for every live completion of a run; may
 return an awaitable, which is awaited before the completion is used."""
