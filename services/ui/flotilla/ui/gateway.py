@@ -23,6 +23,7 @@ from flotilla.protocol import (
     ListEventsRequest,
     ListRunsRequest,
     ListWorkflowsRequest,
+    ReplyDelta,
     Run,
     RunEvent,
     StartRunRequest,
@@ -140,21 +141,30 @@ class GatewayClient:
                 return events
             after_seq = reply.next_after_seq
 
-    def next_events(self, credentials: Credentials, run_id: str, *, after_seq: int, wait_s: float) -> list[RunEvent]:
-        """The first batch of events after `after_seq`, waiting at most `wait_s` for one ([] if none came).
+    def next_events(
+        self, credentials: Credentials, run_id: str, *, after_seq: int, wait_s: float, reply: tuple[str, int] = ("", -1)
+    ) -> tuple[list[RunEvent], list[ReplyDelta]]:
+        """The first batch of events after `after_seq`, or of what is new of the reply being
+        written (`reply`: the reply id and the index of its last piece the page has), waiting at
+        most `wait_s` for one (([], []) if none came).
 
         A short watch instead of an endless one: the page handles one event at a time, so a
         person's click must not wait behind a stream that never ends."""
         call = self._stub.WatchRun(
-            WatchRunRequest(run_id=run_id, after_seq=after_seq), metadata=credentials.metadata(), timeout=wait_s
+            WatchRunRequest(run_id=run_id, after_seq=after_seq, include_deltas=True),
+            metadata=credentials.metadata(),
+            timeout=wait_s,
         )
         try:
-            for reply in call:
-                return list(reply.events)
-            return []
+            for response in call:
+                # A new watch first sends the reply's text so far: what the page has is skipped.
+                deltas = [d for d in response.deltas if d.reply_id != reply[0] or d.index > reply[1]]
+                if response.events or deltas:
+                    return list(response.events), deltas
+            return [], []
         except grpc.RpcError as error:
             if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return []
+                return [], []
             raise _translate(error) from None
         finally:
             call.cancel()
