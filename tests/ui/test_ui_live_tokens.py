@@ -94,9 +94,7 @@ def _run_learning_chat(stack: LocalStack, page: Page, turns: int) -> tuple[list[
     return page.evaluate("() => window.__writing"), deltas.result(timeout=WAIT_MS / 1000)
 
 
-def _first_token_to_page(
-    observations: list[dict[str, Any]], deltas: list[dict[str, Any]]
-) -> dict[str, dict[str, Any]]:
+def _first_token_to_page(observations: list[dict[str, Any]], deltas: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per reply: the worker's first-token time, when the page first showed its text, the gap."""
     replies: dict[str, dict[str, Any]] = {}
     for delta in deltas:
@@ -104,7 +102,7 @@ def _first_token_to_page(
             at = datetime.fromisoformat(delta["first_token_at"]).timestamp() * 1000
             replies[delta["reply_id"]] = {"sender": delta["sender"], "first_token_ms": at, "first_text": delta["text"]}
     ordered = sorted(replies.values(), key=lambda reply: reply["first_token_ms"])
-    for reply, following in zip(ordered, [*ordered[1:], None]):
+    for reply, following in zip(ordered, [*ordered[1:], None], strict=True):
         end = following["first_token_ms"] if following else float("inf")
         words = reply["first_text"].split()
         shown = [
@@ -152,7 +150,7 @@ def test_the_reply_grows_on_the_page_then_the_message_replaces_it(
         body = text.split("writing…", 1)[-1].strip()
         if body and first_reply[0] in body:
             seen.append(body)
-    for shorter, longer in zip(seen, seen[1:]):
+    for shorter, longer in zip(seen, seen[1:], strict=False):
         assert longer.startswith(shorter) and len(longer) > len(shorter), (shorter, longer)
     partial = [text for text in seen if text != REPLIES[0]]
     assert len(partial) >= 3 and all(REPLIES[0].startswith(text) for text in partial), texts

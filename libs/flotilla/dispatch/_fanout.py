@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -261,7 +261,7 @@ class EventFanout:
         from_stream_seq: int = 1,
         exists: Callable[[], Awaitable[object]],
         deltas: bool = True,
-    ) -> AsyncIterator[tuple[list[RunEvent], list[ReplyDelta]]]:
+    ) -> AsyncGenerator[tuple[list[RunEvent], list[ReplyDelta]], None]:
         """`follow`, with the run's reply in progress (when `deltas`): each item is a batch of
         events or, once the watcher has every event the reply follows, what is new of the reply
         (first the text so far, then each further piece)."""

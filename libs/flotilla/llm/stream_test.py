@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from flotilla.llm import Completion, LlmService, Replay, ScriptedBackend, TextDelta, llm_run
 from flotilla.llm._stream import ChunkAssembler
@@ -22,7 +23,15 @@ def test_a_live_reply_streams_word_by_word_and_completes_as_unstreamed() -> None
     service.close()
     assert streamed == plain and streamed.text == REPLY
     assert "".join(delta.text for delta in deltas) == REPLY
-    assert [delta.text for delta in deltas] == ["Start", " with", " one", " small", " example,", "  then", " generalise. "]
+    assert [delta.text for delta in deltas] == [
+        "Start",
+        " with",
+        " one",
+        " small",
+        " example,",
+        "  then",
+        " generalise. ",
+    ]
     assert [delta.index for delta in deltas] == list(range(7))
     assert {(delta.reply, delta.sender) for delta in deltas} == {(0, "teacher")}
     first = deltas[0].first_token_at
@@ -74,11 +83,15 @@ def test_replayed_and_unnamed_calls_stream_nothing_and_a_failing_sink_fails_noth
 
 def test_chunks_add_up_to_the_completion_with_tool_calls_and_usage() -> None:
     assembler = ChunkAssembler()
-    chunks = [
+    chunks: list[dict[str, Any]] = [
         {"id": "c1", "model": "m", "created": 5, "choices": [{"delta": {"role": "assistant", "content": None}}]},
         {"choices": [{"delta": {"content": "Let me "}}]},
         {"choices": [{"delta": {"content": "check."}}]},
-        {"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "get_", "arguments": ""}}]}}]},
+        {
+            "choices": [
+                {"delta": {"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "get_", "arguments": ""}}]}}
+            ]
+        },
         {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": "weather", "arguments": '{"ci'}}]}}]},
         {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Oslo"}'}}]}}]},
         {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]},
@@ -90,4 +103,9 @@ def test_chunks_add_up_to_the_completion_with_tool_calls_and_usage() -> None:
     assert completion.content == "Let me check." and completion.finish_reason == "tool_calls"
     (call,) = completion.tool_calls
     assert (call.id, call.name, call.arguments) == ("t1", "get_weather", '{"city": "Oslo"}')
-    assert (completion.prompt_tokens, completion.completion_tokens, completion.id, completion.model) == (9, 4, "c1", "m")
+    assert (completion.prompt_tokens, completion.completion_tokens, completion.id, completion.model) == (
+        9,
+        4,
+        "c1",
+        "m",
+    )
