@@ -106,7 +106,9 @@ class _Partial:
 
 
 class _Watcher:
-    def __init__(self) -> None:
+    def __init__(self, *, deltas: bool = False) -> None:
+        self.deltas = deltas
+        """It takes the reply in progress (others are not woken for it)."""
         self.queue: asyncio.Queue[RunEvent | None] = asyncio.Queue(maxsize=WATCHER_QUEUE)
         """Live events; None: the run's reply in progress grew."""
         self.overflowed = False
@@ -117,7 +119,7 @@ class _Watcher:
 
     def nudge(self) -> None:
         """Wake the watcher for new delta text (once until it looks)."""
-        if self.nudged or self.overflowed:
+        if not self.deltas or self.nudged or self.overflowed:
             return
         try:
             self.queue.put_nowait(None)
@@ -265,7 +267,7 @@ class EventFanout:
         """`follow`, with the run's reply in progress (when `deltas`): each item is a batch of
         events or, once the watcher has every event the reply follows, what is new of the reply
         (first the text so far, then each further piece)."""
-        watcher = _Watcher()
+        watcher = _Watcher(deltas=deltas)
         self._left.pop(run_id, None)
         self._watchers.setdefault(run_id, set()).add(watcher)
         next_seq = after_seq + 1
