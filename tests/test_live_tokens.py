@@ -89,7 +89,7 @@ def test_the_v1_stream_shows_each_reply_growing_before_its_message(stack: LocalS
     async def scenario() -> None:
         async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("learning_chat", turns=2)
-            frames = await _frames(stack, run_id, "include_hidden=true", answer="Physics")
+            frames = await _frames(stack, run_id, "include_hidden=true&deltas=true", answer="Physics")
             events = [frame for frame in frames if frame["type"] != "reply_delta"]
             assert_well_formed(run_id, events)
             assert events[-1]["status"] == "completed"
@@ -113,14 +113,18 @@ def test_the_v1_stream_shows_each_reply_growing_before_its_message(stack: LocalS
     asyncio.run(scenario())
 
 
-def test_a_client_may_opt_out_of_deltas(stack: LocalStack) -> None:
+def test_deltas_go_only_to_clients_that_ask(stack: LocalStack) -> None:
+    """A client written for events only (every frame an event with a seq) never gets a delta."""
+
     async def scenario() -> None:
         async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("learning_chat", turns=1)
-            frames = await _frames(stack, run_id, "deltas=false", answer="Physics")
+            watching = asyncio.create_task(_frames(stack, run_id, "deltas=false"))
+            frames = await _frames(stack, run_id, answer="Physics")
             assert frames[-1]["type"] == "workflow_completed"
-            assert not [frame for frame in frames if frame["type"] == "reply_delta"]
+            assert all(isinstance(frame["seq"], int) for frame in frames)  # events only
             assert [frame for frame in frames if frame["type"] == "text_message"][-1]["sender"] == "teacher"
+            assert await watching == frames
 
     asyncio.run(scenario())
 
@@ -130,14 +134,14 @@ def test_a_client_joining_mid_reply_gets_the_text_so_far_then_the_rest(stack: Lo
         async with Api(stack.gateway_url, stack.dev_api_key) as api:
             run_id = await api.start("learning_chat", turns=1)
             first: list[dict[str, Any]] = []
-            following = asyncio.create_task(_frames(stack, run_id, answer="Physics", received=first))
+            following = asyncio.create_task(_frames(stack, run_id, "deltas=true", answer="Physics", received=first))
             # Join once the first watcher has seen a few words of the teacher's reply.
             for _ in range(400):
                 if sum(frame["type"] == "reply_delta" for frame in first) >= 4:
                     break
                 await asyncio.sleep(0.01)
             seen = [frame["seq"] for frame in first if "seq" in frame]
-            late = await _frames(stack, run_id, f"after={seen[-1]}")
+            late = await _frames(stack, run_id, f"after={seen[-1]}&deltas=true")
             await following
             (reply,) = replies_of(late).values()
             joined = next(frame for frame in late if frame["type"] == "reply_delta")
@@ -170,7 +174,7 @@ def test_grpc_watch_run_carries_deltas_when_asked(stack: LocalStack) -> None:
             run_id = await api.start("learning_chat", turns=1)
             with_deltas = asyncio.create_task(watch(run_id, True))
             without = asyncio.create_task(watch(run_id, False))
-            await _frames(stack, run_id, "deltas=false", answer="Physics")
+            await _frames(stack, run_id, answer="Physics")
             frames, plain = await with_deltas, await without
             assert not [frame for frame in plain if frame["type"] == "reply_delta"]
             assert [frame for frame in frames if frame["type"] != "reply_delta"] == plain

@@ -59,7 +59,7 @@ def _collect_deltas(stack: LocalStack, run_id: str) -> Future[list[dict[str, Any
     API owns this thread's event loop), until the run ends."""
 
     async def collect() -> list[dict[str, Any]]:
-        url = stack.gateway_url.replace("http", "ws", 1) + f"/v1/runs/{run_id}/stream"
+        url = stack.gateway_url.replace("http", "ws", 1) + f"/v1/runs/{run_id}/stream?deltas=true"
         headers = {"Authorization": f"Bearer {stack.dev_api_key}"}
         async with websockets.connect(url, additional_headers=headers) as ws:
             return [frame for text in [t async for t in ws] if (frame := json.loads(text))["type"] == "reply_delta"]

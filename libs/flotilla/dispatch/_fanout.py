@@ -21,8 +21,9 @@ second wildcard subscription. Per run the dispatcher keeps the text of the reply
 the last durable event (at most `PARTIAL_MAX_CHARS`, for at most `PARTIAL_RUNS` runs, only for runs
 watched now or within `WATCH_GRACE_S`), so a watcher that joins mid-reply first gets the text so
 far, then each further delta. A watcher gets a reply's deltas only once it has every event the
-reply follows; the next durable event of the run (the reply's own `llm_completion`, any other
-event, the terminal one) ends the reply in progress and drops its text.
+reply follows, and what is left of it before the next durable event of the run (the reply's own
+`llm_completion`, any other event, the terminal one), which ends the reply in progress: it takes
+no more pieces, and is dropped when the run's next reply starts or shortly after the run ends.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ PARTIAL_MAX_CHARS = 64 * 1024
 finished message still comes)."""
 PARTIAL_RUNS = 1000
 """Runs whose reply in progress is kept at once (the least recently written to goes first)."""
+ENDED_KEEP_S = 5.0
+"""A finished run's last reply is dropped this long after its terminal event."""
 WATCH_GRACE_S = 30.0
 """A run's deltas are kept this long after its last watcher left (the UI watches in short spells)."""
 
@@ -74,6 +77,9 @@ class _Partial:
         self.size = 0
         self.stopped = False
         """A chunk was missed or the text grew past the cap: nothing more of this reply streams."""
+        self.ended = False
+        """A durable event came after it: it takes no more chunks, but a watcher that has not yet
+        reached that event still gets its last pieces first."""
 
     @property
     def last_index(self) -> int:
@@ -81,7 +87,7 @@ class _Partial:
 
     def add(self, delta: ReplyDelta) -> bool:
         """Take in the next chunk; False for a repeat, a gap or past the cap."""
-        if self.stopped or delta.first_index != len(self.chunks):
+        if self.ended or self.stopped or delta.first_index != len(self.chunks):
             self.stopped = self.stopped or delta.first_index > len(self.chunks)
             return False
         if self.size + len(delta.text) > PARTIAL_MAX_CHARS:
@@ -198,6 +204,10 @@ class EventFanout:
             for watcher in self._watchers.get(run_id, ()):
                 watcher.nudge()
 
+    def _drop(self, run_id: str, partial: _Partial) -> None:
+        if self._partials.get(run_id) is partial:
+            del self._partials[run_id]
+
     def _wanted(self, run_id: str) -> bool:
         """Someone watches the run, or did a moment ago."""
         if run_id in self._watchers:
@@ -229,7 +239,10 @@ class EventFanout:
         self._remember(run_id, msg)
         partial = self._partials.get(run_id)
         if partial is not None and last_seq_of(msg.headers) > partial.after_seq:
-            del self._partials[run_id]  # a durable event supersedes the reply in progress
+            partial.ended = True  # a durable event supersedes the reply in progress
+            if any(is_terminal(event) for event in decode(msg.data, msg.headers)):
+                # Kept a moment for watchers still before it, then dropped: the run is over.
+                asyncio.get_running_loop().call_later(ENDED_KEEP_S, self._drop, run_id, partial)
         watchers = self._watchers.get(run_id)
         if not watchers:
             return
@@ -278,6 +291,10 @@ class EventFanout:
                 await exists()
             pending, more = page.events, page.more
             while True:
+                # What is new of the reply in progress goes before the events that follow it.
+                reply = self._reply_for(watcher, run_id, next_seq - 1) if deltas else None
+                if reply is not None:
+                    yield [], [reply]
                 ready: list[RunEvent] = []
                 for event in pending:
                     if event.seq != next_seq:
@@ -290,9 +307,9 @@ class EventFanout:
                     yield batch, []
                 if ready and is_terminal(ready[-1]):
                     return
-                reply = self._reply_for(watcher, run_id, next_seq - 1) if deltas else None
+                reply = self._reply_for(watcher, run_id, next_seq - 1) if deltas and ready else None
                 if reply is not None:
-                    yield [], [reply]
+                    yield [], [reply]  # a watcher that just caught up: the reply so far
                 if more:
                     page = await self._log.read_page(run_id, after_seq=next_seq - 1, from_stream_seq=cursor)
                 else:

@@ -145,8 +145,8 @@ def test_the_reply_in_progress_reaches_watchers_after_its_events_and_ends_at_the
 ) -> None:
     """A watcher gets each delta once it has the event the reply follows; one that joins
     mid-reply gets the text so far in one delta, then the rest; repeats and gaps stop nothing but
-    themselves; the next durable event drops the reply, and a late delta of it is ignored; a run
-    nobody watches keeps nothing."""
+    themselves; the next durable event ends the reply (its last pieces still go first), and a late
+    delta of it is ignored; a run nobody watches keeps nothing."""
 
     async def next_item(follow: Any) -> tuple[list[RunEvent], list[ReplyDelta]]:
         item: tuple[list[RunEvent], list[ReplyDelta]] = await asyncio.wait_for(anext(follow), 5)
@@ -217,6 +217,23 @@ def test_the_reply_in_progress_reaches_watchers_after_its_events_and_ends_at_the
                 await asyncio.wait_for(anext(first), 0.5)
             await first.aclose()
             await second.aclose()
+
+            # A reply's last piece and the event after it come together: the piece goes first.
+            fourth = fanout.follow_live(run_id, after_seq=2, exists=_exists)
+            _, (so_far,) = await next_item(fourth)
+            assert (so_far.reply_id, so_far.text) == (f"{run_id}:r1", "Why?")
+            await nc.publish(delta_subject(run_id), _delta(run_id, 2, 0, "Because", reply="r2"))
+            await nc.flush()
+            _, (because,) = await next_item(fourth)
+            assert (because.first_index, because.text) == (0, "Because")
+            await nc.publish(delta_subject(run_id), _delta(run_id, 2, 1, " it orbits.", reply="r2"))
+            await writer.emit("text_message", TextMessage(body="Because it orbits."))
+            await writer.flush()
+            _, (last,) = await next_item(fourth)
+            assert (last.first_index, last.text) == (1, " it orbits.")
+            events, _ = await next_item(fourth)
+            assert [e.seq for e in events] == [3]
+            await fourth.aclose()
 
             # Nobody watches (past the grace period): nothing is kept.
             quiet = new_run_id()

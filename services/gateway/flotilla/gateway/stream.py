@@ -1,6 +1,7 @@
 """WS /v1/runs/{run_id}/stream: a run's events, live, as event JSON; answers from the client as
 `{"type": "input", "request_id": ..., "value": ...}` frames; the reply being written as
-`{"type": "reply_delta", ...}` frames (ephemeral, no seq; `?deltas=false` turns them off). The
+`{"type": "reply_delta", ...}` frames when asked for (`?deltas=true`; ephemeral, no seq: a
+client written for events only never sees them). The
 pump (pump.py) does the streaming;
 this module is the v1 protocol over it. Events go out in order, so `after=<last seq received>`
 resumes exactly where the client left off; a close that can be resumed says that seq.
@@ -77,7 +78,7 @@ async def stream_run(
     admission: AdmissionDep,
     after: int = 0,
     include_hidden: bool = False,
-    deltas: bool = True,
+    deltas: bool = False,
 ) -> None:
     await websocket.accept()
     slot = contextlib.ExitStack()

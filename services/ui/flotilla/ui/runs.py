@@ -134,7 +134,7 @@ def watch_once(state: State, session: Session) -> None:
         started = time.monotonic()
         reply = reply_of(state)
         have = (str(reply["reply_id"]), int(reply["index"])) if reply else ("", -1)
-        events, deltas = gateway.next_events(
+        events, deltas = gateway.next_update(
             session.credentials, state.run_id, after_seq=state.last_seq, wait_s=WATCH_WAIT_S, reply=have
         )
         if deltas:
