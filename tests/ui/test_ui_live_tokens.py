@@ -25,7 +25,7 @@ from flotilla.devstack import LocalStack
 from support import local_stack
 from ui.browsing import WAIT_MS, Shots, screenshot_dir, sign_in, wait_finished
 
-WORD_DELAY_S = 0.1
+WORD_DELAY_S = 0.25  # ~7 s a reply: the page sees it grow even on a loaded machine
 REPLIES = [
     "Gravity is the pull that every mass has on every other mass, near or far, and it is what keeps "
     "the planets moving on their paths around the Sun.",
