@@ -11,11 +11,12 @@ from pathlib import Path
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 import pytest
 from nats.errors import Error as NatsError
 
 from flotilla.devstack import LocalStack, find_nats_conf, find_nats_server
-from flotilla.jetstream import JOBS_STREAM, JOBS_SUBJECT
+from flotilla.jetstream import JOBS_STREAM, JOBS_SUBJECT, REPLY_DELTAS, delta_subject
 from flotilla.jetstream._layout import RUN_HEADERS_BUCKET, RUNS_BUCKET, WORKFLOWS_BUCKET
 from flotilla.protocol import Run, RunStatus, WorkflowInfo
 from support import IDENTITIES, Api, local_stack, until
@@ -203,5 +204,46 @@ def test_a_planted_params_schema_stops_only_its_workflow(stack: LocalStack) -> N
             for name in planted:
                 await catalogue.delete(name)
             await worker.close()
+
+    asyncio.run(scenario())
+
+
+def test_only_workers_write_reply_deltas_and_only_dispatchers_read_them(stack: LocalStack) -> None:
+    """The reply being written (core NATS, never stored) is the workers' to publish and the
+    dispatchers' to read: a dispatcher credential cannot forge one, a worker credential cannot
+    listen in on other runs' replies."""
+
+    async def scenario() -> None:
+        worker_errors: list[str] = []
+        dispatcher_errors: list[str] = []
+        worker = await _connect(stack, "worker", stack.passwords["worker"], worker_errors)
+        dispatcher = await _connect(stack, "dispatcher", stack.passwords["dispatcher"], dispatcher_errors)
+        received: list[bytes] = []
+
+        async def on_delta(msg: Msg) -> None:
+            received.append(msg.data)
+
+        try:
+            await dispatcher.subscribe(REPLY_DELTAS, cb=on_delta)
+            await dispatcher.flush()
+            await dispatcher.publish(delta_subject("0" * 26), b"forged by a dispatcher")
+            await dispatcher.flush()
+            await worker.publish(delta_subject("1" * 26), b"written by a worker")
+            await worker.flush()
+            await until(lambda: b"written by a worker" in received, "a worker's delta reaches the dispatchers")
+            await until(
+                lambda: any("permissions violation" in e.lower() and "flotilla.deltas" in e for e in dispatcher_errors),
+                f"the server refuses the dispatcher's publish ({dispatcher_errors})",
+            )
+            await worker.subscribe(REPLY_DELTAS)
+            await worker.flush()
+            await until(
+                lambda: any("permissions violation" in e.lower() and "flotilla.deltas" in e for e in worker_errors),
+                f"the server refuses the worker's subscription ({worker_errors})",
+            )
+            assert received == [b"written by a worker"]
+        finally:
+            await worker.close()
+            await dispatcher.close()
 
     asyncio.run(scenario())

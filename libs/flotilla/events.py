@@ -14,7 +14,7 @@ from typing import Any
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from flotilla.protocol import Run, RunEvent, RunStatus, WorkflowCompleted
+from flotilla.protocol import ReplyDelta, Run, RunEvent, RunStatus, WorkflowCompleted
 
 STATUS_NAMES: dict[RunStatus.ValueType, str] = {
     RunStatus.RUN_STATUS_QUEUED: "queued",
@@ -100,6 +100,21 @@ def event_to_json(event: RunEvent) -> dict[str, Any]:
     if kind in HIDDEN_KINDS:
         out["hidden"] = True
     return out
+
+
+def delta_to_json(delta: ReplyDelta) -> dict[str, Any]:
+    """A piece of the reply being written, as the v1 WebSocket sends it (`type: reply_delta`)."""
+    return {
+        "type": "reply_delta",
+        "run_id": delta.run_id,
+        "after_seq": delta.after_seq,
+        "reply_id": delta.reply_id,
+        "sender": delta.sender,
+        "first_index": delta.first_index,
+        "index": delta.index,
+        "text": delta.text,
+        "first_token_at": timestamp_to_iso(delta.first_token_at),
+    }
 
 
 def run_to_json(run: Run) -> dict[str, Any]:

@@ -43,7 +43,16 @@ from flotilla.jetstream import (
     when_ready,
 )
 from flotilla.metrics import RUNS_FINISHED, RUNS_STARTED
-from flotilla.protocol import Caller, Job, Run, RunEvent, RunStatus, WorkflowCompleted, WorkflowInfo
+from flotilla.protocol import (
+    Caller,
+    Job,
+    Run,
+    RunEvent,
+    RunStatus,
+    WatchRunResponse,
+    WorkflowCompleted,
+    WorkflowInfo,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -213,22 +222,29 @@ class RunService:
         return self._index.list(limit=min(limit, MAX_LIST_LIMIT), status=status, owner=owner)
 
     async def watch(
-        self, run_id: str, after_seq: int, caller: Caller = SYSTEM, *, include_hidden: bool = False
-    ) -> AsyncIterator[list[RunEvent]]:
+        self,
+        run_id: str,
+        after_seq: int,
+        caller: Caller = SYSTEM,
+        *,
+        include_hidden: bool = False,
+        include_deltas: bool = False,
+    ) -> AsyncIterator[WatchRunResponse]:
         """The run's events after `after_seq`, live, until the terminal event; hidden ones only
-        when asked for."""
+        when asked for; the reply being written too (`deltas`) when asked for."""
         _check_run_id(run_id)
         run = await self._visible_record(run_id, caller)
-        follow = self._fanout.follow(
+        follow = self._fanout.follow_live(
             run_id,
             after_seq=after_seq,
             from_stream_seq=run.log_from or 1,
             exists=lambda: self._visible_record(run_id, caller),
+            deltas=include_deltas,
         )
-        async for batch in follow:
+        async for batch, deltas in follow:
             shown = batch if include_hidden else [event for event in batch if not _hidden(event)]
-            if shown:
-                yield shown
+            if shown or deltas:
+                yield WatchRunResponse(events=shown, deltas=deltas)
 
     async def list_events(
         self,

@@ -360,7 +360,8 @@ class RunAttempt:
             if prior.completions
             else None
         )
-        with llm_run(recorder=record, replay=replay):
+        # Live replies stream to watchers as they are written (ephemeral, never replayed).
+        with llm_run(recorder=record, replay=replay, deltas=session.reply_delta):
             if sync_session is None:
                 task: asyncio.Future[Any] = asyncio.ensure_future(workflow.function(session, params))
             else:

@@ -32,9 +32,10 @@ from flotilla.jetstream import (
     Reconnects,
     Requests,
     RunEventWriter,
+    delta_subject,
     input_filter,
 )
-from flotilla.llm import Completion, LlmService, request_digest
+from flotilla.llm import Completion, LlmService, TextDelta, request_digest
 from flotilla.metrics import RUN_INPUT_WAIT_SECONDS
 from flotilla.protocol import (
     Error,
@@ -42,6 +43,7 @@ from flotilla.protocol import (
     InputAnswered,
     LlmCompletion,
     MultipleChoice,
+    ReplyDelta,
     SuggestedFunctionCall,
     SystemMessage,
     TextInput,
@@ -90,6 +92,8 @@ class RunSession(WorkerSession):
         """What this attempt's live LLM calls used (replayed ones are the earlier attempts')."""
         self._open: dict[str, int] = {}
         self._closed = False
+        self._reply_after = (-1, 0)
+        """(the reply being streamed, the seq it follows)"""
         self._waiting = 0
 
     @property
@@ -197,6 +201,26 @@ class RunSession(WorkerSession):
         )
         await self._emit("llm_completion", recorded, sender="llm")
         self.usage.add(recorded)
+
+    async def reply_delta(self, delta: TextDelta) -> None:
+        """Publish a piece of the reply an agent's model is writing (core NATS: ephemeral, for
+        watchers only; the finished reply is recorded as events). It belongs after the last event
+        emitted when the reply began."""
+        if self._closed:
+            return
+        if delta.index == 0 or self._reply_after[0] != delta.reply:
+            self._reply_after = (delta.reply, self._writer.last_seq)
+        message = ReplyDelta(
+            run_id=self._run_id,
+            after_seq=self._reply_after[1],
+            reply_id=f"{self._run_id}:{delta.reply}",
+            sender=delta.sender,
+            first_index=delta.index,
+            index=delta.index,
+            text=delta.text,
+        )
+        message.first_token_at.FromNanoseconds(int(delta.first_token_at * 1e9))
+        await self._nc.publish(delta_subject(self._run_id), message.SerializeToString())
 
     async def begin_tool(self, name: str) -> tuple[ToolCall, Recorded | None]:
         self._check()

@@ -70,6 +70,16 @@ STORED_EVENTS = "flotilla.stored.runs.*.events"
 the only live events a watcher may see."""
 
 
+def delta_subject(run_id: str) -> str:
+    """Where a worker publishes the pieces of a reply its model is writing (`ReplyDelta`): core
+    NATS, no stream stores it; only workers may publish there and only dispatchers subscribe."""
+    return f"flotilla.deltas.{run_id}"
+
+
+REPLY_DELTAS = "flotilla.deltas.*"
+"""Every run's reply deltas (a dispatcher's one subscription)."""
+
+
 def input_subject(run_id: str, request_id: str, state: str) -> str:
     """`state`: open, answer, expired or closed (see flotilla.jetstream._inputs)."""
     return f"flotilla.inputs.{run_id}.{request_id}.{state}"

@@ -11,7 +11,8 @@
   `FlotillaModelClient`, `GroupChat(..., **group_chat_options(llm))` for automatic speaker
   selection.
 - **Per run**: `llm_run(recorder=..., replay=...)` records every completion a run uses and
-  replays recorded ones on resume.
+  replays recorded ones on resume; with `deltas=...`, live replies stream to it as they are
+  written (the local and OpenAI backends ask for `stream: true`; the scripted one goes word by word).
 """
 
 from flotilla.llm._ag2 import FlotillaModelClient, FlotillaResponse, group_chat_options, llm_config, register_llm
@@ -20,7 +21,7 @@ from flotilla.llm._factory import create_backend
 from flotilla.llm._local import LocalBackend
 from flotilla.llm._model import BUNDLED_MODEL, BundledModel, ensure_local_model
 from flotilla.llm._openai import OpenAIBackend
-from flotilla.llm._run import LlmRun, Recorder, Replay, current_run, llm_run, request_digest
+from flotilla.llm._run import DeltaSink, LlmRun, Recorder, Replay, TextDelta, current_run, llm_run, request_digest
 from flotilla.llm._scripted import ScriptedBackend, ScriptedReply, load_script
 from flotilla.llm._service import LlmService
 from flotilla.llm._settings import LlmSettings, ModelPrice
@@ -59,8 +60,10 @@ __all__ = [
     "llm_config",
     "register_llm",
     # per-run recording and replay
+    "DeltaSink",
     "LlmRun",
     "Recorder",
+    "TextDelta",
     "Replay",
     "current_run",
     "llm_run",

@@ -100,16 +100,19 @@ class FlotillaModelClient:
     the service to use.
     """
 
-    def __init__(self, config: dict[str, Any], *, llm: LlmService, **_: Any) -> None:
+    def __init__(self, config: dict[str, Any], *, llm: LlmService, speaker: str = "", **_: Any) -> None:
+        """`speaker`: the agent this client writes for (its replies stream under that name)."""
         self.config = config
         self._llm = llm
+        self._speaker = speaker
 
     def create(self, params: dict[str, Any]) -> FlotillaResponse:
         """One completion for AG2's request (called synchronously, from the agent's thread)."""
         messages: list[Message] = params.get("messages") or [{"role": "user", "content": params.get("prompt", "")}]
         tools = params.get("tools") or None
         forwarded = {key: value for key, value in params.items() if key in FORWARDED_PARAMS and value is not None}
-        response = FlotillaResponse.of(self._llm.complete_sync(messages, tools=tools, **forwarded))
+        completion = self._llm.complete_sync(messages, tools=tools, sender=self._speaker, **forwarded)
+        response = FlotillaResponse.of(completion)
         response.cost = self._llm.cost(response.completion)
         return response
 
@@ -180,7 +183,7 @@ def register_llm(agent: _RegistersModelClients, llm: LlmService) -> None:
     """Activate `FlotillaModelClient` over `llm` (a workflow's: `session.llm`) on an agent built
     with `llm_config()`. Call it once, before or after registering tools: it stays active when
     AG2 rebuilds the agent's client for a new tool."""
-    agent.register_model_client(FlotillaModelClient, llm=llm)
+    agent.register_model_client(FlotillaModelClient, llm=llm, speaker=_name_of(agent))
     for name in _CLIENT_REBUILDERS:
         rebuild = getattr(agent, name, None)
         if rebuild is None or getattr(rebuild, "flotilla_llm", False):
@@ -192,8 +195,13 @@ def _reactivating(agent: _RegistersModelClients, rebuild: Callable[..., Any], ll
     @functools.wraps(rebuild)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         result = rebuild(*args, **kwargs)
-        agent.register_model_client(FlotillaModelClient, llm=llm)
+        agent.register_model_client(FlotillaModelClient, llm=llm, speaker=_name_of(agent))
         return result
 
     wrapper.flotilla_llm = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def _name_of(agent: Any) -> str:
+    name = getattr(agent, "name", "")
+    return name if isinstance(name, str) else ""

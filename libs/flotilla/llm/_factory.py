@@ -34,7 +34,11 @@ def create_backend(settings: LlmSettings) -> Backend:
             max_retries=settings.openai_max_retries,
         )
     if settings.backend == "scripted":
-        return ScriptedBackend(load_script(settings.scripted_replies or ""), cycle=settings.scripted_cycle)
+        return ScriptedBackend(
+            load_script(settings.scripted_replies or ""),
+            cycle=settings.scripted_cycle,
+            word_delay_s=settings.scripted_word_delay_s,
+        )
     return shared_local_backend(settings, ensure_local_model(settings))
 
 

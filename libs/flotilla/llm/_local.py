@@ -11,12 +11,14 @@ import asyncio
 import dataclasses
 import re
 import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from flotilla.llm._errors import LlmError
 from flotilla.llm._settings import env_name
+from flotilla.llm._stream import STREAM_OPTIONS, ChunkAssembler, OnText
 from flotilla.llm._types import Completion, Message, Tool
 
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s|$)")
@@ -78,18 +80,68 @@ class LocalBackend:
         """True after `aclose()`."""
         return self._server is None
 
-    async def complete(self, messages: list[Message], *, tools: list[Tool] | None = None, **params: Any) -> Completion:
-        """Runs the model in its own thread; waits in line behind calls already queued."""
-        body: dict[str, Any] = {**self._defaults, **params, "messages": messages, "stream": False}
+    async def complete(
+        self, messages: list[Message], *, tools: list[Tool] | None = None, on_text: OnText | None = None, **params: Any
+    ) -> Completion:
+        """Runs the model in its own thread; waits in line behind calls already queued. With
+        `on_text`, the reply streams: each piece of text is handed to it as the model writes it."""
+        body: dict[str, Any] = {**self._defaults, **params, "messages": messages, "stream": on_text is not None}
         if tools:
             body["tools"] = tools
-        raw = await asyncio.get_running_loop().run_in_executor(self._executor, self._handle, body)
-        completion = Completion.from_dict(raw)
+        loop = asyncio.get_running_loop()
+        if on_text is None:
+            completion = Completion.from_dict(await loop.run_in_executor(self._executor, self._handle, body))
+        else:
+            body["stream_options"] = STREAM_OPTIONS
+            completion = await self._streamed(body, on_text)
         if completion.finish_reason == "length" and completion.content:
             # A reply cut at the token cap ends at its last whole sentence, not mid-word.
             completion = dataclasses.replace(completion, content=end_at_sentence(completion.content))
         # The server names the model by its file path; record the model's name instead.
         return dataclasses.replace(completion, model=self._model)
+
+    async def _streamed(self, body: dict[str, Any], on_text: OnText) -> Completion:
+        """The model's chunks, passed from its thread to this loop as they come."""
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def on_chunk(chunk: Any) -> None:
+            if isinstance(chunk, dict):
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+
+        def generate() -> None:
+            try:
+                self._handle_stream(body, on_chunk)
+            finally:
+                loop.call_soon_threadsafe(chunks.put_nowait, None)
+
+        generating = loop.run_in_executor(self._executor, generate)
+        # A caller that stops listening leaves the model to finish the reply in its thread.
+        generating.add_done_callback(lambda done: done.cancelled() or done.exception())
+        assembler = ChunkAssembler()
+        error: dict[str, Any] | None = None
+        while (chunk := await chunks.get()) is not None:
+            if "error" in chunk:
+                error = chunk
+                continue
+            text = assembler.add(chunk)
+            if text and error is None:
+                await on_text(text)
+        await generating  # raises what the model's thread raised
+        if error is not None:
+            raise _failure(error)
+        return assembler.completion()
+
+    def _handle_stream(self, body: dict[str, Any], on_chunk: Callable[[Any], None]) -> None:
+        server = self._server
+        if server is None:
+            raise LlmError("the local model was closed")
+        try:
+            raw = server.handle_chat_completions(body, on_chunk)
+        except ValueError as exc:
+            raise LlmError(f"the local model refused the request: {exc}") from None
+        if isinstance(raw, dict) and "error" in raw:
+            raise _failure(raw)
 
     def _handle(self, body: dict[str, Any]) -> dict[str, Any]:
         server = self._server
@@ -101,12 +153,17 @@ class LocalBackend:
             raise LlmError(f"the local model refused the request: {exc}") from None
         if isinstance(raw, dict) and "choices" in raw:
             return raw
-        error = raw.get("error") if isinstance(raw, dict) else None
-        if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
-            raise LlmError(f"{error.get('message')} (raise {env_name('ctx')}, or keep the conversation shorter)")
-        raise LlmError(f"the local model failed: {error or raw!r:.500}")
+        raise _failure(raw)
 
     async def aclose(self) -> None:
         """Waits for queued calls, then frees the model."""
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
         self._server = None
+
+
+def _failure(raw: Any) -> LlmError:
+    """The error the local server answered with, in words."""
+    error = raw.get("error") if isinstance(raw, dict) else None
+    if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
+        return LlmError(f"{error.get('message')} (raise {env_name('ctx')}, or keep the conversation shorter)")
+    return LlmError(f"the local model failed: {error or raw!r:.500}")

@@ -18,6 +18,9 @@ with a copy of its context) and never reach another run.
   answered (`request_digest`): a request that differs means the run has diverged from its log,
   and the call raises `Nondeterminism` (or, with `strict=False`, the replay stops and the run
   goes live).
+- **deltas** receives the pieces of each reply while the model writes it (`TextDelta`), for
+  the live view only: a replayed completion streams nothing, and a sink that fails never fails
+  the call. Only calls that name the agent writing (`sender`, as AG2's model client does) stream.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from flotilla.errors import Nondeterminism
@@ -36,6 +40,25 @@ from flotilla.llm._types import Completion, Message
 Recorder = Callable[[list[Message], Completion], Awaitable[None] | None]
 """Called with (the request's messages, the completion) for every live completion of a run; may
 return an awaitable, which is awaited before the completion is used."""
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """One piece of a reply the model is writing."""
+
+    reply: int
+    """Which LLM call of the run (0, 1, 2, ...: the same on every attempt)."""
+    sender: str
+    """The agent writing."""
+    index: int
+    """0, 1, 2, ... within the reply."""
+    text: str
+    first_token_at: float
+    """When the reply's first piece came from the model (`time.time()`)."""
+
+
+DeltaSink = Callable[[TextDelta], Awaitable[None] | None]
+"""Takes each `TextDelta` of a run's live replies (may return an awaitable, which is awaited)."""
 
 
 def request_digest(messages: Sequence[Message]) -> str:
@@ -94,9 +117,12 @@ class Replay:
 class LlmRun:
     """One run's LLM hooks and counters (see the module docstring)."""
 
-    def __init__(self, *, recorder: Recorder | None = None, replay: Replay | None = None) -> None:
+    def __init__(
+        self, *, recorder: Recorder | None = None, replay: Replay | None = None, deltas: DeltaSink | None = None
+    ) -> None:
         self.recorder = recorder
         self.replay = replay
+        self.deltas = deltas
         self._counters: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -122,10 +148,13 @@ def current_run() -> LlmRun | None:
 
 
 @contextmanager
-def llm_run(*, recorder: Recorder | None = None, replay: Replay | None = None) -> Iterator[LlmRun]:
+def llm_run(
+    *, recorder: Recorder | None = None, replay: Replay | None = None, deltas: DeltaSink | None = None
+) -> Iterator[LlmRun]:
     """Inside the `with` (and in threads started with a copy of its context), completions are
-    replayed from `replay` while it lasts, and every live one is passed to `recorder`."""
-    run = LlmRun(recorder=recorder, replay=replay)
+    replayed from `replay` while it lasts, every live one is passed to `recorder`, and the
+    pieces of live replies, as they are written, to `deltas`."""
+    run = LlmRun(recorder=recorder, replay=replay, deltas=deltas)
     token = _CURRENT.set(run)
     try:
         yield run

@@ -9,7 +9,9 @@ one, the backend keeps a single cursor.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,9 +20,13 @@ from typing import Any
 
 from flotilla.llm._errors import ScriptExhausted
 from flotilla.llm._run import current_run
+from flotilla.llm._stream import OnText
 from flotilla.llm._types import Completion, Message, Tool, ToolCall
 
 SCRIPTED_MODEL = "scripted"
+_WORD = re.compile(r"\s*\S+\s*$|\s*\S+|\s+$")
+"""A reply's words, each with the spaces before it (the last also with the spaces after): joined,
+they are the reply."""
 
 
 @dataclass(frozen=True)
@@ -93,11 +99,19 @@ def _words(content: Any) -> int:
 class ScriptedBackend:
     """Replies from a fixed script, in order; with `cycle` it starts over after the last one."""
 
-    def __init__(self, replies: Sequence[ScriptedReply | str | Mapping[str, Any]], *, cycle: bool = True) -> None:
+    def __init__(
+        self,
+        replies: Sequence[ScriptedReply | str | Mapping[str, Any]],
+        *,
+        cycle: bool = True,
+        word_delay_s: float = 0.0,
+    ) -> None:
+        """`word_delay_s`: a streamed reply's pause between words (a model writing slowly)."""
         if not replies:
             raise ValueError("a script needs at least one reply")
         self._replies = [ScriptedReply.parse(item, f"reply {i}") for i, item in enumerate(replies)]
         self._cycle = cycle
+        self._word_delay_s = word_delay_s
         self._cursor = 0
         self._lock = threading.Lock()
 
@@ -105,12 +119,20 @@ class ScriptedBackend:
     def model(self) -> str:
         return SCRIPTED_MODEL
 
-    async def complete(self, messages: list[Message], *, tools: list[Tool] | None = None, **params: Any) -> Completion:
-        """The next reply of the script (of this run's walk through it, inside `llm_run`)."""
+    async def complete(
+        self, messages: list[Message], *, tools: list[Tool] | None = None, on_text: OnText | None = None, **params: Any
+    ) -> Completion:
+        """The next reply of the script (of this run's walk through it, inside `llm_run`). With
+        `on_text`, the reply's text streams word by word, `word_delay_s` apart."""
         n = self._next_index()
         if n >= len(self._replies) and not self._cycle:
             raise ScriptExhausted(f"the script has {len(self._replies)} replies and reply {n + 1} was asked for")
         reply = self._replies[n % len(self._replies)]
+        if on_text is not None and reply.content:
+            for i, word in enumerate(_WORD.findall(reply.content)):
+                if i and self._word_delay_s:
+                    await asyncio.sleep(self._word_delay_s)
+                await on_text(word)
         calls = tuple(
             ToolCall(id=f"call_{n}_{i}", name=name, arguments=arguments)
             for i, (name, arguments) in enumerate(reply.tool_calls)

@@ -21,14 +21,18 @@ import time
 from collections.abc import Awaitable, Coroutine, Mapping
 from typing import Any, TypeVar
 
+import structlog
+
 from flotilla.llm._factory import create_backend
-from flotilla.llm._run import LlmRun, current_run
+from flotilla.llm._run import LlmRun, TextDelta, current_run
 from flotilla.llm._settings import LlmSettings, ModelPrice
+from flotilla.llm._stream import OnText
 from flotilla.llm._types import Backend, Completion, Message, Tool
 from flotilla import tracing
 from flotilla.metrics import LLM_CALL_SECONDS, LLM_CALLS, LLM_TOKENS
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 
 class LlmService:
@@ -67,13 +71,16 @@ class LlmService:
         """The backend's model name."""
         return self._backend.model
 
-    async def complete(self, messages: list[Message], *, tools: list[Tool] | None = None, **params: Any) -> Completion:
-        """A completion for `messages`, from the run's replay while it lasts, else the backend."""
+    async def complete(
+        self, messages: list[Message], *, tools: list[Tool] | None = None, sender: str = "", **params: Any
+    ) -> Completion:
+        """A completion for `messages`, from the run's replay while it lasts, else the backend.
+        `sender`: the agent the reply is for; a live reply then streams to the run's `deltas`."""
         run = current_run()
         replayed = _replayed(run, messages)
         if replayed is not None:
             return replayed
-        call = self._meter.timed(self._backend.complete(messages, tools=tools, **params))
+        call = self._meter.timed(self._backend.complete(messages, tools=tools, **_streaming(run, sender), **params))
         loop = self._event_loop()
         if loop is asyncio.get_running_loop():
             completion = await call
@@ -85,7 +92,9 @@ class LlmService:
                 await recorded
         return completion
 
-    def complete_sync(self, messages: list[Message], *, tools: list[Tool] | None = None, **params: Any) -> Completion:
+    def complete_sync(
+        self, messages: list[Message], *, tools: list[Tool] | None = None, sender: str = "", **params: Any
+    ) -> Completion:
         """`complete` for code running in a thread (AG2's model client); blocks that thread only.
 
         Must not be called from the service loop's own thread (it would wait for itself).
@@ -97,7 +106,7 @@ class LlmService:
         loop = self._event_loop()
         if _running_loop() is loop:
             raise RuntimeError("complete_sync() was called on the LLM service's event loop; await complete() there")
-        call = self._meter.timed(self._backend.complete(messages, tools=tools, **params))
+        call = self._meter.timed(self._backend.complete(messages, tools=tools, **_streaming(run, sender), **params))
         completion = _submit(loop, call, contextvars.copy_context()).result()
         if run is not None and run.recorder is not None:
             recorded = run.recorder(messages, completion)
@@ -206,6 +215,29 @@ def _replayed(run: LlmRun | None, messages: list[Message]) -> Completion | None:
         return None
     run.next_index("completions")
     return run.replay.next(messages) if run.replay is not None else None
+
+
+def _streaming(run: LlmRun | None, sender: str) -> dict[str, OnText]:
+    """`{"on_text": ...}` for a live call whose run takes deltas and that names its agent; else
+    nothing (the backend does not stream)."""
+    if run is None or run.deltas is None or not sender:
+        return {}
+    sink, reply = run.deltas, run.completions - 1
+    index, first_token_at = 0, 0.0
+
+    async def on_text(text: str) -> None:
+        nonlocal index, first_token_at
+        first_token_at = first_token_at or time.time()
+        delta = TextDelta(reply=reply, sender=sender, index=index, text=text, first_token_at=first_token_at)
+        index += 1
+        try:
+            sent = sink(delta)
+            if sent is not None:
+                await sent
+        except Exception as exc:  # deltas are a live view only: the completion goes on
+            log.warning("a reply delta was not sent", error=repr(exc))
+
+    return {"on_text": on_text}
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:

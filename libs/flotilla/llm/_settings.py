@@ -87,6 +87,8 @@ class LlmSettings(BaseSettings):
     `{"content": ..., "tool_calls": [{"name": ..., "arguments": {...}}]}`."""
     scripted_cycle: bool = True
     """After the last reply start again from the first; false: fail with `ScriptExhausted`."""
+    scripted_word_delay_s: float = Field(default=0.0, ge=0.0, le=10.0)
+    """A streamed reply's pause between words (a model that writes slowly, for tests and demos)."""
 
     @field_validator("model_dir", "model_path")
     @classmethod

@@ -7,7 +7,7 @@ PUBLIC = {
     "BUNDLED_MODEL", "BundledModel", "ensure_local_model",
     "LlmService",
     "FlotillaModelClient", "FlotillaResponse", "group_chat_options", "llm_config", "register_llm",
-    "LlmRun", "Recorder", "Replay", "current_run", "llm_run", "request_digest",
+    "LlmRun", "Recorder", "Replay", "current_run", "llm_run", "request_digest", "DeltaSink", "TextDelta",
 }  # fmt: skip
 
 

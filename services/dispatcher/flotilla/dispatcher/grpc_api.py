@@ -113,10 +113,14 @@ class DispatcherApi(DispatcherServicer):
     async def WatchRun(self, request: WatchRunRequest, context: Context) -> AsyncIterator[WatchRunResponse]:
         try:
             watch = self._service.watch(
-                request.run_id, request.after_seq, _caller(request), include_hidden=request.include_hidden
+                request.run_id,
+                request.after_seq,
+                _caller(request),
+                include_hidden=request.include_hidden,
+                include_deltas=request.include_deltas,
             )
-            async for batch in watch:
-                yield WatchRunResponse(events=batch)
+            async for response in watch:
+                yield response
         except FlotillaError as exc:
             await context.abort(status_code(exc), str(exc))
         except (nats.errors.Error, TimeoutError) as exc:  # a restarting cluster: the gateway watches again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc
 import structlog
@@ -20,12 +21,22 @@ from flotilla.protocol import (
     DispatcherStub,
     ListEventsRequest,
     ListWorkflowsRequest,
+    ReplyDelta,
     RunEvent,
     WatchRunRequest,
 )
 from flotilla.rpc import aio_channel, service_token_interceptors
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Deltas:
+    """Pieces of the reply being written (ephemeral: a stream may drop them; the finished message
+    comes as an event)."""
+
+    deltas: list[ReplyDelta]
+
 
 WATCH_RETRY_S = 30.0
 """How long a watch keeps trying to reach a dispatcher that went away (restart, failover)."""
@@ -95,27 +106,35 @@ class DispatcherClient:
             after = page.next_after_seq
 
     async def watch(
-        self, run_id: str, after: int, caller: Caller, *, include_hidden: bool = False
-    ) -> AsyncIterator[list[RunEvent]]:
-        """The run's events after `after`, in batches, ending after the terminal event. If the
-        dispatcher goes away, watches again from the last seq yielded (for up to WATCH_RETRY_S),
-        so the caller sees every event once and in order. Other errors (NOT_FOUND, ...) and
-        exhausted retries raise the dispatcher's AioRpcError."""
+        self, run_id: str, after: int, caller: Caller, *, include_hidden: bool = False, include_deltas: bool = False
+    ) -> AsyncIterator[list[RunEvent] | Deltas]:
+        """The run's events after `after`, in batches, ending after the terminal event; with
+        `include_deltas`, also the reply being written (`Deltas`, each after the events it
+        follows). If the dispatcher goes away, watches again from the last seq yielded (for up to
+        WATCH_RETRY_S), so the caller sees every event once and in order. Other errors
+        (NOT_FOUND, ...) and exhausted retries raise the dispatcher's AioRpcError."""
         last = after
         retry_until: float | None = None
         while True:
-            request = WatchRunRequest(run_id=run_id, after_seq=last, caller=caller, include_hidden=include_hidden)
+            request = WatchRunRequest(
+                run_id=run_id,
+                after_seq=last,
+                caller=caller,
+                include_hidden=include_hidden,
+                include_deltas=include_deltas,
+            )
             call = self.stub.WatchRun(request)
             try:
                 async for batch in call:
                     retry_until = None
                     events = [event for event in batch.events if event.seq > last]
-                    if not events:
-                        continue
-                    last = events[-1].seq
-                    yield events
-                    if is_terminal(events[-1]):
-                        return
+                    if events:
+                        last = events[-1].seq
+                        yield events
+                        if is_terminal(events[-1]):
+                            return
+                    if batch.deltas:
+                        yield Deltas(list(batch.deltas))
                 # Ended without the terminal event (a dispatcher shutting down): watch again.
             except aio.AioRpcError as exc:
                 now = asyncio.get_running_loop().time()

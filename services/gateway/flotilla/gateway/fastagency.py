@@ -69,6 +69,7 @@ from flotilla.gateway.pump import (
 from flotilla.protocol import (
     Caller,
     ListWorkflowsRequest,
+    ReplyDelta,
     RunEvent,
     StartRunRequest,
     SubmitInputRequest,
@@ -433,6 +434,9 @@ class FastAgencyCodec:
         if message is not None and message["type"] in INPUT_REQUEST_KINDS:
             self.pending.append(str(getattr(event, message["type"]).request_id))
         return message
+
+    def encode_deltas(self, deltas: list[ReplyDelta]) -> list[dict[str, Any]]:
+        return []  # FastAgency's protocol has no partial messages (its watch asks for none)
 
     def client_error(self, detail: str, **extra: Any) -> dict[str, Any]:
         return _error_message(self.workflow_uuid, detail)

@@ -37,6 +37,7 @@ from flotilla.protocol import (
     CancelRunRequest,
     CancelRunResponse,
     GatewayServicer,
+    ReplyDelta,
     RunEvent,
     GetRunRequest,
     ListEventsRequest,
@@ -93,6 +94,9 @@ class WatchCodec:
 
     def encode(self, events: list[RunEvent]) -> list[tuple[int, Frame | None]]:
         return [(events[-1].seq, WatchRunResponse(events=events))] if events else []
+
+    def encode_deltas(self, deltas: list[ReplyDelta]) -> list[Frame]:
+        return [WatchRunResponse(deltas=deltas)]
 
     async def on_frame(self, text: str) -> Frame | None:
         return None
@@ -187,7 +191,11 @@ class GatewayApi(GatewayServicer):
             await _refuse(context, exc)
         with slot, structlog.contextvars.bound_contextvars(run_id=request.run_id):
             watch = self._dispatcher.watch(
-                request.run_id, request.after_seq, caller(identity), include_hidden=request.include_hidden
+                request.run_id,
+                request.after_seq,
+                caller(identity),
+                include_hidden=request.include_hidden,
+                include_deltas=request.include_deltas,
             )
             transport = GrpcTransport(context)
             stream = RunStream(transport, WatchCodec(), self._limits, admission=self._admission, identity=identity)

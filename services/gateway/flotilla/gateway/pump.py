@@ -11,6 +11,10 @@ codec (each frame counts against the identity's rate limit); the codec's replies
 outbox, in order with the events. A client that reads slowly or not at all holds up only its own
 stream, and only for a while: when one send stalls for `send_timeout_s` (its TCP window or HTTP/2
 flow-control window stayed shut) the stream ends as too slow (WebSocket 4408).
+
+The reply being written (`Deltas`, when the protocol asked for them) goes through the same outbox,
+in order with the events, but never waits for room: a delta that finds the outbox full is dropped
+(the client's text stops growing; the finished message still comes as an event).
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from flotilla.admission import Admission
 from flotilla.auth import SCOPE_RUNS_WRITE, Identity
 from flotilla.errors import FlotillaError, RateLimited
 from flotilla.events import is_terminal
+from flotilla.gateway.dispatcher_client import Deltas
 from flotilla.metrics import STREAM_SLOW_CLOSES, STREAMS_OPEN
-from flotilla.protocol import RunEvent
+from flotilla.protocol import ReplyDelta, RunEvent
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +94,9 @@ class Codec(Protocol):
         """Frames for events in order, each with the seq the client has once it is sent (None:
         this protocol does not show that event)."""
 
+    def encode_deltas(self, deltas: list[ReplyDelta]) -> list[Frame]:
+        """Frames for pieces of the reply being written (none: this protocol does not show them)."""
+
     async def on_frame(self, text: str) -> Frame | None:
         """Act on one text frame from the client; a frame to send back, or None."""
 
@@ -133,8 +141,9 @@ class WebSocketTransport:
             pass  # the client is gone (or stuck): the server drops the connection
 
 
-_Item: TypeAlias = list[RunEvent] | Frame | End
-"""What the writer sends: a batch of events, a reply to a client frame, or the close (after what is queued)."""
+_Item: TypeAlias = list[RunEvent] | Deltas | Frame | End
+"""What the writer sends: a batch of events, reply deltas, a reply to a client frame, or the close
+(after what is queued)."""
 
 
 class _Outbox:
@@ -154,6 +163,16 @@ class _Outbox:
             self._items.append(item)
             self._events += size
             self._changed.notify_all()
+
+    async def offer(self, item: _Item) -> bool:
+        """Queue `item` if there is room now; False (not queued) otherwise: never waits for room."""
+        async with self._changed:
+            if self._events and self._events + _size(item) > self._limit:
+                return False
+            self._items.append(item)
+            self._events += _size(item)
+            self._changed.notify_all()
+            return True
 
     async def get(self) -> _Item:
         async with self._changed:
@@ -200,7 +219,7 @@ class RunStream:
         self.sent = after
         """Seq of the last event handed to the client."""
 
-    async def run(self, watch: AsyncIterator[list[RunEvent]]) -> None:
+    async def run(self, watch: AsyncIterator[list[RunEvent] | Deltas]) -> None:
         """Until the run ends (its terminal event sent), the client leaves or is too slow, or the
         dispatcher stream ends; then close the stream saying why."""
         protocol = self._codec.name
@@ -210,7 +229,7 @@ class RunStream:
         finally:
             STREAMS_OPEN.labels(protocol).dec()
 
-    async def _run(self, watch: AsyncIterator[list[RunEvent]]) -> None:
+    async def _run(self, watch: AsyncIterator[list[RunEvent] | Deltas]) -> None:
         watching = asyncio.create_task(self._watch(watch))
         tasks = {watching, asyncio.create_task(self._write()), asyncio.create_task(self._read())}
         end: End | None = None
@@ -240,7 +259,7 @@ class RunStream:
             log.info("closing a slow client", reason=reason)
         await self._transport.close(end, reason)
 
-    async def _watch(self, watch: AsyncIterator[list[RunEvent]]) -> None:
+    async def _watch(self, watch: AsyncIterator[list[RunEvent] | Deltas]) -> None:
         """The run's events into the outbox, waiting for room when it is full (a full outbox alone
         ends nothing, since catching up from an old seq fills it at once: a send that stalls does).
         A dispatcher restart is retried inside the watch, from the last seq read, so nothing is
@@ -250,7 +269,10 @@ class RunStream:
             # the gRPC call now, not at garbage collection.
             async with aclosing(watch) as batches:  # type: ignore[type-var]
                 async for batch in batches:
-                    await self._outbox.put(list(batch))
+                    if isinstance(batch, Deltas):
+                        await self._outbox.offer(batch)  # ephemeral: dropped rather than waited for
+                    else:
+                        await self._outbox.put(list(batch))
             # A watch ends after the run's terminal event, and the writer ends the stream there;
             # a watch that ends without one leaves the client to reconnect.
             await self._outbox.put(End(CLOSE_UNAVAILABLE, "the dispatcher stream ended", resume=True))
@@ -275,6 +297,11 @@ class RunStream:
             item = await self._outbox.get()
             if isinstance(item, End):
                 return item
+            if isinstance(item, Deltas):
+                for frame in self._codec.encode_deltas(item.deltas):
+                    if not await self._send(frame):
+                        return self._stalled()
+                continue
             if not isinstance(item, list):
                 if not await self._send(item):
                     return self._stalled()

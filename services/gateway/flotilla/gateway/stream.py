@@ -1,5 +1,8 @@
 """WS /v1/runs/{run_id}/stream: a run's events, live, as event JSON; answers from the client as
-`{"type": "input", "request_id": ..., "value": ...}` frames. The pump (pump.py) does the streaming;
+`{"type": "input", "request_id": ..., "value": ...}` frames; the reply being written as
+`{"type": "reply_delta", ...}` frames when asked for (`?deltas=true`; ephemeral, no seq: a
+client written for events only never sees them). The
+pump (pump.py) does the streaming;
 this module is the v1 protocol over it. Events go out in order, so `after=<last seq received>`
 resumes exactly where the client left off; a close that can be resumed says that seq.
 """
@@ -16,13 +19,13 @@ from grpc import aio
 
 from flotilla.auth import SCOPE_RUNS_READ
 from flotilla.errors import FlotillaError, InvalidArgument
-from flotilla.events import event_to_json
+from flotilla.events import delta_to_json, event_to_json
 from flotilla.gateway.deps import AdmissionDep, DispatcherDep, SettingsDep
 from flotilla.gateway.dispatcher_client import DispatcherClient
 from flotilla.gateway.identity import caller, close_code, socket_token
 from flotilla.gateway.pump import PumpLimits, RunStream, WebSocketTransport
 from flotilla.gateway.routes import MAX_SEQ
-from flotilla.protocol import Caller, RunEvent, SubmitInputRequest
+from flotilla.protocol import Caller, ReplyDelta, RunEvent, SubmitInputRequest
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1")
@@ -41,6 +44,9 @@ class V1Codec:
 
     def encode(self, events: list[RunEvent]) -> list[tuple[int, dict[str, Any] | None]]:
         return [(event.seq, event_to_json(event)) for event in events]
+
+    def encode_deltas(self, deltas: list[ReplyDelta]) -> list[dict[str, Any]]:
+        return [delta_to_json(delta) for delta in deltas]
 
     def client_error(self, detail: str, **extra: Any) -> dict[str, Any]:
         return {"type": "client_error", "detail": detail, **extra}
@@ -72,6 +78,7 @@ async def stream_run(
     admission: AdmissionDep,
     after: int = 0,
     include_hidden: bool = False,
+    deltas: bool = False,
 ) -> None:
     await websocket.accept()
     slot = contextlib.ExitStack()
@@ -91,4 +98,4 @@ async def stream_run(
         WebSocketTransport(websocket), codec, limits, admission=admission, identity=identity, after=after
     )
     with slot, structlog.contextvars.bound_contextvars(run_id=run_id):
-        await stream.run(dispatcher.watch(run_id, after, who, include_hidden=include_hidden))
+        await stream.run(dispatcher.watch(run_id, after, who, include_hidden=include_hidden, include_deltas=deltas))

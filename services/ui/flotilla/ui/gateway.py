@@ -23,6 +23,7 @@ from flotilla.protocol import (
     ListEventsRequest,
     ListRunsRequest,
     ListWorkflowsRequest,
+    ReplyDelta,
     Run,
     RunEvent,
     StartRunRequest,
@@ -145,16 +146,34 @@ class GatewayClient:
 
         A short watch instead of an endless one: the page handles one event at a time, so a
         person's click must not wait behind a stream that never ends."""
+        events, _ = self._next(credentials, run_id, after_seq=after_seq, wait_s=wait_s, reply=None)
+        return events
+
+    def next_update(
+        self, credentials: Credentials, run_id: str, *, after_seq: int, wait_s: float, reply: tuple[str, int] = ("", -1)
+    ) -> tuple[list[RunEvent], list[ReplyDelta]]:
+        """`next_events`, or what is new of the reply being written (`reply`: the reply id and the
+        index of its last piece the page has), whichever comes first (([], []) if none came)."""
+        return self._next(credentials, run_id, after_seq=after_seq, wait_s=wait_s, reply=reply)
+
+    def _next(
+        self, credentials: Credentials, run_id: str, *, after_seq: int, wait_s: float, reply: tuple[str, int] | None
+    ) -> tuple[list[RunEvent], list[ReplyDelta]]:
         call = self._stub.WatchRun(
-            WatchRunRequest(run_id=run_id, after_seq=after_seq), metadata=credentials.metadata(), timeout=wait_s
+            WatchRunRequest(run_id=run_id, after_seq=after_seq, include_deltas=reply is not None),
+            metadata=credentials.metadata(),
+            timeout=wait_s,
         )
         try:
-            for reply in call:
-                return list(reply.events)
-            return []
+            for response in call:
+                # A new watch first sends the reply's text so far: what the page has is skipped.
+                deltas = [d for d in response.deltas if reply is None or d.reply_id != reply[0] or d.index > reply[1]]
+                if response.events or deltas:
+                    return list(response.events), deltas
+            return [], []
         except grpc.RpcError as error:
             if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return []
+                return [], []
             raise _translate(error) from None
         finally:
             call.cancel()

@@ -12,7 +12,7 @@ from flotilla.auth import display_name
 
 from flotilla.ui import catalogue, render, runs, signin, words
 from flotilla.ui.gateway import GatewayError
-from flotilla.ui.state import RUN_PARAM, State, events_of, runs_of, session_of
+from flotilla.ui.state import RUN_PARAM, State, events_of, reply_of, runs_of, session_of
 from flotilla.ui.ticker import ticker
 from flotilla.ui.transcript import build
 
@@ -107,6 +107,9 @@ def _open_run(state: State) -> None:
     if state.run_error:
         me.text(state.run_error, style=me.Style(color="#a50e0e", font_weight=500))
     render.transcript(view, sent=state.sent, drafts=state.drafts)
+    reply = reply_of(state)
+    if reply is not None and not view.finished:
+        render.writing(reply)
     if state.run_id and not view.finished and not runs.waiting_for_person(state):
         with me.box(classes="working"):
             me.progress_spinner(diameter=20, stroke_width=3)

@@ -54,6 +54,17 @@ def message(event: dict[str, Any]) -> None:
         me.markdown(safe_markdown(str(event.get("body", ""))))
 
 
+def writing(reply: dict[str, Any]) -> None:
+    """The reply an agent's model is writing, growing as it comes; the finished message replaces it."""
+    sender = str(reply.get("sender") or "agent")
+    background, border = agent_colours(sender)
+    with _block("writing", background, border):
+        with me.box(classes="item-head"):
+            me.text(sender, style=me.Style(font_weight=600))
+            me.text("writing…", style=me.Style(color="#5f6368", font_size=12, font_style="italic"))
+        me.markdown(safe_markdown(str(reply.get("text") or "")))
+
+
 def function_call(item: Item) -> None:
     event, result = item.event, item.related
     with _block("call", "#f8f9fa", "#5f6368"):

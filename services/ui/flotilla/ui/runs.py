@@ -9,12 +9,12 @@ import time
 from collections.abc import Iterable
 
 from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, event_to_json, is_terminal, run_to_json
-from flotilla.protocol import Run, RunEvent
+from flotilla.protocol import ReplyDelta, Run, RunEvent
 from flotilla.ui import transcript
 from flotilla.ui.gateway import GatewayError
 from flotilla.ui.sessions import Session
 from flotilla.ui.services import current
-from flotilla.ui.state import State, events_of
+from flotilla.ui.state import State, events_of, reply_of
 
 WATCH_WAIT_S = 1.0
 """How long one tick waits for new events while agents work. A click waits at most this long
@@ -53,6 +53,7 @@ def close_run(state: State) -> None:
     state.run_id = state.workflow = state.run_status = state.run_error = ""
     state.events = []
     state.last_seq = 0
+    state.reply_json = ""
     state.watching = False
     state.drafts = {}
     state.sent = {}
@@ -96,7 +97,27 @@ def absorb(state: State, events: Iterable[RunEvent]) -> bool:
         if is_terminal(event):
             state.run_status = str(data.get("status") or "completed")
             state.watching = False
+    reply = reply_of(state)
+    if reply is not None and state.last_seq > reply["after_seq"]:
+        state.reply_json = ""  # an event after the reply began: its finished message, or the run moved on
     return fresh
+
+
+def absorb_deltas(state: State, deltas: Iterable[ReplyDelta]) -> None:
+    """Grow the reply being written: a delta continuing it is appended, one starting from the
+    beginning (a new reply, or the text so far) replaces it; repeats, gaps and replies the page has
+    moved past are ignored (the finished message comes as an event)."""
+    for delta in deltas:
+        if delta.run_id != state.run_id or delta.after_seq < state.last_seq:
+            continue
+        reply = reply_of(state)
+        if delta.first_index == 0:
+            reply = {"reply_id": delta.reply_id, "sender": delta.sender, "after_seq": delta.after_seq, "text": ""}
+        elif reply is None or reply["reply_id"] != delta.reply_id or delta.first_index != reply["index"] + 1:
+            continue
+        reply["text"] += delta.text
+        reply["index"] = delta.index
+        state.reply_json = json.dumps(reply)
 
 
 def waiting_for_person(state: State) -> bool:
@@ -111,8 +132,14 @@ def watch_once(state: State, session: Session) -> None:
         events = gateway.list_events(session.credentials, state.run_id, after_seq=state.last_seq)
     else:
         started = time.monotonic()
-        events = gateway.next_events(session.credentials, state.run_id, after_seq=state.last_seq, wait_s=WATCH_WAIT_S)
-        if not events and time.monotonic() - started < WATCH_WAIT_S / 2:
+        reply = reply_of(state)
+        have = (str(reply["reply_id"]), int(reply["index"])) if reply else ("", -1)
+        events, deltas = gateway.next_update(
+            session.credentials, state.run_id, after_seq=state.last_seq, wait_s=WATCH_WAIT_S, reply=have
+        )
+        if deltas:
+            absorb_deltas(state, deltas)
+        if not events and not deltas and time.monotonic() - started < WATCH_WAIT_S / 2:
             # The watch ended at once with nothing new: never spin; trust the run record instead.
             run = gateway.get_run(session.credentials, state.run_id)
             if run.status in TERMINAL_STATUSES:

@@ -46,6 +46,9 @@ class State:
     """The run's visible events as JSON, in seq order."""
     last_seq: int = 0
     """Highest seq absorbed (hidden events included): the next watch starts after it."""
+    reply_json: str = ""
+    """The reply an agent's model is writing (JSON: reply_id, sender, after_seq, index, text),
+    until an event after it arrives; "" when none is."""
     watching: bool = False
     tick: int = 0
     drafts: dict[str, str] = field(default_factory=dict)
@@ -70,3 +73,8 @@ def workflows_of(state: State) -> list[dict[str, str]]:
 
 def runs_of(state: State) -> list[dict[str, Any]]:
     return list(json.loads(state.runs_json or "[]"))
+
+
+def reply_of(state: State) -> dict[str, Any] | None:
+    """The reply being written, if one is."""
+    return json.loads(state.reply_json) if state.reply_json else None

@@ -36,7 +36,16 @@ class FlotillaTicker extends HTMLElement {
   }
 
   set delayMs(value) {
-    this._delayMs = Math.max(0, Number(value) || 0);
+    const delay = Math.max(0, Number(value) || 0);
+    const sooner = delay < this._delayMs;
+    this._delayMs = delay;
+    if (sooner && this._timer !== null) {
+      // The page went from waiting for the person to watching the agents (an answer was sent):
+      // the next tick comes after the shorter delay, not at the end of the long one.
+      clearTimeout(this._timer);
+      this._timer = null;
+      this._arm();
+    }
   }
   get delayMs() {
     return this._delayMs;
