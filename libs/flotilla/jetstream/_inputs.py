@@ -106,6 +106,12 @@ class Requests:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 return None
             raise
+        if ack.duplicate:
+            # A message with this Nats-Msg-Id is stored already (ours, retried after a lost ack,
+            # or another attempt's: a resumed run re-opens its questions), and nothing was
+            # stored now. An R3 leader answers a duplicate before it checks the condition, so
+            # this says nothing of where the question stands: the caller reads that.
+            return None
         return ack.seq
 
     async def _existing(self, run_id: str, request_id: str) -> Question:
