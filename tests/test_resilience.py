@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import nats
-import pytest
 import nats.aio.msg
+import pytest
 
 from flotilla.devstack import LocalStack, StackConfig
 from flotilla.jetstream import DEAD_STREAM, JOBS_SUBJECT

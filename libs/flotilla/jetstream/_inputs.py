@@ -9,7 +9,9 @@
 `open` being the question's last message (`Nats-Expected-Last-Subject-Sequence` over the
 question's subjects). So an answer and a timeout cannot both win, an answer is stored before it
 is acknowledged (never claimed first and lost), and a question of a run that ended refuses
-answers. The worker cannot publish answers (nats-server.conf).
+answers. The worker cannot publish answers (nats-server.conf). Each message carries a
+`Nats-Msg-Id` (`<run>.<request>.<state>`); a publish acked as a duplicate stored nothing, and the
+question's state is read instead (an R3 leader acks a duplicate before it checks the condition).
 """
 
 from __future__ import annotations
