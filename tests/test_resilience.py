@@ -12,6 +12,7 @@ from typing import Any
 
 import nats
 import nats.aio.msg
+import pytest
 
 from flotilla.devstack import LocalStack, StackConfig
 from flotilla.jetstream import DEAD_STREAM, JOBS_SUBJECT
@@ -311,8 +312,11 @@ def test_catalogue_shows_only_what_live_workers_serve() -> None:
         asyncio.run(scenario())
 
 
-def test_answer_given_while_no_worker_holds_the_run_is_used_on_takeover() -> None:
-    with local_stack(workers=1, job_ack_wait_s=1.0) as stack:
+@pytest.mark.parametrize("nats_nodes", [1, 3])
+def test_answer_given_while_no_worker_holds_the_run_is_used_on_takeover(nats_nodes: int) -> None:
+    # On an R3 cluster too: the worker taking over re-opens the question within the duplicate
+    # window, and the leader acks that as a duplicate (flotilla.jetstream.Requests reads the answer).
+    with local_stack(workers=1, job_ack_wait_s=1.0, nats_nodes=nats_nodes) as stack:
 
         async def scenario() -> None:
             async with Api(stack.gateway_url, stack.dev_api_key) as api:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flotilla.processes import Child, jetstream_server
+from flotilla.processes import Child, jetstream_cluster, jetstream_server
 
 
 @pytest.fixture(scope="module")
@@ -20,3 +20,19 @@ def nats_server() -> Iterator[Child]:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def nats_cluster() -> Iterator[list[Child]]:
+    """Three real nats-servers with JetStream in one cluster (no users), for R3 streams."""
+    with tempfile.TemporaryDirectory(prefix="flotilla-js-") as tmp:
+        nodes = jetstream_cluster(Path(tmp))
+        try:
+            for node in nodes:
+                node.start()
+            for node in nodes:
+                node.wait_ready(30)
+            yield nodes
+        finally:
+            for node in nodes:
+                node.stop()

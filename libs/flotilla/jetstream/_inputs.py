@@ -9,7 +9,9 @@
 `open` being the question's last message (`Nats-Expected-Last-Subject-Sequence` over the
 question's subjects). So an answer and a timeout cannot both win, an answer is stored before it
 is acknowledged (never claimed first and lost), and a question of a run that ended refuses
-answers. The worker cannot publish answers (nats-server.conf).
+answers. The worker cannot publish answers (nats-server.conf). Each message carries a
+`Nats-Msg-Id` (`<run>.<request>.<state>`); a publish acked as a duplicate stored nothing, and the
+question's state is read instead (an R3 leader acks a duplicate before it checks the condition).
 """
 
 from __future__ import annotations
@@ -106,6 +108,12 @@ class Requests:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 return None
             raise
+        if ack.duplicate:
+            # A message with this Nats-Msg-Id is stored already (ours, retried after a lost ack,
+            # or another attempt's: a resumed run re-opens its questions), and nothing was
+            # stored now. An R3 leader answers a duplicate before it checks the condition, so
+            # this says nothing of where the question stands: the caller reads that.
+            return None
         return ack.seq
 
     async def _existing(self, run_id: str, request_id: str) -> Question:

@@ -13,7 +13,7 @@ import pytest
 from flotilla.processes import Child
 from flotilla.errors import RequestAlreadyAnswered, RequestExpired, RequestNotFound, RunFinished
 from flotilla.ids import new_run_id
-from flotilla.jetstream import ANSWER, CLOSED, EXPIRED, OPEN, Layout, Requests, provision
+from flotilla.jetstream import ANSWER, CLOSED, EXPIRED, OPEN, Layout, Requests, provision, when_ready
 
 
 @asynccontextmanager
@@ -76,5 +76,37 @@ def test_concurrent_answers_store_exactly_one(nats_server: Child) -> None:
             assert all(isinstance(r, RequestAlreadyAnswered) for r in results if r is not None)
             stored = await store.get(run_id, "q1")
             assert stored is not None and stored.value == f"answer {accepted[0]}"
+
+    asyncio.run(scenario())
+
+
+def test_on_an_r3_cluster_a_resumed_attempt_reopening_an_answered_question_gets_the_answer(
+    nats_cluster: list[Child],
+) -> None:
+    """An R3 leader answers a publish whose Nats-Msg-Id it has seen (within the duplicate window)
+    with a duplicate ack before it checks the publish's condition: the re-open of an answered
+    question "succeeds". Taken for a fresh open, the resumed attempt waited for an answer given
+    before it subscribed, for good (the compose cluster test's run stuck after a leader kill)."""
+
+    async def scenario() -> None:
+        nc = await nats.connect([node.url for node in nats_cluster])
+        try:
+            await when_ready(lambda: provision(nc.jetstream(), Layout(replicas=3)), waiting_for="the cluster")
+            store = Requests(nc.jetstream(), retry_s=30.0)
+            run_id = new_run_id()
+            opened = await store.open(run_id, "q1")
+            assert opened.state == OPEN
+            await store.answer(run_id, "q1", "42")
+            again = await store.open(run_id, "q1")  # the attempt that took the run over asks again
+            assert again.state == ANSWER and again.value == "42", again
+            with pytest.raises(RequestAlreadyAnswered):  # a second answer is refused, not dropped
+                await store.answer(run_id, "q1", "again")
+            late = await store.expire(run_id, "q1", opened.open_seq)
+            assert late.state == ANSWER and late.value == "42"
+            q2 = await store.open(run_id, "q2")
+            assert (await store.close(run_id, "q2", q2.open_seq)).state == CLOSED
+            assert (await store.open(run_id, "q2")).state == CLOSED
+        finally:
+            await nc.close()
 
     asyncio.run(scenario())

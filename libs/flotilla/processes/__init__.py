@@ -1,10 +1,11 @@
 """Local processes started and stopped by pid: a child with a readiness probe, a bare JetStream
-server, free ports, and network namespaces as hosts (the local stack, tests and benchmarks)."""
+server or cluster, free ports, and network namespaces as hosts (the local stack, tests and benchmarks)."""
 
 from flotilla.processes._child import (
     Child,
     find_nats_server,
     free_port,
+    jetstream_cluster,
     jetstream_server,
     packaged_executable,
     port_open,
@@ -19,6 +20,7 @@ __all__ = [
     "find_nats_server",
     "packaged_executable",
     "free_port",
+    "jetstream_cluster",
     "jetstream_server",
     "netns_unavailable",
     "port_open",

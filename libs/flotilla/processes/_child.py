@@ -157,3 +157,20 @@ def jetstream_server(data_dir: Path, *, name: str = "nats", log_path: Path | Non
     port = free_port()
     argv = [find_nats_server(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir)]
     return Child(name, argv, dict(os.environ), lambda: port_open(port), log_path, url=f"nats://127.0.0.1:{port}")
+
+
+def jetstream_cluster(data_dir: Path, *, nodes: int = 3) -> list[Child]:
+    """Bare nats-servers with JetStream, clustered (routes on free 127.0.0.1 ports, no users): an
+    R3 cluster for tests of the JetStream layer. Start each, `wait_ready` each, stop each by pid;
+    a client gets every node's URL (`",".join(n.url for n in nodes)`)."""
+    ports = [(free_port(), free_port()) for _ in range(nodes)]
+    routes = ",".join(f"nats-route://127.0.0.1:{route}" for _, route in ports)
+    children = []
+    for index, (port, route) in enumerate(ports, start=1):
+        name = f"nats-{index}"
+        argv = [find_nats_server(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir / name)]
+        argv += ["--name", name, "--cluster_name", "flotilla", "--cluster", f"nats://127.0.0.1:{route}"]
+        argv += ["--routes", routes]
+        ready = (lambda p: lambda: port_open(p))(port)
+        children.append(Child(name, argv, dict(os.environ), ready, url=f"nats://127.0.0.1:{port}"))
+    return children
