@@ -17,7 +17,7 @@ from flotilla.examples._support_desk import support_desk_pattern
 from flotilla.examples import registry as examples
 from flotilla.examples.benchmarks import registry as benchmarks
 from flotilla.llm import llm_config, register_llm
-from flotilla.workflows import Session, SyncSession, WorkflowRegistry, current_tool_call
+from flotilla.workflows import DoubleTexting, Session, SyncSession, WorkflowRegistry, current_tool_call
 
 registry = WorkflowRegistry()
 registry.include(examples)
@@ -300,3 +300,27 @@ def ag2_auto_pattern(ui: SyncSession, params: dict[str, Any]) -> list[str]:
     response = autogen.agentchat.run_group_chat(pattern=pattern, messages="Plan a picnic.", max_rounds=3)
     response.process()
     return [str(message.get("name", "")) for message in response.messages]
+
+
+async def thread_probe(session: Session, params: dict[str, Any]) -> dict[str, Any]:
+    """Shows what a run knows of its thread; a first run asked to (`ask`) waits for an answer,
+    so that a reply can arrive while it works."""
+    thread = session.thread
+    await session.text_message(f"you said: {thread.message}" if thread.is_reply else "first", sender="probe")
+    if params.get("ask") and not thread.is_reply:
+        await session.text_input("hold on?", sender="probe")
+    return {
+        "thread_id": thread.thread_id,
+        "reply_to": thread.reply_to,
+        "message": thread.message,
+        "history": [[m.sender, m.body] for m in thread.history],
+    }
+
+
+_policy: DoubleTexting
+for _policy in ("reject", "queue", "interrupt"):
+    registry.register(
+        name=f"thread_{_policy}",
+        description=f"Shows its thread; replies while it works: {_policy}.",
+        double_texting=_policy,
+    )(thread_probe)

@@ -42,6 +42,17 @@ class RunFinished(Conflict):
         super().__init__(f"run {run_id!r} already finished ({status})")
 
 
+class ThreadBusy(Conflict):
+    """A reply to a thread whose run still works, and the workflow's double-texting policy rejects it."""
+
+    def __init__(self, thread_id: str, active_run_id: str) -> None:
+        super().__init__(
+            f"run {active_run_id!r} of thread {thread_id!r} is still working; "
+            "reply once it has finished (or cancel it)"
+        )
+        self.active_run_id = active_run_id
+
+
 class InvalidArgument(FlotillaError):
     """The request itself is malformed (bad params, bad JSON, out-of-range value)."""
 

@@ -134,4 +134,7 @@ def run_to_json(run: Run) -> dict[str, Any]:
         "idempotency_key": run.idempotency_key or None,
         "cancel_requested": run.cancel_requested,
         "usage": [_message_fields(usage) for usage in run.usage],
+        "thread_id": run.thread_id or run.run_id,
+        "reply_to": run.reply_to or None,
+        "message": run.reply_message or None,
     }

@@ -16,6 +16,7 @@ from flotilla.v1.dispatcher_pb2 import (
     ListRunsResponse,
     ListWorkflowsRequest,
     ListWorkflowsResponse,
+    ReplyRunRequest,
     StartRunRequest,
     StartRunResponse,
     SubmitInputRequest,
@@ -80,6 +81,7 @@ __all__ = [
     # dispatcher service
     "Caller",
     "CancelRunRequest",
+    "ReplyRunRequest",
     "CancelRunResponse",
     "DispatcherServicer",
     "DispatcherStub",

@@ -35,6 +35,7 @@ def summary_of(run: Run) -> Run:
     if len(summary.result_json) > SUMMARY_FIELD_BYTES:
         summary.result_json = ""
     summary.error = summary.error[:SUMMARY_FIELD_BYTES]
+    summary.reply_message = summary.reply_message[:SUMMARY_FIELD_BYTES]
     return summary
 
 

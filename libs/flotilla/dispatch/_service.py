@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import secrets
@@ -19,8 +20,10 @@ from flotilla.dispatch._fanout import EventFanout
 from flotilla.dispatch._index import RunIndex
 from flotilla.dispatch._upkeep import Upkeep
 from flotilla.errors import (
+    PermissionDenied,
     QuotaExceeded,
     InvalidArgument,
+    ThreadBusy,
     RequestNotFound,
     RunFinished,
     RunNotFound,
@@ -60,6 +63,9 @@ MAX_LIST_LIMIT = 1000
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10_000
 ENQUEUE_TRIES = 5
+MAX_REPLY_BYTES = 64 * 1024
+"""A reply's message at most (it travels in the run's record and header)."""
+THREAD_TRIES = 20
 ROOM_FOR_A_START = 4 * 1024 * 1024
 """Room a new run needs in the events stream to be worth starting."""
 SYSTEM = Caller(admin=True)
@@ -180,6 +186,101 @@ class RunService:
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             log.info("run queued", workflow=workflow)
         return run, True
+
+    async def reply_run(
+        self, run_id: str, message: str, idempotency_key: str = "", caller: Caller = SYSTEM
+    ) -> tuple[Run, bool]:
+        """Start the next run of `run_id`'s thread: the same workflow and params, following the
+        thread's latest run, with what the person says now. Only the owner may reply. While the
+        thread's latest run still works, the workflow's double-texting policy decides: reject
+        (ThreadBusy), queue (the new run starts when it ends) or interrupt (it is cancelled and
+        the new run starts when it has ended). Replies are ordered by a compare-and-set of the
+        thread's head on its first run's record, so two at once cannot both find the thread idle."""
+        _check_run_id(run_id)
+        if not message.strip():
+            raise InvalidArgument("message is empty")
+        if len(message.encode()) > MAX_REPLY_BYTES:
+            raise InvalidArgument(f"message is larger than {MAX_REPLY_BYTES} bytes")
+        if len(idempotency_key) > 256:
+            raise InvalidArgument("idempotency_key is longer than 256 characters")
+        replied = await self._visible_record(run_id, caller)
+        if replied.owner != caller.identity:
+            raise PermissionDenied("only the identity that owns a thread may reply to it")
+        thread_id = replied.thread_id or replied.run_id
+        root = replied if thread_id == replied.run_id else await self._visible_record(thread_id, caller)
+        info = await self._catalogue.get(root.workflow)  # WorkflowNotFound when no live worker serves it
+        policy = info.double_texting or "reject"
+        new_id = new_run_id()
+        if idempotency_key:
+            bound = await self._idempotency.claim(f"{caller.identity}\nreply\n{idempotency_key}", new_id)
+            if bound != new_id:
+                try:
+                    existing = await self.get_run(bound, caller)
+                except RunNotFound:
+                    new_id = bound  # the first reply died before creating its run: finish its work
+                else:
+                    if existing.status == RunStatus.RUN_STATUS_QUEUED:
+                        await self._enqueue(existing)
+                    return existing, False
+        await self._check_room()
+        active = self._index.active(caller.identity)
+        if active >= self._limits.max_active_runs_per_identity:
+            raise QuotaExceeded(
+                f"{caller.identity!r} already has {active} runs queued or running (the limit is "
+                f"{self._limits.max_active_runs_per_identity}); wait for some to finish"
+            )
+        head = await self._place_reply(thread_id, new_id, policy, caller)
+        if head.status not in TERMINAL_STATUSES and policy == "interrupt":
+            with contextlib.suppress(RunFinished):
+                await self.cancel(head.run_id)
+        run = Run(
+            run_id=new_id,
+            workflow=root.workflow,
+            params_json=root.params_json,
+            status=RunStatus.RUN_STATUS_QUEUED,
+            idempotency_key=idempotency_key,
+            owner=caller.identity,
+            thread_id=thread_id,
+            reply_to=head.run_id,
+            reply_message=message,
+        )
+        await self._runs.create(run)
+        self._index.put(run)
+        await self._enqueue(run)
+        RUNS_STARTED.labels(run.workflow).inc()
+        with structlog.contextvars.bound_contextvars(run_id=new_id):
+            log.info("reply queued", thread_id=thread_id, reply_to=head.run_id, policy=policy)
+        return run, True
+
+    async def _place_reply(self, thread_id: str, new_id: str, policy: str, caller: Caller) -> Run:
+        """Make `new_id` the thread's head (compare-and-set on the first run's record); return
+        the run it follows. ThreadBusy when that run still works and the policy is reject."""
+        for _ in range(THREAD_TRIES):
+            root, _ = await self._runs.get(thread_id)
+            head_id = root.thread_head or root.run_id
+            head = await self._thread_run(thread_id, head_id, new_id, caller)
+            if head.status not in TERMINAL_STATUSES and policy == "reject":
+                raise ThreadBusy(thread_id, head.run_id)
+            moved: list[bool] = []
+            placed = await self._runs.update(thread_id, functools.partial(_place, head_id, new_id, moved))
+            self._index.put(placed)
+            if not moved:
+                return head
+        raise Unavailable(f"thread {thread_id} kept changing; try again")
+
+    async def _thread_run(self, thread_id: str, head_id: str, new_id: str, caller: Caller) -> Run:
+        """The thread's head as a run; when its record is missing (a reply that died between
+        placing itself and creating its run), the thread's latest run that exists."""
+        if head_id != new_id:
+            with contextlib.suppress(RunNotFound):
+                return await self.get_run(head_id)
+        known = [
+            run
+            for run in self._index.list(limit=self._limits.index_max_runs, owner=caller.identity)
+            if (run.thread_id or run.run_id) == thread_id and run.run_id not in (head_id, new_id)
+        ]
+        latest = max(known, key=lambda run: run.run_id, default=None)
+        return await self.get_run(latest.run_id if latest is not None else thread_id)
 
     async def _check_room(self) -> None:
         """Unavailable while the events' share of the store is (nearly) full: a new run could not
@@ -364,6 +465,18 @@ def check_params(workflow: str, schema_json: str, params: Any) -> None:
     if errors:
         problems = "; ".join(f"{'.'.join(map(str, e.instance_path)) or '(params)'}: {e.message}" for e in errors[:10])
         raise InvalidArgument(f"params of {workflow!r} do not fit its declaration: {problems}")
+
+
+def _place(head_id: str, new_id: str, moved: list[bool], run: Run) -> bool:
+    """Make `new_id` the head of the thread whose first run is `run`, if `head_id` still is."""
+    current = run.thread_head or run.run_id
+    if current == new_id:
+        return False  # an earlier try of this very reply placed it
+    if current != head_id:
+        moved.append(True)  # another reply came first: decide again
+        return False
+    run.thread_head = new_id
+    return True
 
 
 def _sees_all(caller: Caller) -> bool:

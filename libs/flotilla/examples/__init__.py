@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from flotilla.examples._support_desk import support_desk_pattern
 from flotilla.llm import llm_config, register_llm
-from flotilla.workflows import SyncSession, WorkflowRegistry
+from flotilla.workflows import PERSON, SyncSession, Thread, WorkflowRegistry
 
 registry = WorkflowRegistry()
 
@@ -23,15 +23,42 @@ class LearningParams(BaseModel):
     turns: int = Field(default=3, ge=1, le=10, description="Student-teacher exchanges")
 
 
+HISTORY_MESSAGES = 12
+"""The latest messages of a thread a reply's agents are given (the bundled model's context is small)."""
+HISTORY_CHARS = 600
+
+
+def _seed(student: ConversableAgent, teacher: ConversableAgent, thread: Thread) -> None:
+    """Give both agents the thread's conversation so far, as if they had had it (AG2 keeps each
+    agent's view of a chat in `_oai_messages`; `initiate_chat(clear_history=False)` continues it)."""
+    for message in thread.history[-HISTORY_MESSAGES:]:
+        body = message.body[:HISTORY_CHARS]
+        if message.sender == PERSON:
+            body = f"(The person said:) {body}"
+        for agent, other in ((student, teacher), (teacher, student)):
+            role = "assistant" if message.sender == agent.name else "user"
+            agent._oai_messages[other].append({"content": body, "role": role, "name": message.sender})
+
+
+def _topic(thread: Thread) -> str:
+    """What a thread is about: the person's first answer in it."""
+    return next((m.body for m in thread.history if m.sender == PERSON), "")
+
+
 @registry.register(
     name="learning_chat",
-    description="A student and a teacher agent talk about a topic you choose (the seed's example).",
+    description="A student and a teacher agent talk about a topic you choose (the seed's example); reply to go on.",
     params=LearningParams,
+    double_texting="queue",
 )
 def learning_chat(ui: SyncSession, params: dict[str, Any]) -> str:
-    topic = ui.text_input(
-        prompt="What do you want to learn about?", suggestions=["Math", "Physics", "History"], sender="workflow"
-    ).strip()
+    thread = ui.thread
+    if thread.is_reply:
+        topic = _topic(thread)
+    else:
+        topic = ui.text_input(
+            prompt="What do you want to learn about?", suggestions=["Math", "Physics", "History"], sender="workflow"
+        ).strip()
     student = ConversableAgent(
         "student",
         system_message="You are a curious student. Ask the teacher short questions about the topic.",
@@ -46,11 +73,15 @@ def learning_chat(ui: SyncSession, params: dict[str, Any]) -> str:
     )
     register_llm(student, ui.llm)
     register_llm(teacher, ui.llm)
+    if thread.is_reply:
+        # A reply continues the conversation: both agents remember it, and the student passes
+        # on what the person asks now.
+        _seed(student, teacher, thread)
+        opening = f"About {topic or 'what we discussed'}, the person asks: {thread.message}"
+    else:
+        opening = f"Teach me about {topic or 'something new'}."
     chat = student.initiate_chat(
-        teacher,
-        message=f"Teach me about {topic or 'something new'}.",
-        max_turns=params["turns"],
-        summary_method="last_msg",
+        teacher, message=opening, max_turns=params["turns"], summary_method="last_msg", clear_history=False
     )
     return str(chat.summary)
 

@@ -24,6 +24,7 @@ from flotilla.errors import FlotillaError, InvalidArgument, RunNotFound
 from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, finish_record, is_terminal, now
 from flotilla.execution._session import RunSession
 from flotilla.execution._replay import DivergencePolicy, PriorAttempts
+from flotilla.execution._thread import read_thread, thread_of, wait_for_predecessor
 from flotilla.execution._usage import UsageTally
 from flotilla.jetstream import (
     EventLog,
@@ -199,6 +200,7 @@ class RunAttempt:
     async def _execute(self) -> None:
         run_id = self._job.run_id
         try:
+            await self._wait_for_predecessor()
             record, claimed, handed_back = await self._claim()
         except RunNotFound:  # a job whose run is gone (deleted past its retention): nothing to run
             await dead_letter(self._ctx.js, "orphan", self._msg.data, detail=f"run {run_id} has no record")
@@ -217,15 +219,21 @@ class RunAttempt:
         if record.attempts > self._ctx.layout.job_max_attempts:
             outcome = await self._dead_letter(writer, record.error)
         else:
+            thread = thread_of(record)
             started = WorkflowStarted(
-                workflow=self._job.workflow, params_json=self._job.params_json, attempt=record.attempts
+                workflow=self._job.workflow,
+                params_json=self._job.params_json,
+                attempt=record.attempts,
+                message=thread.message,
+                reply_to=thread.reply_to,
+                thread_id=thread.thread_id if thread.is_reply else "",
             )
             await writer.emit("workflow_started", started, sender="system")
             if record.attempts == 1 and record.HasField("created_at"):
                 waited = now().ToNanoseconds() - record.created_at.ToNanoseconds()
                 RUN_FIRST_EVENT_SECONDS.labels(self._workflow_label).observe(max(0.0, waited / 1e9))
             outcome = (
-                await self._run_workflow(writer, prior)
+                await self._run_workflow(writer, prior, record)
                 if not record.cancel_requested
                 else Outcome("cancelled", error="cancelled")
             )
@@ -326,13 +334,20 @@ class RunAttempt:
             self._cancel.set()
         return record, claimed, handed_back
 
-    async def _run_workflow(self, writer: RunEventWriter, prior: PriorAttempts) -> Outcome:
+    async def _wait_for_predecessor(self) -> None:
+        """A reply's run starts once the run it follows has ended (its log is then complete)."""
+        record, _ = await self._ctx.runs.get(self._job.run_id)
+        if record.reply_to and record.status == RunStatus.RUN_STATUS_QUEUED and not record.cancel_requested:
+            await wait_for_predecessor(self._ctx.runs, record, self._cancel)
+
+    async def _run_workflow(self, writer: RunEventWriter, prior: PriorAttempts, claimed: Run) -> Outcome:
         try:
             workflow = self._ctx.registry.get(self._job.workflow)
             params = json.loads(self._job.params_json or "{}")
             if not isinstance(params, dict):
                 raise InvalidArgument("params must be a JSON object")
             params = workflow.validate_params(params)
+            thread = await read_thread(self._ctx.runs, self._ctx.events, claimed) if claimed.reply_to else None
         except (FlotillaError, ValueError) as exc:
             await writer.emit("error", Error(short=str(exc)), sender="system")
             return Outcome("failed", error=str(exc))
@@ -345,6 +360,7 @@ class RunAttempt:
             llm=self._ctx.llm,
             input_timeout_s=self._ctx.input_timeout_s,
             prior=None if prior.live else prior,
+            thread=thread,
         )
         self._session = session
         loop = asyncio.get_running_loop()

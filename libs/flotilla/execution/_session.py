@@ -49,7 +49,7 @@ from flotilla.protocol import (
     TextInput,
     TextMessage,
 )
-from flotilla.workflows import Recorded, ToolCall, WorkerSession, tool_call_scope
+from flotilla.workflows import Recorded, Thread, ToolCall, WorkerSession, tool_call_scope
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -75,11 +75,13 @@ class RunSession(WorkerSession):
         llm: LlmService,
         input_timeout_s: float,
         prior: PriorAttempts | None = None,
+        thread: Thread | None = None,
     ) -> None:
         """`llm`: the worker's; `prior`: what earlier attempts of the run did (a resumed run
         retraces it)."""
         self._llm = llm
         self._prior = prior
+        self._thread = thread or Thread(thread_id=run_id)
         self._nc = nc
         self._writer = writer
         self._requests = requests
@@ -103,6 +105,10 @@ class RunSession(WorkerSession):
     @property
     def llm(self) -> LlmService:
         return self._llm
+
+    @property
+    def thread(self) -> Thread:
+        return self._thread
 
     @property
     def divergence(self) -> Nondeterminism | None:

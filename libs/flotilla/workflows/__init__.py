@@ -1,7 +1,8 @@
 """Authoring workflows: register a function, use the session it receives."""
 
-from flotilla.workflows._registry import Workflow, WorkflowFunction, WorkflowRegistry
+from flotilla.workflows._registry import DOUBLE_TEXTING, DoubleTexting, Workflow, WorkflowFunction, WorkflowRegistry
 from flotilla.workflows._session import Session, SyncSession, WorkerSession
+from flotilla.workflows._thread import PERSON, Thread, ThreadMessage
 from flotilla.workflows._tools import Recorded, ToolCall, ToolSteps, current_tool_call, tool_call_scope
 
 __all__ = [
@@ -10,6 +11,12 @@ __all__ = [
     "Workflow",
     "WorkflowFunction",
     "WorkflowRegistry",
+    "DOUBLE_TEXTING",
+    "DoubleTexting",
+    # threads
+    "PERSON",
+    "Thread",
+    "ThreadMessage",
     # tool calls
     "ToolCall",
     "current_tool_call",

@@ -21,6 +21,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar
 
 from flotilla.errors import RunCancelled
 from flotilla.llm import LlmService
+from flotilla.workflows._thread import Thread
 from flotilla.workflows._tools import ToolSteps, tool_call_scope
 
 T = TypeVar("T")
@@ -38,6 +39,12 @@ class Session(Protocol):
     def llm(self) -> LlmService:
         """The worker's LLM, for the run's agents (`register_llm(agent, session.llm)`) and direct
         completions; what it answers is recorded in the run's log and replayed on resume."""
+        ...
+
+    @property
+    def thread(self) -> Thread:
+        """The thread this run belongs to: on a reply's run, the conversation so far
+        (`thread.history`) and what the person said now (`thread.message`)."""
         ...
 
     async def text_message(self, body: str = "", *, sender: str | None = None, recipient: str | None = None) -> None:
@@ -174,6 +181,11 @@ class SyncSession:
     def llm(self) -> LlmService:
         """The worker's LLM (see `Session.llm`); call `complete_sync` from the workflow's thread."""
         return self._session.llm
+
+    @property
+    def thread(self) -> Thread:
+        """The run's thread (see `Session.thread`)."""
+        return self._session.thread
 
     @property
     def session(self) -> WorkerSession:

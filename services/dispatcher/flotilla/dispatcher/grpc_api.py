@@ -32,6 +32,7 @@ from flotilla.protocol import (
     ListRunsResponse,
     ListWorkflowsRequest,
     ListWorkflowsResponse,
+    ReplyRunRequest,
     Run,
     StartRunRequest,
     StartRunResponse,
@@ -152,6 +153,15 @@ class DispatcherApi(DispatcherServicer):
             return CancelRunResponse(run=await self._service.cancel(request.run_id, _caller(request)))
 
         return await _call(context, cancel)
+
+    async def ReplyRun(self, request: ReplyRunRequest, context: Context) -> StartRunResponse:
+        async def reply() -> StartRunResponse:
+            run, created = await self._service.reply_run(
+                request.run_id, request.message, request.idempotency_key, _caller(request)
+            )
+            return StartRunResponse(run=run, created=created)
+
+        return await _call(context, reply)
 
     async def ListWorkflows(self, request: ListWorkflowsRequest, context: Context) -> ListWorkflowsResponse:
         async def list_workflows() -> ListWorkflowsResponse:

@@ -46,6 +46,7 @@ from flotilla.protocol import (
     ListRunsResponse,
     ListWorkflowsRequest,
     ListWorkflowsResponse,
+    ReplyRunRequest,
     Run,
     StartRunRequest,
     StartRunResponse,
@@ -176,6 +177,10 @@ class GatewayApi(GatewayServicer):
     async def CancelRun(self, request: CancelRunRequest, context: Context) -> CancelRunResponse:  # noqa: N802
         stub = self._dispatcher.stub
         reply: CancelRunResponse = await self._relay(context, SCOPE_RUNS_WRITE, request, stub.CancelRun)
+        return reply
+
+    async def ReplyRun(self, request: ReplyRunRequest, context: Context) -> StartRunResponse:  # noqa: N802
+        reply: StartRunResponse = await self._relay(context, SCOPE_RUNS_WRITE, request, self._dispatcher.stub.ReplyRun)
         return reply
 
     # grpc.aio serves a streaming call from a coroutine that writes its responses with

@@ -25,6 +25,7 @@ from flotilla.gateway.schemas import (
     InputBody,
     NotReadyOut,
     ReadyOut,
+    ReplyBody,
     RunOut,
     StartRunBody,
     WorkflowOut,
@@ -36,6 +37,7 @@ from flotilla.protocol import (
     ListEventsRequest,
     ListRunsRequest,
     ListWorkflowsRequest,
+    ReplyRunRequest,
     RunStatus,
     StartRunRequest,
     SubmitInputRequest,
@@ -175,6 +177,35 @@ async def submit_input(run_id: str, body: InputBody, dispatcher: DispatcherDep, 
 async def cancel_run(run_id: str, dispatcher: DispatcherDep, identity: Writer) -> dict[str, str]:
     await dispatcher.stub.CancelRun(CancelRunRequest(run_id=run_id, caller=caller(identity)))
     return {"status": "accepted", "run_id": run_id}
+
+
+@router.post(
+    "/runs/{run_id}/reply",
+    status_code=201,
+    response_model=RunOut,
+    summary="Reply to a run's thread: its next run, with the conversation so far",
+    description=(
+        "Starts the next run of the thread `run_id` belongs to (same workflow and params), following the "
+        "thread's latest run; its workflow receives the conversation so far and `message`. Only the run's "
+        "owner may reply. While a run of the thread is still working, the workflow's double-texting policy "
+        "applies: `reject` (409, the default), `queue` (the reply's run starts when that run ends) or "
+        "`interrupt` (that run is cancelled, then the reply's run starts)."
+    ),
+    responses={
+        201: {"content": json_example(QUEUED_RUN_EXAMPLE)},
+        200: {"model": RunOut, "description": "The idempotency key named an earlier reply's run"},
+    },
+)
+async def reply_run(
+    run_id: str, body: ReplyBody, dispatcher: DispatcherDep, identity: Writer, response: Response
+) -> dict[str, Any]:
+    request = ReplyRunRequest(
+        run_id=run_id, message=body.message, idempotency_key=body.idempotency_key or "", caller=caller(identity)
+    )
+    reply = await dispatcher.stub.ReplyRun(request)
+    if not reply.created:
+        response.status_code = 200
+    return run_to_json(reply.run)
 
 
 health = APIRouter()

@@ -22,6 +22,9 @@ RUN_EXAMPLE: dict[str, Any] = {
     "error": None,
     "idempotency_key": None,
     "cancel_requested": False,
+    "thread_id": RUN_ID,
+    "reply_to": None,
+    "message": None,
     "usage": [
         {
             "model": "SmolLM2-135M-Instruct.Q4_1",
@@ -103,6 +106,16 @@ class StartRunBody(BaseModel):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
 
 
+class ReplyBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"message": "Tell me more about gravity."}]},
+    )
+
+    message: str = Field(min_length=1, max_length=64 * 1024)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+
+
 class InputBody(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"request_id": "9f2c51d0a1b2c3d4", "value": "Math"}]}
@@ -148,6 +161,9 @@ class RunOut(BaseModel):
     usage: list[UsageOut] = Field(
         default_factory=list, description="What the run's LLM calls used, per model, over every attempt (once it ended)"
     )
+    thread_id: str | None = Field(default=None, description="The thread's first run (this run's own id on a first run)")
+    reply_to: str | None = Field(default=None, description="The run this reply follows in its thread")
+    message: str | None = Field(default=None, description="What the person said to start this reply")
 
 
 class EventsOut(BaseModel):
@@ -205,7 +221,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "No token, or not a valid API key or JWT"},
     403: {"model": ErrorOut, "description": "The token lacks the scope this route needs"},
     404: {"model": ErrorOut, "description": "Unknown run, workflow or request (or another identity's run)"},
-    409: {"model": ErrorOut, "description": "Answered already, expired, or the run has finished"},
+    409: {
+        "model": ErrorOut,
+        "description": "Answered already, expired, the run has finished, or a reply while its thread still works",
+    },
     413: {"model": ErrorOut, "description": "The request body is too large"},
     422: {"model": ErrorOut, "description": "Malformed body or parameter; the detail names the field"},
     429: {"model": ErrorOut, "description": "Rate limit exceeded; see Retry-After"},
