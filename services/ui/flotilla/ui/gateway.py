@@ -24,6 +24,7 @@ from flotilla.protocol import (
     ListRunsRequest,
     ListWorkflowsRequest,
     ReplyDelta,
+    ReplyRunRequest,
     Run,
     RunEvent,
     StartRunRequest,
@@ -184,4 +185,10 @@ class GatewayClient:
 
     def cancel_run(self, credentials: Credentials, run_id: str) -> Run:
         reply: CancelRunResponse = self._call(self._stub.CancelRun, CancelRunRequest(run_id=run_id), credentials)
+        return reply.run
+
+    def reply_run(self, credentials: Credentials, run_id: str, message: str, *, idempotency_key: str) -> Run:
+        """The next run of `run_id`'s thread, started with `message`."""
+        request = ReplyRunRequest(run_id=run_id, message=message, idempotency_key=idempotency_key)
+        reply: StartRunResponse = self._call(self._stub.ReplyRun, request, credentials)
         return reply.run

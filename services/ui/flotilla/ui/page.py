@@ -6,6 +6,8 @@ reload reopens the same run from its first event and carries on live from there.
 
 from __future__ import annotations
 
+import json
+
 import mesop as me
 
 from flotilla.auth import display_name
@@ -106,10 +108,15 @@ def _open_run(state: State) -> None:
             me.button("Cancel run", type="stroked", color="warn", on_click=on_cancel, key="cancel-run")
     if state.run_error:
         me.text(state.run_error, style=me.Style(color="#a50e0e", font_weight=500))
+    for earlier in state.earlier:  # the thread's conversation so far, each earlier run in turn
+        with me.box(classes="thread-earlier"):
+            render.transcript(build(json.loads(earlier)), sent={}, drafts={})
     render.transcript(view, sent=state.sent, drafts=state.drafts)
     reply = reply_of(state)
     if reply is not None and not view.finished:
         render.writing(reply)
+    if state.run_id and view.finished:
+        _reply_form(state)
     if state.run_id and not view.finished and not runs.waiting_for_person(state):
         with me.box(classes="working"):
             me.progress_spinner(diameter=20, stroke_width=3)
@@ -122,6 +129,21 @@ def _open_run(state: State) -> None:
             on_tick=on_tick,
             key="ticker",
         )
+
+
+def _reply_form(state: State) -> None:
+    """Under a finished run: say one more thing (the thread's next run)."""
+    with me.box(classes="answer-row reply-row"):
+        me.input(
+            label="Reply",
+            value=state.reply_text,
+            on_blur=on_reply_blur,
+            on_enter=on_reply_enter,
+            appearance="outline",
+            style=me.Style(width="100%"),
+            key="reply-text",
+        )
+        me.button("Reply", type="flat", color="primary", on_click=on_reply, key="reply")
 
 
 def status_badge(status: str) -> None:
@@ -178,6 +200,31 @@ def on_refresh(e: me.ClickEvent) -> None:
     session = session_of(state)
     if session is not None:
         runs.load_history(state, session)
+
+
+def on_reply_blur(e: me.InputBlurEvent) -> None:
+    me.state(State).reply_text = e.value
+
+
+def on_reply_enter(e: me.InputEnterEvent) -> None:
+    state = me.state(State)
+    state.reply_text = e.value
+    _send_reply(state)
+
+
+def on_reply(e: me.ClickEvent) -> None:
+    _send_reply(me.state(State))
+
+
+def _send_reply(state: State) -> None:
+    session = session_of(state)
+    if session is None:
+        signin.sign_out(state)
+        return
+    if state.run_id:
+        runs.reply(state, session, state.reply_text)
+        if state.run_id:
+            me.query_params[RUN_PARAM] = state.run_id
 
 
 def on_cancel(e: me.ClickEvent) -> None:

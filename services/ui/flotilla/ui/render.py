@@ -130,6 +130,12 @@ def answered(event: dict[str, Any]) -> None:
         me.text(f"Answered: {event.get('value', '')}")
 
 
+def said(event: dict[str, Any]) -> None:
+    """What the person said to start a reply's run."""
+    with me.box(classes="item item-answer item-reply"):
+        me.text(f"You said: {event.get('message', '')}", style=me.Style(font_weight=500))
+
+
 def notice(event: dict[str, Any], text: str) -> None:
     with me.box(classes="item item-notice"):
         me.text(f"{clock(event.get('timestamp'))}  {text}", style=me.Style(color="#5f6368", font_size=13))
@@ -174,6 +180,8 @@ def item(entry: Item, *, sent: dict[str, str], drafts: dict[str, str], last_mess
         answered(event)
     elif kind == "workflow_started":
         notice(event, words.start_text(event))
+        if event.get("message"):
+            said(event)
     elif kind == "run_retried":
         notice(event, f"Another worker took the run over (attempt {event.get('attempt')}): {event.get('reason')}")
     elif kind == "workflow_completed":

@@ -57,6 +57,8 @@ def close_run(state: State) -> None:
     state.watching = False
     state.drafts = {}
     state.sent = {}
+    state.earlier = []
+    state.reply_text = ""
 
 
 def open_run(state: State, session: Session, run_id: str) -> None:
@@ -67,10 +69,60 @@ def open_run(state: State, session: Session, run_id: str) -> None:
         run = gateway.get_run(session.credentials, run_id)
         _set_run(state, run)
         absorb(state, gateway.list_events(session.credentials, run_id, after_seq=0))
+        load_earlier(state, session, run)
     except GatewayError as exc:
         state.run_error = f"Cannot open run {run_id}: {exc}"
         return
     state.watching = not transcript.build(events_of(state)).finished
+
+
+MAX_EARLIER_RUNS = 20
+"""Earlier runs of a thread shown above the open one (the latest ones)."""
+
+
+def load_earlier(state: State, session: Session, run: Run) -> None:
+    """The thread's earlier runs, for the page to show the whole conversation."""
+    gateway = current().gateway
+    earlier: list[str] = []
+    previous = run.reply_to
+    while previous and len(earlier) < MAX_EARLIER_RUNS:
+        try:
+            record = gateway.get_run(session.credentials, previous)
+            events = gateway.list_events(session.credentials, previous, after_seq=0)
+        except GatewayError:
+            break  # expired: the conversation shown starts after it
+        earlier.append(json.dumps([_earlier_event(e) for e in events]))
+        previous = record.reply_to
+    state.earlier = list(reversed(earlier))
+
+
+def _earlier_event(event: RunEvent) -> dict[str, object]:
+    """An earlier run's event for display: its question ids made unique on the page (they are
+    keys of the answer controls, and every run numbers its questions from q1)."""
+    data = event_to_json(event)
+    if data.get("request_id"):
+        data["request_id"] = f"{event.run_id}-{data['request_id']}"
+    return data
+
+
+def reply(state: State, session: Session, message: str) -> None:
+    """Say one more thing to the open run's thread, then show the reply's run (the thread's
+    earlier runs above it)."""
+    if not message.strip():
+        state.run_error = "Write a message first."
+        return
+    if not state.reply_key:
+        state.reply_key = secrets.token_urlsafe(12)
+    try:
+        run = current().gateway.reply_run(
+            session.credentials, state.run_id, message.strip(), idempotency_key=state.reply_key
+        )
+    except GatewayError as exc:
+        state.run_error = f"The reply was not sent: {exc}"
+        return
+    state.reply_key = ""
+    open_run(state, session, run.run_id)
+    load_history(state, session)
 
 
 def _set_run(state: State, run: Run) -> None:

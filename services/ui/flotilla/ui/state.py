@@ -56,6 +56,12 @@ class State:
     sent: dict[str, str] = field(default_factory=dict)
     """request_id -> answer sent from this page, until the log records it."""
     run_error: str = ""
+    # The open run's thread.
+    earlier: list[str] = field(default_factory=list)
+    """The visible events of the thread's earlier runs, oldest run first: one JSON list per run."""
+    reply_text: str = ""
+    reply_key: str = ""
+    """Idempotency key of the next reply: a double click replies once."""
 
 
 def session_of(state: State) -> Session | None:
