@@ -8,13 +8,20 @@ import re
 from playwright.sync_api import Page, expect
 
 from flotilla.devstack import LocalStack
-from ui.browsing import WAIT_MS, Shots, sign_in, start_workflow
+from ui.browsing import WAIT_MS, Shots, sign_in
 
 
 def test_reply_under_a_finished_run_continues_the_conversation(ui_stack: LocalStack, page: Page, shots: Shots) -> None:
     assert ui_stack.config.ui_password
     sign_in(page, ui_stack.ui_url, "developer", ui_stack.config.ui_password)
-    first = start_workflow(page, "learning_chat", params_json='{"turns": 1}')
+    page.locator(".catalogue").get_by_role("button", name=re.compile(r"^learning_chat\b")).click()
+    expect(page.get_by_label("Turns")).to_have_value("3", timeout=WAIT_MS)
+    page.get_by_label("Turns").fill("1")
+    page.get_by_role("button", name="Start run").click()
+    page.wait_for_url(re.compile(r"[?&]run="), timeout=WAIT_MS)
+    match = re.search(r"[?&]run=([^&]+)", page.url)
+    assert match, page.url
+    first = match.group(1)
     topic = page.get_by_label("What do you want to learn about?")
     expect(topic).to_be_enabled(timeout=WAIT_MS)
     topic.fill("Volcanoes")
