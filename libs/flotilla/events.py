@@ -137,4 +137,6 @@ def run_to_json(run: Run) -> dict[str, Any]:
         "thread_id": run.thread_id or run.run_id,
         "reply_to": run.reply_to or None,
         "message": run.reply_message or None,
+        "forked_from": run.forked_from or None,
+        "fork_at_seq": run.fork_at_seq or None,
     }

@@ -66,6 +66,8 @@ ENQUEUE_TRIES = 5
 MAX_REPLY_BYTES = 64 * 1024
 """A reply's message at most (it travels in the run's record and header)."""
 THREAD_TRIES = 20
+COPY_BATCH_EVENTS = 256
+COPY_BATCH_BYTES = 512 * 1024
 ROOM_FOR_A_START = 4 * 1024 * 1024
 """Room a new run needs in the events stream to be worth starting."""
 SYSTEM = Caller(admin=True)
@@ -251,6 +253,86 @@ class RunService:
         with structlog.contextvars.bound_contextvars(run_id=new_id):
             log.info("reply queued", thread_id=thread_id, reply_to=head.run_id, policy=policy)
         return run, True
+
+    async def fork_run(
+        self, run_id: str, at_seq: int, idempotency_key: str = "", caller: Caller = SYSTEM
+    ) -> tuple[Run, bool]:
+        """A new run of `run_id`'s workflow and params whose log starts with the source's events
+        up to `at_seq` (hidden ones too: the recorded completions), so its workflow replays them
+        (and the answers given up to there) and goes on live from that point. Only the owner may
+        fork; the source may still be running."""
+        _check_run_id(run_id)
+        if len(idempotency_key) > 256:
+            raise InvalidArgument("idempotency_key is longer than 256 characters")
+        source = await self._visible_record(run_id, caller)
+        if source.owner != caller.identity:
+            raise PermissionDenied("only the identity that owns a run may fork it")
+        await self._catalogue.get(source.workflow)  # WorkflowNotFound when no live worker serves it
+        history, end = await self._events.history(run_id, from_stream_seq=source.log_from or 1)
+        kept = [event for event in history if event.seq <= at_seq and event.WhichOneof("kind") != "workflow_completed"]
+        if at_seq < 1 or at_seq > end.seq or not kept or kept[-1].seq != at_seq:
+            last = max((e.seq for e in history if e.WhichOneof("kind") != "workflow_completed"), default=0)
+            raise InvalidArgument(f"at_seq must name an event of run {run_id} before its end (1..{last})")
+        new_id = new_run_id()
+        if idempotency_key:
+            bound = await self._idempotency.claim(f"{caller.identity}\nfork\n{idempotency_key}", new_id)
+            if bound != new_id:
+                try:
+                    existing = await self.get_run(bound, caller)
+                except RunNotFound:
+                    new_id = bound  # the first fork died before creating its run: finish its work
+                else:
+                    if existing.status == RunStatus.RUN_STATUS_QUEUED:
+                        await self._enqueue(existing)
+                    return existing, False
+        await self._check_room()
+        active = self._index.active(caller.identity)
+        if active >= self._limits.max_active_runs_per_identity:
+            raise QuotaExceeded(
+                f"{caller.identity!r} already has {active} runs queued or running (the limit is "
+                f"{self._limits.max_active_runs_per_identity}); wait for some to finish"
+            )
+        info = await self._js.stream_info(EVENTS_STREAM)
+        run = Run(
+            run_id=new_id,
+            workflow=source.workflow,
+            params_json=source.params_json,
+            status=RunStatus.RUN_STATUS_QUEUED,
+            idempotency_key=idempotency_key,
+            owner=caller.identity,
+            forked_from=run_id,
+            fork_at_seq=at_seq,
+            log_from=(info.state.last_seq or 0) + 1,  # the copied events are the log's first
+        )
+        await self._runs.create(run)
+        await self._copy_log(new_id, kept)
+        self._index.put(run)
+        await self._enqueue(run)
+        RUNS_STARTED.labels(run.workflow).inc()
+        with structlog.contextvars.bound_contextvars(run_id=new_id):
+            log.info("fork queued", forked_from=run_id, at_seq=at_seq, events=len(kept))
+        return run, True
+
+    async def _copy_log(self, run_id: str, events: list[RunEvent]) -> None:
+        """Start `run_id`'s log with `events` (another run's, the same seqs and timestamps), in
+        batches, each conditional on the log as the last one left it (a retried fork whose copy
+        landed already keeps it)."""
+        position, _, _ = await self._events.tail(run_id)
+        token = secrets.token_hex(6)
+        pending = [event for event in events if event.seq > position.seq]
+        while pending:
+            batch: list[RunEvent] = []
+            size = 0
+            for event in pending:
+                size += event.ByteSize()
+                if batch and (len(batch) >= COPY_BATCH_EVENTS or size > COPY_BATCH_BYTES):
+                    break
+                copy = RunEvent()
+                copy.CopyFrom(event)
+                copy.run_id = run_id
+                batch.append(copy)
+            position = await self._events.append(batch, after=position, token=token, retry=True)
+            del pending[: len(batch)]
 
     async def _place_reply(self, thread_id: str, new_id: str, policy: str, caller: Caller) -> Run:
         """Make `new_id` the thread's head (compare-and-set on the first run's record); return

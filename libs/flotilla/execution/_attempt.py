@@ -279,6 +279,11 @@ class RunAttempt:
                 return writer, PriorAttempts(policy=self._ctx.on_divergence)
             if handed_back:
                 reason = "the previous worker handed the run back (it was shutting down)"
+            elif record.forked_from and record.attempts == 1:
+                reason = (
+                    f"forked from run {record.forked_from} at seq {record.fork_at_seq}: "
+                    "its events so far are replayed, then the run goes on live"
+                )
             else:
                 reason = "the previous attempt stopped (its worker died, stalled or was cut off)"
             retried = RunRetried(attempt=record.attempts, reason=reason, handed_back=handed_back)
@@ -287,7 +292,10 @@ class RunAttempt:
                 await writer.flush()
             except LostOwnership:
                 continue  # the previous holder appended meanwhile: read again
-            return writer, PriorAttempts.from_log(history, policy=self._ctx.on_divergence)
+            prior = PriorAttempts.from_log(history, policy=self._ctx.on_divergence)
+            if record.forked_from:
+                prior.forked(record.forked_from, record.fork_at_seq, history)
+            return writer, prior
         raise LostOwnership(f"run {run_id}: the log kept changing; another worker holds it")
 
     async def _end_log_like(self, record: Run) -> None:

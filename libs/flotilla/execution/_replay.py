@@ -65,6 +65,10 @@ class PriorAttempts:
     """Where the workflow left its log, once it did."""
     usage: UsageTally = field(default_factory=UsageTally)
     """What earlier attempts' LLM calls used."""
+    fork_source: str = ""
+    """A fork's source run: the answers in `forked_answers` are that run's (its questions, stored)."""
+    forked_answers: frozenset[str] = frozenset()
+    """Request ids a fork's copied log shows answered: their answers come from `fork_source`."""
 
     @classmethod
     def from_log(cls, events: Iterable[RunEvent], *, policy: DivergencePolicy = "fail") -> PriorAttempts:
@@ -85,6 +89,17 @@ class PriorAttempts:
                 prior.tools[event.function_call_execution.step] = event.function_call_execution
             prior.events.append(event)
         return prior
+
+    def forked(self, source: str, at_seq: int, events: Iterable[RunEvent]) -> PriorAttempts:
+        """This prior as a fork's: the questions answered in the log up to `at_seq` take their
+        answers from `source` (the fork's own questions are opened only past that point)."""
+        self.fork_source = source
+        self.forked_answers = frozenset(
+            event.input_answered.request_id
+            for event in events
+            if event.seq <= at_seq and event.WhichOneof("kind") == "input_answered"
+        )
+        return self
 
     @property
     def live(self) -> bool:

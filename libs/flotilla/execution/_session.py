@@ -346,7 +346,7 @@ class RunSession(WorkerSession):
         sub = await self._nc.subscribe(input_filter(self._run_id, request_id), cb=on_state)
         reconnects_seen = self._reconnects.count
         try:
-            state = await self._requests.open(self._run_id, request_id)
+            state = await self._forked_answer(request_id) or await self._requests.open(self._run_id, request_id)
             await self._emit(kind, question, sender=asker, recipient=person)
             if state.state == OPEN:
                 self._open[request_id] = state.open_seq
@@ -381,6 +381,15 @@ class RunSession(WorkerSession):
         answer = InputAnswered(request_id=request_id, value=shown, timed_out=timed_out)
         await self._emit("input_answered", answer, sender=person, recipient=asker)
         return value
+
+    async def _forked_answer(self, request_id: str) -> Question | None:
+        """A fork replaying a question its source answered before the fork point: that answer
+        (or expiry), as the source's stored it; None when the question is the fork's own."""
+        prior = self._prior
+        if prior is None or not prior.fork_source or request_id not in prior.forked_answers:
+            return None
+        stored = await self._requests.get(prior.fork_source, request_id)
+        return stored if stored is not None and stored.state in (ANSWER, EXPIRED) else None
 
     async def _outcome(self, outcome: asyncio.Future[Question], request_id: str, reconnects_seen: int) -> Question:
         """The answer (or expiry) from the live subscription; after each reconnect since the

@@ -1,7 +1,7 @@
 """Run records in the `flotilla_runs` bucket, updated with compare-and-set, and their headers.
 
 A record holds a run's lifecycle (status, attempts, worker, result), which workers update. What
-the run was started as (owner, workflow, params, idempotency key, creation time, its thread) is also written,
+the run was started as (owner, workflow, params, idempotency key, creation time, its thread or fork) is also written,
 once and by the dispatcher only, to `flotilla_run_headers`, which workers cannot write: a store
 opened with headers lays them over every record it reads, so a record rewritten by a worker can
 change neither whose run it is nor what it was started with, and a record without a header is no
@@ -38,6 +38,8 @@ def header_of(run: Run) -> Run:
         thread_id=run.thread_id,
         reply_to=run.reply_to,
         reply_message=run.reply_message,
+        forked_from=run.forked_from,
+        fork_at_seq=run.fork_at_seq,
     )
     header.created_at.CopyFrom(run.created_at)
     return header
@@ -48,6 +50,7 @@ def with_header(record: Run, header: Run) -> Run:
     record.workflow, record.params_json = header.workflow, header.params_json
     record.owner, record.idempotency_key = header.owner, header.idempotency_key
     record.thread_id, record.reply_to, record.reply_message = header.thread_id, header.reply_to, header.reply_message
+    record.forked_from, record.fork_at_seq = header.forked_from, header.fork_at_seq
     record.created_at.CopyFrom(header.created_at)
     return record
 

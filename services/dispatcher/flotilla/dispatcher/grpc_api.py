@@ -32,6 +32,7 @@ from flotilla.protocol import (
     ListRunsResponse,
     ListWorkflowsRequest,
     ListWorkflowsResponse,
+    ForkRunRequest,
     ReplyRunRequest,
     Run,
     StartRunRequest,
@@ -162,6 +163,15 @@ class DispatcherApi(DispatcherServicer):
             return StartRunResponse(run=run, created=created)
 
         return await _call(context, reply)
+
+    async def ForkRun(self, request: ForkRunRequest, context: Context) -> StartRunResponse:
+        async def fork() -> StartRunResponse:
+            run, created = await self._service.fork_run(
+                request.run_id, request.at_seq, request.idempotency_key, _caller(request)
+            )
+            return StartRunResponse(run=run, created=created)
+
+        return await _call(context, fork)
 
     async def ListWorkflows(self, request: ListWorkflowsRequest, context: Context) -> ListWorkflowsResponse:
         async def list_workflows() -> ListWorkflowsResponse:

@@ -46,6 +46,7 @@ from flotilla.protocol import (
     ListRunsResponse,
     ListWorkflowsRequest,
     ListWorkflowsResponse,
+    ForkRunRequest,
     ReplyRunRequest,
     Run,
     StartRunRequest,
@@ -181,6 +182,10 @@ class GatewayApi(GatewayServicer):
 
     async def ReplyRun(self, request: ReplyRunRequest, context: Context) -> StartRunResponse:  # noqa: N802
         reply: StartRunResponse = await self._relay(context, SCOPE_RUNS_WRITE, request, self._dispatcher.stub.ReplyRun)
+        return reply
+
+    async def ForkRun(self, request: ForkRunRequest, context: Context) -> StartRunResponse:  # noqa: N802
+        reply: StartRunResponse = await self._relay(context, SCOPE_RUNS_WRITE, request, self._dispatcher.stub.ForkRun)
         return reply
 
     # grpc.aio serves a streaming call from a coroutine that writes its responses with

@@ -26,6 +26,7 @@ from flotilla.gateway.schemas import (
     NotReadyOut,
     ReadyOut,
     ReplyBody,
+    ForkBody,
     RunOut,
     StartRunBody,
     WorkflowOut,
@@ -38,6 +39,7 @@ from flotilla.protocol import (
     ListRunsRequest,
     ListWorkflowsRequest,
     ReplyRunRequest,
+    ForkRunRequest,
     RunStatus,
     StartRunRequest,
     SubmitInputRequest,
@@ -203,6 +205,34 @@ async def reply_run(
         run_id=run_id, message=body.message, idempotency_key=body.idempotency_key or "", caller=caller(identity)
     )
     reply = await dispatcher.stub.ReplyRun(request)
+    if not reply.created:
+        response.status_code = 200
+    return run_to_json(reply.run)
+
+
+@router.post(
+    "/runs/{run_id}/fork",
+    status_code=201,
+    response_model=RunOut,
+    summary="Fork a run: a new run from its log up to a seq, live from there",
+    description=(
+        "Starts a new run of the same workflow and params whose log begins with `run_id`'s events up to "
+        "`at_seq` (identical, hidden ones too). Its workflow replays their LLM completions and the answers "
+        "given up to there, then goes on live: a later question is asked again (answer it differently). "
+        "The new run records `forked_from` and `fork_at_seq`. Only the run's owner may fork it."
+    ),
+    responses={
+        201: {"content": json_example(QUEUED_RUN_EXAMPLE)},
+        200: {"model": RunOut, "description": "The idempotency key named an earlier fork's run"},
+    },
+)
+async def fork_run(
+    run_id: str, body: ForkBody, dispatcher: DispatcherDep, identity: Writer, response: Response
+) -> dict[str, Any]:
+    request = ForkRunRequest(
+        run_id=run_id, at_seq=body.at_seq, idempotency_key=body.idempotency_key or "", caller=caller(identity)
+    )
+    reply = await dispatcher.stub.ForkRun(request)
     if not reply.created:
         response.status_code = 200
     return run_to_json(reply.run)

@@ -25,6 +25,8 @@ RUN_EXAMPLE: dict[str, Any] = {
     "thread_id": RUN_ID,
     "reply_to": None,
     "message": None,
+    "forked_from": None,
+    "fork_at_seq": None,
     "usage": [
         {
             "model": "SmolLM2-135M-Instruct.Q4_1",
@@ -116,6 +118,13 @@ class ReplyBody(BaseModel):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
 
 
+class ForkBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"at_seq": 3}]})
+
+    at_seq: int = Field(ge=1, le=2**63 - 1, description="The last event of the source's log the fork begins with")
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+
+
 class InputBody(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"request_id": "9f2c51d0a1b2c3d4", "value": "Math"}]}
@@ -164,6 +173,8 @@ class RunOut(BaseModel):
     thread_id: str | None = Field(default=None, description="The thread's first run (this run's own id on a first run)")
     reply_to: str | None = Field(default=None, description="The run this reply follows in its thread")
     message: str | None = Field(default=None, description="What the person said to start this reply")
+    forked_from: str | None = Field(default=None, description="The run this one was forked from")
+    fork_at_seq: int | None = Field(default=None, description="The last event of that run's log this one began with")
 
 
 class EventsOut(BaseModel):
