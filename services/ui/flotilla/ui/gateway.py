@@ -22,6 +22,7 @@ from flotilla.protocol import (
     GetRunRequest,
     ListEventsRequest,
     ListRunsRequest,
+    ForkRunRequest,
     ListWorkflowsRequest,
     ReplyDelta,
     ReplyRunRequest,
@@ -191,4 +192,10 @@ class GatewayClient:
         """The next run of `run_id`'s thread, started with `message`."""
         request = ReplyRunRequest(run_id=run_id, message=message, idempotency_key=idempotency_key)
         reply: StartRunResponse = self._call(self._stub.ReplyRun, request, credentials)
+        return reply.run
+
+    def fork_run(self, credentials: Credentials, run_id: str, at_seq: int, *, idempotency_key: str) -> Run:
+        """A new run from `run_id`'s log up to `at_seq`, live from there."""
+        request = ForkRunRequest(run_id=run_id, at_seq=at_seq, idempotency_key=idempotency_key)
+        reply: StartRunResponse = self._call(self._stub.ForkRun, request, credentials)
         return reply.run

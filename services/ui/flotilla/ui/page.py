@@ -16,7 +16,7 @@ from flotilla.ui import catalogue, render, runs, signin, words
 from flotilla.ui.gateway import GatewayError
 from flotilla.ui.state import RUN_PARAM, State, events_of, reply_of, runs_of, session_of
 from flotilla.ui.ticker import ticker
-from flotilla.ui.transcript import build
+from flotilla.ui.transcript import QUESTION_KINDS, Transcript, build
 
 STYLESHEET = "/__flotilla__/ui.css"
 _OPEN = me.Style(background="#e8f0fe", border=me.Border.all(me.BorderSide(width=2, style="solid", color="#1a73e8")))
@@ -117,6 +117,7 @@ def _open_run(state: State) -> None:
         render.writing(reply)
     if state.run_id and view.finished:
         _reply_form(state)
+        _fork_buttons(view)
     if state.run_id and not view.finished and not runs.waiting_for_person(state):
         with me.box(classes="working"):
             me.progress_spinner(diameter=20, stroke_width=3)
@@ -144,6 +145,21 @@ def _reply_form(state: State) -> None:
             key="reply-text",
         )
         me.button("Reply", type="flat", color="primary", on_click=on_reply, key="reply")
+
+
+def _fork_buttons(view: Transcript) -> None:
+    """Under a finished run: fork it at one of its answered questions, to answer it differently."""
+    questions = [entry.event for entry in view.items if entry.kind in QUESTION_KINDS and entry.related is not None]
+    if not questions:
+        return
+    with me.box(classes="chips fork-row"):
+        for question in questions:
+            me.button(
+                f"Answer “{words.short(str(question.get('prompt') or ''))}” differently",
+                type="stroked",
+                on_click=on_fork,
+                key=f"fork::{question.get('seq')}",
+            )
 
 
 def status_badge(status: str) -> None:
@@ -223,6 +239,18 @@ def _send_reply(state: State) -> None:
         return
     if state.run_id:
         runs.reply(state, session, state.reply_text)
+        if state.run_id:
+            me.query_params[RUN_PARAM] = state.run_id
+
+
+def on_fork(e: me.ClickEvent) -> None:
+    state = me.state(State)
+    session = session_of(state)
+    if session is None:
+        signin.sign_out(state)
+        return
+    if state.run_id:
+        runs.fork(state, session, int(e.key.split("::", 1)[1]))
         if state.run_id:
             me.query_params[RUN_PARAM] = state.run_id
 

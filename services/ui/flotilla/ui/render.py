@@ -182,6 +182,8 @@ def item(entry: Item, *, sent: dict[str, str], drafts: dict[str, str], last_mess
         notice(event, words.start_text(event))
         if event.get("message"):
             said(event)
+    elif kind == "run_retried" and str(event.get("reason") or "").startswith("forked from"):
+        notice(event, f"This run was {event.get('reason')}")
     elif kind == "run_retried":
         notice(event, f"Another worker took the run over (attempt {event.get('attempt')}): {event.get('reason')}")
     elif kind == "workflow_completed":

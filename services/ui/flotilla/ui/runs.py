@@ -125,6 +125,19 @@ def reply(state: State, session: Session, message: str) -> None:
     load_history(state, session)
 
 
+def fork(state: State, session: Session, at_seq: int) -> None:
+    """Fork the open run at `at_seq` (a question: it is asked again) and show the fork."""
+    try:
+        run = current().gateway.fork_run(
+            session.credentials, state.run_id, at_seq, idempotency_key=f"{state.run_id}:{at_seq}:{secrets.token_hex(4)}"
+        )
+    except GatewayError as exc:
+        state.run_error = f"Cannot fork: {exc}"
+        return
+    open_run(state, session, run.run_id)
+    load_history(state, session)
+
+
 def _set_run(state: State, run: Run) -> None:
     state.run_id = run.run_id
     state.workflow = run.workflow

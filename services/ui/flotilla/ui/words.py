@@ -117,3 +117,9 @@ def repeats_last_message(result: Any, last_message: str | None) -> bool:
     """A result that only repeats the last message shown (a chat's summary often is its last
     reply) is not shown twice."""
     return isinstance(result, str) and last_message is not None and result.strip() == last_message.strip()
+
+
+def short(text: str, limit: int = 40) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

@@ -57,3 +57,10 @@ def test_a_result_that_repeats_the_last_message_is_not_shown_twice() -> None:
     assert words.repeats_last_message(view.completed["result"] if view.completed else None, view.last_message)
     assert not words.repeats_last_message({"answer": 1}, view.last_message)
     assert not words.repeats_last_message("something else", view.last_message)
+
+
+def test_short_keeps_one_line_and_cuts_with_an_ellipsis() -> None:
+    from flotilla.ui.words import short
+
+    assert short("question 1\nof 1") == "question 1 of 1"
+    assert short("x" * 50, limit=10) == "xxxxxxxxx…"
