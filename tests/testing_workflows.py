@@ -324,3 +324,9 @@ for _policy in ("reject", "queue", "interrupt"):
         description=f"Shows its thread; replies while it works: {_policy}.",
         double_texting=_policy,
     )(thread_probe)
+
+
+@registry.register(name="ask_briefly", description="Asks once with a short timeout and no default (fails unanswered).")
+async def ask_briefly(session: Session, params: dict[str, Any]) -> str:
+    await session.text_message("a quick question follows", sender="probe")
+    return await session.text_input("quick?", sender="probe", timeout_s=float(params.get("timeout_s", 2.0)))

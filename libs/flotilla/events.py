@@ -14,7 +14,7 @@ from typing import Any
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from flotilla.protocol import ReplyDelta, Run, RunEvent, RunStatus, WorkflowCompleted
+from flotilla.protocol import DeadLetter, ReplyDelta, Run, RunEvent, RunStatus, WorkflowCompleted
 
 STATUS_NAMES: dict[RunStatus.ValueType, str] = {
     RunStatus.RUN_STATUS_QUEUED: "queued",
@@ -114,6 +114,17 @@ def delta_to_json(delta: ReplyDelta) -> dict[str, Any]:
         "index": delta.index,
         "text": delta.text,
         "first_token_at": timestamp_to_iso(delta.first_token_at),
+    }
+
+
+def dead_letter_to_json(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "seq": letter.seq,
+        "reason": letter.reason,
+        "detail": letter.detail,
+        "run_id": letter.run_id or None,
+        "workflow": letter.workflow or None,
+        "dead_at": timestamp_to_iso(letter.dead_at),
     }
 
 

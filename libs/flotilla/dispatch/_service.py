@@ -43,11 +43,13 @@ from flotilla.jetstream import (
     RunStore,
     control_subject,
     enqueue,
+    read_dead_letters,
     when_ready,
 )
 from flotilla.metrics import RUNS_FINISHED, RUNS_STARTED
 from flotilla.protocol import (
     Caller,
+    DeadLetter,
     Job,
     Run,
     RunEvent,
@@ -267,18 +269,51 @@ class RunService:
         source = await self._visible_record(run_id, caller)
         if source.owner != caller.identity:
             raise PermissionDenied("only the identity that owns a run may fork it")
-        await self._catalogue.get(source.workflow)  # WorkflowNotFound when no live worker serves it
         history, end = await self._events.history(run_id, from_stream_seq=source.log_from or 1)
         kept = [event for event in history if event.seq <= at_seq and event.WhichOneof("kind") != "workflow_completed"]
         if at_seq < 1 or at_seq > end.seq or not kept or kept[-1].seq != at_seq:
             last = max((e.seq for e in history if e.WhichOneof("kind") != "workflow_completed"), default=0)
             raise InvalidArgument(f"at_seq must name an event of run {run_id} before its end (1..{last})")
+        return await self._fork(source, kept, f"{caller.identity}\nfork\n{idempotency_key}" if idempotency_key else "")
+
+    async def retry_run(self, run_id: str, idempotency_key: str = "", caller: Caller = SYSTEM) -> tuple[Run, bool]:
+        """Admins: a failed run again, as a new run of its owner's forked from its whole log up to
+        the failure (the attempts' own trailing events, errors and the terminal event, are left
+        out), so what its workflow did is replayed and it goes on live from there."""
+        _check_run_id(run_id)
+        if not caller.admin:
+            raise PermissionDenied("retrying a run needs the admin scope")
+        if len(idempotency_key) > 256:
+            raise InvalidArgument("idempotency_key is longer than 256 characters")
+        source = await self.get_run(run_id, caller)
+        if source.status != RunStatus.RUN_STATUS_FAILED:
+            raise RunFinished(run_id, STATUS_NAMES.get(source.status, "unknown") + ", not failed: nothing to retry")
+        history, _ = await self._events.history(run_id, from_stream_seq=source.log_from or 1)
+        while history and (
+            history[-1].WhichOneof("kind") in ("workflow_completed", "run_retried")
+            or (history[-1].WhichOneof("kind") == "error" and history[-1].sender == "system")
+        ):
+            history.pop()
+        key = f"{caller.identity}\nretry\n{idempotency_key}" if idempotency_key else ""
+        return await self._fork(source, history, key)
+
+    async def list_dead_letters(self, *, limit: int, caller: Caller = SYSTEM) -> list[DeadLetter]:
+        """Admins: the jobs no worker could run, newest first."""
+        if not caller.admin:
+            raise PermissionDenied("dead letters need the admin scope")
+        return await read_dead_letters(self._js, limit=min(limit or 100, MAX_LIST_LIMIT))
+
+    async def _fork(self, source: Run, kept: list[RunEvent], idempotency_key: str) -> tuple[Run, bool]:
+        """A new run of `source`'s owner, workflow and params whose log starts with `kept`
+        (source's events, in order); `idempotency_key` already namespaced (empty: none)."""
+        owner = Caller(identity=source.owner)
+        await self._catalogue.get(source.workflow)  # WorkflowNotFound when no live worker serves it
         new_id = new_run_id()
         if idempotency_key:
-            bound = await self._idempotency.claim(f"{caller.identity}\nfork\n{idempotency_key}", new_id)
+            bound = await self._idempotency.claim(idempotency_key, new_id)
             if bound != new_id:
                 try:
-                    existing = await self.get_run(bound, caller)
+                    existing = await self.get_run(bound, owner)
                 except RunNotFound:
                     new_id = bound  # the first fork died before creating its run: finish its work
                 else:
@@ -286,31 +321,33 @@ class RunService:
                         await self._enqueue(existing)
                     return existing, False
         await self._check_room()
-        active = self._index.active(caller.identity)
+        active = self._index.active(owner.identity)
         if active >= self._limits.max_active_runs_per_identity:
             raise QuotaExceeded(
-                f"{caller.identity!r} already has {active} runs queued or running (the limit is "
+                f"{owner.identity!r} already has {active} runs queued or running (the limit is "
                 f"{self._limits.max_active_runs_per_identity}); wait for some to finish"
             )
+        at_seq = kept[-1].seq if kept else 0
         info = await self._js.stream_info(EVENTS_STREAM)
         run = Run(
             run_id=new_id,
             workflow=source.workflow,
             params_json=source.params_json,
             status=RunStatus.RUN_STATUS_QUEUED,
-            idempotency_key=idempotency_key,
-            owner=caller.identity,
-            forked_from=run_id,
+            idempotency_key=idempotency_key.rpartition("\n")[2],
+            owner=owner.identity,
+            forked_from=source.run_id if kept else "",
             fork_at_seq=at_seq,
             log_from=(info.state.last_seq or 0) + 1,  # the copied events are the log's first
         )
         await self._runs.create(run)
-        await self._copy_log(new_id, kept)
+        if kept:
+            await self._copy_log(new_id, kept)
         self._index.put(run)
         await self._enqueue(run)
         RUNS_STARTED.labels(run.workflow).inc()
         with structlog.contextvars.bound_contextvars(run_id=new_id):
-            log.info("fork queued", forked_from=run_id, at_seq=at_seq, events=len(kept))
+            log.info("fork queued", forked_from=source.run_id, at_seq=at_seq, events=len(kept))
         return run, True
 
     async def _copy_log(self, run_id: str, events: list[RunEvent]) -> None:

@@ -93,12 +93,17 @@ class PriorAttempts:
     def forked(self, source: str, at_seq: int, events: Iterable[RunEvent]) -> PriorAttempts:
         """This prior as a fork's: the questions answered in the log up to `at_seq` take their
         answers from `source` (the fork's own questions are opened only past that point)."""
+        events = list(events)
         self.fork_source = source
         self.forked_answers = frozenset(
             event.input_answered.request_id
             for event in events
             if event.seq <= at_seq and event.WhichOneof("kind") == "input_answered"
         )
+        for event in events:  # a question the fork asks anew waits its whole timeout again
+            kind = event.WhichOneof("kind") or ""
+            if event.seq <= at_seq and kind in ("text_input", "multiple_choice"):
+                self.asked_at.pop(getattr(event, kind).request_id, None)
         return self
 
     @property

@@ -33,7 +33,14 @@ from flotilla.jetstream._layout import (
     provision,
     read_layout,
 )
-from flotilla.jetstream._queue import JobConsumer, dead_letter, enqueue, has_job, report_queue
+from flotilla.jetstream._queue import (
+    JobConsumer,
+    dead_letter,
+    enqueue,
+    has_job,
+    read_dead_letters,
+    report_queue,
+)
 from flotilla.jetstream._runs import RunStore, header_of, with_header
 
 __all__ = [
@@ -85,6 +92,7 @@ __all__ = [
     # jobs
     "JobConsumer",
     "dead_letter",
+    "read_dead_letters",
     "report_queue",
     "enqueue",
     "has_job",

@@ -16,13 +16,14 @@ from nats.js.errors import APIError, NotFoundError
 
 from flotilla import tracing
 from flotilla.jetstream._layout import (
+    DEAD_STREAM,
     JOBS_STREAM,
     WORKERS_CONSUMER,
     dead_subject,
     job_subject,
 )
 from flotilla.metrics import DEAD_LETTERS, JOBS_PENDING
-from flotilla.protocol import Job
+from flotilla.protocol import DeadLetter, Job
 
 
 async def enqueue(js: JetStreamContext, job: Job) -> bool:
@@ -51,8 +52,38 @@ async def has_job(js: JetStreamContext, run_id: str) -> bool:
 
 async def dead_letter(js: JetStreamContext, reason: str, data: bytes, *, detail: str) -> None:
     """Keep a job no worker could run, with why, in FLOTILLA_DEAD."""
-    await js.publish(dead_subject(reason), data, headers={"Flotilla-Reason": detail[:1000]})
+    await js.publish(dead_subject(reason), data, headers={REASON_HEADER: detail[:1000]})
     DEAD_LETTERS.labels(reason).inc()  # reasons are the callers' fixed words
+
+
+REASON_HEADER = "Flotilla-Reason"
+
+
+async def read_dead_letters(js: JetStreamContext, *, limit: int) -> list[DeadLetter]:
+    """The newest `limit` dead letters, newest first (a job that cannot be read keeps its reason)."""
+    info = await js.stream_info(DEAD_STREAM)
+    first, last = info.state.first_seq or 0, info.state.last_seq or 0
+    found: list[DeadLetter] = []
+    seq = last
+    while seq >= max(first, 1) and len(found) < limit:
+        try:
+            raw = await js.get_msg(DEAD_STREAM, seq=seq)
+        except NotFoundError:
+            seq -= 1  # removed (retention)
+            continue
+        letter = DeadLetter(
+            seq=seq,
+            reason=(raw.subject or "").rsplit(".", 1)[-1],
+            detail=(raw.headers or {}).get(REASON_HEADER, ""),
+        )
+        with contextlib.suppress(Exception):  # a malformed job is still listed
+            job = Job.FromString(raw.data or b"")
+            letter.run_id, letter.workflow = job.run_id, job.workflow
+        if raw.time is not None:
+            letter.dead_at.FromDatetime(raw.time)
+        found.append(letter)
+        seq -= 1
+    return found
 
 
 async def report_queue(js: JetStreamContext, every_s: float = 5.0) -> None:

@@ -33,7 +33,10 @@ from flotilla.protocol import (
     ListWorkflowsRequest,
     ListWorkflowsResponse,
     ForkRunRequest,
+    ListDeadLettersRequest,
+    ListDeadLettersResponse,
     ReplyRunRequest,
+    RetryRunRequest,
     Run,
     StartRunRequest,
     StartRunResponse,
@@ -172,6 +175,20 @@ class DispatcherApi(DispatcherServicer):
             return StartRunResponse(run=run, created=created)
 
         return await _call(context, fork)
+
+    async def RetryRun(self, request: RetryRunRequest, context: Context) -> StartRunResponse:
+        async def retry() -> StartRunResponse:
+            run, created = await self._service.retry_run(request.run_id, request.idempotency_key, _caller(request))
+            return StartRunResponse(run=run, created=created)
+
+        return await _call(context, retry)
+
+    async def ListDeadLetters(self, request: ListDeadLettersRequest, context: Context) -> ListDeadLettersResponse:
+        async def list_dead() -> ListDeadLettersResponse:
+            letters = await self._service.list_dead_letters(limit=request.limit, caller=_caller(request))
+            return ListDeadLettersResponse(dead_letters=letters)
+
+        return await _call(context, list_dead)
 
     async def ListWorkflows(self, request: ListWorkflowsRequest, context: Context) -> ListWorkflowsResponse:
         async def list_workflows() -> ListWorkflowsResponse:

@@ -17,7 +17,14 @@ from google.protobuf.message import Message
 from grpc import aio
 
 from flotilla.admission import Admission
-from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity, Unauthenticated
+from flotilla.auth import (
+    SCOPE_ADMIN,
+    SCOPE_RUNS_READ,
+    SCOPE_RUNS_WRITE,
+    SCOPE_WORKFLOWS_READ,
+    Identity,
+    Unauthenticated,
+)
 from flotilla.errors import FlotillaError, InvalidArgument, PermissionDenied, RateLimited, TooManyStreams
 from flotilla.gateway.dispatcher_client import DispatcherClient
 from flotilla.gateway.identity import caller
@@ -47,7 +54,10 @@ from flotilla.protocol import (
     ListWorkflowsRequest,
     ListWorkflowsResponse,
     ForkRunRequest,
+    ListDeadLettersRequest,
+    ListDeadLettersResponse,
     ReplyRunRequest,
+    RetryRunRequest,
     Run,
     StartRunRequest,
     StartRunResponse,
@@ -186,6 +196,17 @@ class GatewayApi(GatewayServicer):
 
     async def ForkRun(self, request: ForkRunRequest, context: Context) -> StartRunResponse:  # noqa: N802
         reply: StartRunResponse = await self._relay(context, SCOPE_RUNS_WRITE, request, self._dispatcher.stub.ForkRun)
+        return reply
+
+    async def RetryRun(self, request: RetryRunRequest, context: Context) -> StartRunResponse:  # noqa: N802
+        reply: StartRunResponse = await self._relay(context, SCOPE_ADMIN, request, self._dispatcher.stub.RetryRun)
+        return reply
+
+    async def ListDeadLetters(  # noqa: N802
+        self, request: ListDeadLettersRequest, context: Context
+    ) -> ListDeadLettersResponse:
+        stub = self._dispatcher.stub
+        reply: ListDeadLettersResponse = await self._relay(context, SCOPE_ADMIN, request, stub.ListDeadLetters)
         return reply
 
     # grpc.aio serves a streaming call from a coroutine that writes its responses with

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
-from flotilla.events import STATUS_BY_NAME, event_to_json, run_to_json
-from flotilla.auth import SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity
+from flotilla.events import STATUS_BY_NAME, dead_letter_to_json, event_to_json, run_to_json
+from flotilla.auth import SCOPE_ADMIN, SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity
 from flotilla.gateway.deps import AdmissionDep, DispatcherDep
 from flotilla.errors import FlotillaError
 from flotilla.gateway.identity import caller, http_error, require
@@ -27,6 +27,8 @@ from flotilla.gateway.schemas import (
     ReadyOut,
     ReplyBody,
     ForkBody,
+    DeadLetterOut,
+    RetryBody,
     RunOut,
     StartRunBody,
     WorkflowOut,
@@ -40,6 +42,8 @@ from flotilla.protocol import (
     ListWorkflowsRequest,
     ReplyRunRequest,
     ForkRunRequest,
+    ListDeadLettersRequest,
+    RetryRunRequest,
     RunStatus,
     StartRunRequest,
     SubmitInputRequest,
@@ -53,6 +57,7 @@ MAX_SEQ = 2**63 - 1
 
 Reader = Annotated[Identity, Depends(require(SCOPE_RUNS_READ))]
 Writer = Annotated[Identity, Depends(require(SCOPE_RUNS_WRITE))]
+Admin = Annotated[Identity, Depends(require(SCOPE_ADMIN))]
 CatalogueReader = Annotated[Identity, Depends(require(SCOPE_WORKFLOWS_READ))]
 
 
@@ -236,6 +241,45 @@ async def fork_run(
     if not reply.created:
         response.status_code = 200
     return run_to_json(reply.run)
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    status_code=201,
+    response_model=RunOut,
+    summary="Admins: retry a failed run",
+    description=(
+        "Needs the `admin` scope. Starts a new run, owned by the failed run's owner, forked from the failed "
+        "run's whole log up to its failure (the failing attempt's own trailing `error` and `run_retried` events "
+        "and the terminal event are left out): what its workflow did is replayed, then it goes on live. The "
+        "failed run stays as it was; the new one has `forked_from`. A run that did not fail: 409."
+    ),
+    responses={
+        201: {"content": json_example(QUEUED_RUN_EXAMPLE)},
+        200: {"model": RunOut, "description": "The idempotency key named an earlier retry's run"},
+    },
+)
+async def retry_run(
+    run_id: str, dispatcher: DispatcherDep, identity: Admin, response: Response, body: RetryBody | None = None
+) -> dict[str, Any]:
+    key = body.idempotency_key if body is not None and body.idempotency_key else ""
+    reply = await dispatcher.stub.RetryRun(RetryRunRequest(run_id=run_id, idempotency_key=key, caller=caller(identity)))
+    if not reply.created:
+        response.status_code = 200
+    return run_to_json(reply.run)
+
+
+@router.get(
+    "/admin/dead-letters",
+    response_model=list[DeadLetterOut],
+    summary="Admins: jobs no worker could run, newest first",
+    description="Needs the `admin` scope. What FLOTILLA_DEAD keeps: each job's run, workflow, reason and when.",
+)
+async def list_dead_letters(
+    dispatcher: DispatcherDep, identity: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[dict[str, Any]]:
+    reply = await dispatcher.stub.ListDeadLetters(ListDeadLettersRequest(limit=limit, caller=caller(identity)))
+    return [dead_letter_to_json(letter) for letter in reply.dead_letters]
 
 
 health = APIRouter()

@@ -125,6 +125,36 @@ class ForkBody(BaseModel):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
 
 
+class RetryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"idempotency_key": "retry-1"}]})
+
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+class DeadLetterOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "seq": 7,
+                    "reason": "attempts",
+                    "detail": "gave up after 3 attempts: every worker that took the run stopped",
+                    "run_id": RUN_ID,
+                    "workflow": "learning_chat",
+                    "dead_at": _AT,
+                }
+            ]
+        }
+    )
+
+    seq: int = Field(description="Its sequence in FLOTILLA_DEAD")
+    reason: str = Field(description="attempts, orphan or malformed")
+    detail: str
+    run_id: str | None = Field(description="The job's run (null when the job could not be read)")
+    workflow: str | None
+    dead_at: str | None
+
+
 class InputBody(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"request_id": "9f2c51d0a1b2c3d4", "value": "Math"}]}
