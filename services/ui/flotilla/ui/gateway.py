@@ -22,10 +22,13 @@ from flotilla.protocol import (
     GetRunRequest,
     ListEventsRequest,
     ListRunsRequest,
+    DeadLetter,
     ForkRunRequest,
+    ListDeadLettersRequest,
     ListWorkflowsRequest,
     ReplyDelta,
     ReplyRunRequest,
+    RetryRunRequest,
     Run,
     RunEvent,
     StartRunRequest,
@@ -198,4 +201,15 @@ class GatewayClient:
         """A new run from `run_id`'s log up to `at_seq`, live from there."""
         request = ForkRunRequest(run_id=run_id, at_seq=at_seq, idempotency_key=idempotency_key)
         reply: StartRunResponse = self._call(self._stub.ForkRun, request, credentials)
+        return reply.run
+
+    def list_dead_letters(self, credentials: Credentials, *, limit: int = 100) -> list[DeadLetter]:
+        """Admins: jobs no worker could run, newest first."""
+        reply = self._call(self._stub.ListDeadLetters, ListDeadLettersRequest(limit=limit), credentials)
+        return list(reply.dead_letters)
+
+    def retry_run(self, credentials: Credentials, run_id: str, *, idempotency_key: str) -> Run:
+        """Admins: a failed run again (a new run of its owner's, forked from its whole log)."""
+        request = RetryRunRequest(run_id=run_id, idempotency_key=idempotency_key)
+        reply: StartRunResponse = self._call(self._stub.RetryRun, request, credentials)
         return reply.run

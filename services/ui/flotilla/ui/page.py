@@ -49,7 +49,9 @@ def index() -> None:
         with me.box(classes="body"):
             _sidebar(state)
             with me.box(classes="main"):
-                if state.run_id or state.run_error:
+                if state.dead_letters_json:
+                    _dead_letters(state)
+                elif state.run_id or state.run_error:
                     _open_run(state)
                 else:
                     catalogue.form(state)
@@ -66,6 +68,8 @@ def _top_bar(state: State) -> None:
 def _sidebar(state: State) -> None:
     with me.box(classes="sidebar"):
         me.button("New run", type="flat", color="primary", on_click=on_new_run, key="new-run")
+        if state.admin:
+            me.button("Dead letters", type="stroked", on_click=on_dead_letters, key="dead-letters")
         with me.box(classes="history-head"):
             me.text("Your runs", type="subtitle-2")
             me.button("Refresh", type="stroked", on_click=on_refresh, key="refresh-runs")
@@ -106,6 +110,8 @@ def _open_run(state: State) -> None:
         status_badge("waiting for you" if waiting else state.run_status or "queued")
         if state.run_id and not view.finished:
             me.button("Cancel run", type="stroked", color="warn", on_click=on_cancel, key="cancel-run")
+        if state.admin and state.run_id and view.finished and state.run_status == "failed":
+            me.button("Retry run", type="flat", color="primary", on_click=on_retry, key=f"retry::{state.run_id}")
     if state.run_error:
         me.text(state.run_error, style=me.Style(color="#a50e0e", font_weight=500))
     for earlier in state.earlier:  # the thread's conversation so far, each earlier run in turn
@@ -130,6 +136,31 @@ def _open_run(state: State) -> None:
             on_tick=on_tick,
             key="ticker",
         )
+
+
+def _dead_letters(state: State) -> None:
+    """The admin view: jobs no worker could run, each with a retry of its run."""
+    me.text("Dead letters", type="headline-6")
+    if state.run_error:
+        me.text(state.run_error, style=me.Style(color="#a50e0e", font_weight=500))
+    letters = json.loads(state.dead_letters_json or "[]")
+    if not letters:
+        me.text("No dead letters.", style=me.Style(color="#5f6368"))
+    for letter in letters:
+        with me.box(classes="item item-notice dead-letter"):
+            me.text(
+                f"{(letter.get('dead_at') or '')[:19].replace('T', ' ')}  {letter.get('reason')}  "
+                f"{letter.get('workflow') or '?'}  run {letter.get('run_id') or '(unreadable job)'}",
+                style=me.Style(font_weight=500),
+            )
+            me.text(str(letter.get("detail") or ""), style=me.Style(font_size=13, color="#5f6368"))
+            if letter.get("run_id"):
+                me.button(
+                    "Retry its run",
+                    type="stroked",
+                    on_click=on_retry,
+                    key=f"retry::{letter['run_id']}::{letter.get('seq')}",
+                )
 
 
 def _reply_form(state: State) -> None:
@@ -253,6 +284,28 @@ def on_fork(e: me.ClickEvent) -> None:
         runs.fork(state, session, int(e.key.split("::", 1)[1]))
         if state.run_id:
             me.query_params[RUN_PARAM] = state.run_id
+
+
+def on_dead_letters(e: me.ClickEvent) -> None:
+    state = me.state(State)
+    session = session_of(state)
+    if session is None:
+        signin.sign_out(state)
+        return
+    runs.load_dead_letters(state, session)
+    if RUN_PARAM in me.query_params:
+        del me.query_params[RUN_PARAM]
+
+
+def on_retry(e: me.ClickEvent) -> None:
+    state = me.state(State)
+    session = session_of(state)
+    if session is None:
+        signin.sign_out(state)
+        return
+    runs.retry(state, session, e.key.split("::")[1])
+    if state.run_id:
+        me.query_params[RUN_PARAM] = state.run_id
 
 
 def on_cancel(e: me.ClickEvent) -> None:

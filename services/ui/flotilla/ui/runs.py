@@ -8,7 +8,14 @@ import secrets
 import time
 from collections.abc import Iterable
 
-from flotilla.events import STATUS_NAMES, TERMINAL_STATUSES, event_to_json, is_terminal, run_to_json
+from flotilla.events import (
+    STATUS_NAMES,
+    TERMINAL_STATUSES,
+    dead_letter_to_json,
+    event_to_json,
+    is_terminal,
+    run_to_json,
+)
 from flotilla.protocol import ReplyDelta, Run, RunEvent
 from flotilla.ui import transcript
 from flotilla.ui.gateway import GatewayError
@@ -59,6 +66,7 @@ def close_run(state: State) -> None:
     state.sent = {}
     state.earlier = []
     state.reply_text = ""
+    state.dead_letters_json = ""
 
 
 def open_run(state: State, session: Session, run_id: str) -> None:
@@ -136,6 +144,31 @@ def fork(state: State, session: Session, at_seq: int) -> None:
         return
     open_run(state, session, run.run_id)
     load_history(state, session)
+
+
+def retry(state: State, session: Session, run_id: str) -> None:
+    """Admins: retry a failed run and show the new run."""
+    try:
+        run = current().gateway.retry_run(
+            session.credentials, run_id, idempotency_key=f"{run_id}:{secrets.token_hex(4)}"
+        )
+    except GatewayError as exc:
+        state.run_error = f"Cannot retry: {exc}"
+        return
+    state.dead_letters_json = ""
+    open_run(state, session, run.run_id)
+    load_history(state, session)
+
+
+def load_dead_letters(state: State, session: Session) -> None:
+    """Admins: open the dead letters view."""
+    try:
+        letters = current().gateway.list_dead_letters(session.credentials)
+    except GatewayError as exc:
+        state.run_error = f"Cannot list dead letters: {exc}"
+        return
+    close_run(state)
+    state.dead_letters_json = json.dumps([dead_letter_to_json(letter) for letter in letters])
 
 
 def _set_run(state: State, run: Run) -> None:

@@ -29,6 +29,8 @@ class Session:
     credentials: Credentials
     via: str
     """"password" or "api_key": how the person signed in."""
+    admin: bool = False
+    """The credentials carry the admin scope (an admin's own API key; never a password sign-in)."""
 
 
 class SessionStore:

@@ -28,11 +28,12 @@ def restore(state: State) -> Session | None:
     cookie = me.cookie(COOKIE)
     found = sessions.for_page(state.page_token, cookie)
     if found is not None:
-        state.identity = found[1].identity
+        state.identity, state.admin = found[1].identity, found[1].admin
         return found[1]
     session = sessions.get(cookie)
     if session is not None and cookie:
         state.page_token, state.identity = sessions.page_token(cookie), session.identity
+        state.admin = session.admin
         return session
     state.page_token = state.identity = ""
     return None
@@ -42,6 +43,7 @@ def _signed_in(state: State, session: Session) -> None:
     sessions = current().sessions
     session_id = sessions.create(session)
     state.page_token, state.identity = sessions.page_token(session_id), session.identity
+    state.admin = session.admin
     state.username = state.password = state.api_key = state.sign_in_error = ""
     me.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict", secure=current().cookie_secure)
     runs.load_history(state, session)
@@ -59,6 +61,7 @@ def sign_out(state: State) -> None:
     me.delete_cookie(COOKIE)
     runs.close_run(state)
     state.page_token = state.identity = ""
+    state.admin = False
     state.runs_json = state.workflows_json = "[]"
     state.selected_workflow = state.start_error = ""
     if RUN_PARAM in me.query_params:
@@ -108,7 +111,7 @@ def _sign_in_with_password(state: State) -> None:
     except GatewayError as exc:
         state.sign_in_error = f"Signed in, but the gateway refused the UI: {exc}"
         return
-    _signed_in(state, Session(identity=who.identity, credentials=credentials, via="password"))
+    _signed_in(state, Session(identity=who.identity, credentials=credentials, via="password", admin=who.admin))
 
 
 def on_api_key_enter(e: me.InputEnterEvent) -> None:
@@ -132,7 +135,7 @@ def _sign_in_with_key(state: State) -> None:
     except GatewayError as exc:
         state.sign_in_error = BAD_KEY if exc.code.name == "UNAUTHENTICATED" else str(exc)
         return
-    _signed_in(state, Session(identity=who.identity, credentials=credentials, via="api_key"))
+    _signed_in(state, Session(identity=who.identity, credentials=credentials, via="api_key", admin=who.admin))
 
 
 def on_sign_out(e: me.ClickEvent) -> None:

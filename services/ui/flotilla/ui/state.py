@@ -22,6 +22,10 @@ class State:
     """Names the server-side session only together with its HttpOnly cookie (sessions.py)."""
     identity: str = ""
     """For display only; every call's identity comes from the session."""
+    admin: bool = False
+    """For display only (the admin view); the gateway checks the scope on every admin call."""
+    dead_letters_json: str = ""
+    """The admin view, when open: the dead letters as JSON (a list)."""
     # Sign-in form.
     username: str = ""
     password: str = ""
