@@ -77,6 +77,12 @@ def test_learning_chat_continues_the_conversation(stack: LocalStack) -> None:
             # handed to the agents: libs/flotilla/examples/registry_test.py).
             assert messages[1]["sender"] == "teacher" and messages[1]["body"] in SCRIPTED_REPLIES
             assert events[-1]["result"] == messages[-1]["body"]
+            # The model read the conversation so far (the scripted model counts words as tokens):
+            # the follow-up's one call was asked the first run's lesson besides its own question.
+            first_prompt = (await api.settled(first))["usage"][0]["prompt_tokens"]
+            follow_prompt = (await api.settled(follow_up))["usage"][0]["prompt_tokens"]
+            lesson = len("Teach me about Physics.".split()) + len(SCRIPTED_REPLIES[0].split())
+            assert follow_prompt >= first_prompt + lesson, (first_prompt, follow_prompt)
 
     asyncio.run(scenario())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from playwright.sync_api import Page, expect
 
@@ -42,7 +43,8 @@ def test_an_admin_retries_a_failed_run(ui_stack: LocalStack, page: Page, shots: 
     wait_finished(page)
     shots(page, "retried run completed")
 
-    orphan = asyncio.run(_orphan_job(ui_stack))  # a job whose run does not exist: dead-lettered
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
+        orphan = pool.submit(asyncio.run, _orphan_job(ui_stack)).result()  # a job with no run: dead-lettered
     page.get_by_role("button", name="Dead letters").click()
     expect(page.get_by_text("Dead letters", exact=True)).to_be_visible(timeout=WAIT_MS)
     for _ in range(50):  # the worker dead-letters it within moments; the view lists on opening
