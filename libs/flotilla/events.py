@@ -55,6 +55,7 @@ def is_terminal(event: RunEvent) -> bool:
 def finish_record(run: Run, done: WorkflowCompleted, at: Timestamp | None = None) -> bool:
     """Make the record say what the log's terminal event says (an update for RunStore.update)."""
     run.lease = ""
+    run.waiting_for_input = False
     run.status = STATUS_BY_NAME.get(done.status, RunStatus.RUN_STATUS_FAILED)
     run.result_json = done.result_json
     run.error = done.error
@@ -148,6 +149,7 @@ def run_to_json(run: Run) -> dict[str, Any]:
         "thread_id": run.thread_id or run.run_id,
         "reply_to": run.reply_to or None,
         "message": run.reply_message or None,
+        "waiting_for_input": run.waiting_for_input,
         "forked_from": run.forked_from or None,
         "fork_at_seq": run.fork_at_seq or None,
     }

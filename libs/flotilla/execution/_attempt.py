@@ -169,6 +169,7 @@ class RunAttempt:
                 return False
             run.status = RunStatus.RUN_STATUS_QUEUED
             run.lease = ""
+            run.waiting_for_input = False
             run.handbacks += 1
             return True
 
@@ -331,6 +332,7 @@ class RunAttempt:
                 run.attempts += 1  # a first start, or the previous holder stopped without a word
             run.status = RunStatus.RUN_STATUS_RUNNING
             run.lease = self._token
+            run.waiting_for_input = False  # the new attempt asks again (or finds the answer)
             run.worker_id = self._ctx.worker_id
             run.log_from = run.log_from or log_from
             claimed = True
@@ -341,6 +343,24 @@ class RunAttempt:
         if record.cancel_requested:
             self._cancel.set()
         return record, claimed, handed_back
+
+    async def _mark_waiting(self, waiting: bool) -> None:
+        """The record says whether the run waits for the person (lists show it); under this
+        attempt's lease only. A failure here costs the badge, never the run."""
+
+        def mark(run: Run) -> bool:
+            if run.lease != self._token or run.status in TERMINAL_STATUSES or run.waiting_for_input == waiting:
+                return False
+            run.waiting_for_input = waiting
+            return True
+
+        try:
+            async with asyncio.timeout(5.0):
+                await self._ctx.runs.update(self._job.run_id, mark)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("could not mark the run as waiting", waiting=waiting, error=repr(exc))
 
     async def _wait_for_predecessor(self) -> None:
         """A reply's run starts once the run it follows has ended (its log is then complete)."""
@@ -369,6 +389,7 @@ class RunAttempt:
             input_timeout_s=self._ctx.input_timeout_s,
             prior=None if prior.live else prior,
             thread=thread,
+            on_waiting=self._mark_waiting,
         )
         self._session = session
         loop = asyncio.get_running_loop()

@@ -76,12 +76,15 @@ class RunSession(WorkerSession):
         input_timeout_s: float,
         prior: PriorAttempts | None = None,
         thread: Thread | None = None,
+        on_waiting: Callable[[bool], Awaitable[None]] | None = None,
     ) -> None:
         """`llm`: the worker's; `prior`: what earlier attempts of the run did (a resumed run
         retraces it)."""
         self._llm = llm
         self._prior = prior
         self._thread = thread or Thread(thread_id=run_id)
+        self._on_waiting = on_waiting
+        """Told when the run starts and stops waiting for the person (its record says so)."""
         self._nc = nc
         self._writer = writer
         self._requests = requests
@@ -356,6 +359,8 @@ class RunSession(WorkerSession):
                 limit = self._input_timeout_s if timeout_s is None else timeout_s
                 remaining = max(0.0, limit - (time.time() - asked_at))
                 self._waiting += 1
+                if self._waiting == 1 and self._on_waiting is not None:
+                    await self._on_waiting(True)
                 waiting_since = time.monotonic()
                 try:
                     state = await asyncio.wait_for(self._outcome(outcome, request_id, reconnects_seen), remaining)
@@ -363,6 +368,8 @@ class RunSession(WorkerSession):
                     state = await self._requests.expire(self._run_id, request_id, state.open_seq)
                 finally:
                     self._waiting -= 1
+                    if self._waiting == 0 and self._on_waiting is not None:
+                        await self._on_waiting(False)
                     RUN_INPUT_WAIT_SECONDS.observe(time.monotonic() - waiting_since)
                 self._open.pop(request_id, None)
         finally:

@@ -7,6 +7,7 @@ reload reopens the same run from its first event and carries on live from there.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import mesop as me
 
@@ -92,7 +93,7 @@ def _sidebar(state: State) -> None:
                 me.box(classes="history-entry"),
             ):
                 me.text(entry["workflow"], style=me.Style(font_weight=600 if current else 400))
-                status_badge(entry["status"])
+                status_badge(_listed_status(state, entry, current))
                 described = words.params_text(entry.get("params"))
                 if described:
                     me.text(described, style=me.Style(font_size=12))
@@ -100,6 +101,17 @@ def _sidebar(state: State) -> None:
                     f"{(entry.get('created_at') or '')[:16].replace('T', ' ')}  …{entry['run_id'][-8:]}",
                     style=me.Style(font_size=11, color="#5f6368"),
                 )
+
+
+def _listed_status(state: State, entry: dict[str, Any], current: bool) -> str:
+    """A run's badge in the list: "waiting for you" while a question of it is open (its record
+    says so; the open run's own transcript says it first)."""
+    status = str(entry["status"])
+    if status in ("queued", "running"):
+        waiting = runs.waiting_for_person(state) if current and state.events else entry.get("waiting_for_input")
+        if waiting:
+            return "waiting for you"
+    return status
 
 
 def _open_run(state: State) -> None:

@@ -50,7 +50,11 @@ def load_history(state: State, session: Session) -> None:
     state.history_error = ""
     state.runs_json = json.dumps(
         [
-            {k: v for k, v in run_to_json(r).items() if k in ("run_id", "workflow", "status", "created_at", "params")}
+            {
+                k: v
+                for k, v in run_to_json(r).items()
+                if k in ("run_id", "workflow", "status", "created_at", "params", "waiting_for_input")
+            }
             for r in runs
         ]
     )
