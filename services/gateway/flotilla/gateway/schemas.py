@@ -25,6 +25,7 @@ RUN_EXAMPLE: dict[str, Any] = {
     "thread_id": RUN_ID,
     "reply_to": None,
     "message": None,
+    "waiting_for_input": False,
     "forked_from": None,
     "fork_at_seq": None,
     "usage": [
@@ -203,6 +204,7 @@ class RunOut(BaseModel):
     thread_id: str | None = Field(default=None, description="The thread's first run (this run's own id on a first run)")
     reply_to: str | None = Field(default=None, description="The run this reply follows in its thread")
     message: str | None = Field(default=None, description="What the person said to start this reply")
+    waiting_for_input: bool = Field(default=False, description="A question of the run waits for the person's answer")
     forked_from: str | None = Field(default=None, description="The run this one was forked from")
     fork_at_seq: int | None = Field(default=None, description="The last event of that run's log this one began with")
 
