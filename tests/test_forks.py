@@ -101,11 +101,11 @@ def test_fork_is_the_owners_and_needs_a_point_in_the_log(stack: LocalStack) -> N
             source, events = await _answered_load(alice, "yes")
             assert (await _fork(bob, source, 2)).status_code == 404
             assert (await _fork(admin, source, 2)).status_code == 403
-            assert (await _fork(alice, source, 0)).status_code == 422
+            assert (await _fork(alice, source, 0)).status_code == 422  # no event has seq 0
             last = events[-1]["seq"]
             assert events[-1]["type"] == "workflow_completed"
-            assert (await _fork(alice, source, last)).status_code == 422  # not its end
-            assert (await _fork(alice, source, last + 5)).status_code == 422
+            assert (await _fork(alice, source, last)).status_code == 409  # not its end
+            assert (await _fork(alice, source, last + 5)).status_code == 409
             one = await _fork(alice, source, 2, idempotency_key="f1")
             two = await _fork(alice, source, 2, idempotency_key="f1")
             assert one.status_code == 201 and two.status_code == 200

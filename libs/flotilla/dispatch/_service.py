@@ -20,6 +20,7 @@ from flotilla.dispatch._fanout import EventFanout
 from flotilla.dispatch._index import RunIndex
 from flotilla.dispatch._upkeep import Upkeep
 from flotilla.errors import (
+    Conflict,
     PermissionDenied,
     QuotaExceeded,
     InvalidArgument,
@@ -273,7 +274,8 @@ class RunService:
         kept = [event for event in history if event.seq <= at_seq and event.WhichOneof("kind") != "workflow_completed"]
         if at_seq < 1 or at_seq > end.seq or not kept or kept[-1].seq != at_seq:
             last = max((e.seq for e in history if e.WhichOneof("kind") != "workflow_completed"), default=0)
-            raise InvalidArgument(f"at_seq must name an event of run {run_id} before its end (1..{last})")
+            # The log decides, not the request's shape: a conflict with the run's state.
+            raise Conflict(f"at_seq must name an event of run {run_id} before its end (1..{last})")
         return await self._fork(source, kept, f"{caller.identity}\nfork\n{idempotency_key}" if idempotency_key else "")
 
     async def retry_run(self, run_id: str, idempotency_key: str = "", caller: Caller = SYSTEM) -> tuple[Run, bool]:

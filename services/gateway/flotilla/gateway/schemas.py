@@ -115,14 +115,18 @@ class ReplyBody(BaseModel):
         json_schema_extra={"examples": [{"message": "Tell me more about gravity."}]},
     )
 
-    message: str = Field(min_length=1, max_length=64 * 1024)
+    message: str = Field(min_length=1, max_length=64 * 1024, pattern=r"\S", description="Not only white space")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 class ForkBody(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"at_seq": 3}]})
 
-    at_seq: int = Field(ge=1, le=2**63 - 1, description="The last event of the source's log the fork begins with")
+    at_seq: int = Field(
+        ge=1,
+        le=100_000,  # a run writes at most 100,000 events (README, Exhaustion)
+        description="The last event of the source's log the fork begins with",
+    )
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
 
 
