@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from flotilla.events import STATUS_BY_NAME, dead_letter_to_json, event_to_json, run_to_json
@@ -27,6 +27,7 @@ from flotilla.gateway.schemas import (
     ReadyOut,
     ReplyBody,
     ForkBody,
+    DEAD_LETTER_EXAMPLE,
     DeadLetterOut,
     RetryBody,
     RunOut,
@@ -260,7 +261,13 @@ async def fork_run(
     },
 )
 async def retry_run(
-    run_id: str, dispatcher: DispatcherDep, identity: Admin, response: Response, body: RetryBody | None = None
+    run_id: str,
+    dispatcher: DispatcherDep,
+    identity: Admin,
+    response: Response,
+    body: Annotated[
+        RetryBody | None, Body(openapi_examples={"with a key": {"value": {"idempotency_key": "retry-1"}}})
+    ] = None,
 ) -> dict[str, Any]:
     key = body.idempotency_key if body is not None and body.idempotency_key else ""
     reply = await dispatcher.stub.RetryRun(RetryRunRequest(run_id=run_id, idempotency_key=key, caller=caller(identity)))
@@ -274,6 +281,7 @@ async def retry_run(
     response_model=list[DeadLetterOut],
     summary="Admins: jobs no worker could run, newest first",
     description="Needs the `admin` scope. What FLOTILLA_DEAD keeps: each job's run, workflow, reason and when.",
+    responses={200: {"content": json_example([DEAD_LETTER_EXAMPLE])}},
 )
 async def list_dead_letters(
     dispatcher: DispatcherDep, identity: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100

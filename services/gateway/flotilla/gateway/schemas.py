@@ -136,21 +136,18 @@ class RetryBody(BaseModel):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
 
 
+DEAD_LETTER_EXAMPLE: dict[str, Any] = {
+    "seq": 7,
+    "reason": "attempts",
+    "detail": "gave up after 3 attempts: every worker that took the run stopped",
+    "run_id": RUN_ID,
+    "workflow": "learning_chat",
+    "dead_at": _AT,
+}
+
+
 class DeadLetterOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "seq": 7,
-                    "reason": "attempts",
-                    "detail": "gave up after 3 attempts: every worker that took the run stopped",
-                    "run_id": RUN_ID,
-                    "workflow": "learning_chat",
-                    "dead_at": _AT,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [DEAD_LETTER_EXAMPLE]})
 
     seq: int = Field(description="Its sequence in FLOTILLA_DEAD")
     reason: str = Field(description="attempts, orphan or malformed")
