@@ -7,6 +7,8 @@ certificate). Service tokens (flotilla.auth's ServiceTokenSigner/Verifier) ride 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,6 +121,19 @@ def _refusal(handler: Handler, message: str) -> Handler:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
         yield  # pragma: no cover  (abort raises)
 
+    async def first_then_refuse(requests: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]) -> Any:
+        # Aborting a client-streaming call before reading its first message races with the
+        # client's write of it: grpcio then reports INTERNAL instead of our status.
+        await _first_of(requests)
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    async def first_then_refuse_stream(
+        requests: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        await _first_of(requests)
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        yield  # pragma: no cover  (abort raises)
+
     serializers = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
@@ -128,8 +143,16 @@ def _refusal(handler: Handler, message: str) -> Handler:
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(refuse_stream, **serializers)
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(refuse, **serializers)
-    return grpc.stream_stream_rpc_method_handler(refuse_stream, **serializers)
+        return grpc.stream_unary_rpc_method_handler(first_then_refuse, **serializers)
+    return grpc.stream_stream_rpc_method_handler(first_then_refuse_stream, **serializers)
+
+
+async def _first_of(requests: AsyncIterator[Any], timeout_s: float = 1.0) -> None:
+    """Read a client stream's first message (or give up after `timeout_s`, or on any error)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(timeout_s):
+            async for _ in requests:
+                return
 
 
 class ServiceAuthInterceptor(aio.ServerInterceptor):
