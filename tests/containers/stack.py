@@ -76,6 +76,9 @@ def generated_env(directory: Path, extra: dict[str, str] | None = None) -> dict[
         "FLOTILLA_WORKER_WORKFLOWS": "flotilla.examples.benchmarks:with_examples",
         "FLOTILLA_WORKER_DRAIN_TIMEOUT_S": "5",
         "FLOTILLA_DISPATCHER_JOB_ACK_WAIT_S": "10",
+        # Metrics on, as compose/README.md (Metrics) says to turn them on.
+        "FLOTILLA_METRICS_TOKEN": "flk_metrics_" + secrets.token_urlsafe(24),
+        "FLOTILLA_METRICS_PORT": "9090",
         **(extra or {}),
     }
     (directory / ".env").write_text("".join(f"{name}={value}\n" for name, value in values.items()))

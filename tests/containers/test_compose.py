@@ -136,6 +136,32 @@ def test_the_gateway_refuses_calls_without_a_token(stack: ComposeProject) -> Non
     assert httpx.get(stack.gateway_url + "/v1/workflows", timeout=30).status_code == 401
 
 
+_SCRAPE = (
+    "import sys, urllib.request, urllib.error\n"
+    "request = urllib.request.Request('http://127.0.0.1:9090/metrics')\n"
+    "if sys.argv[1]: request.add_header('Authorization', 'Bearer ' + sys.argv[1])\n"
+    "try:\n"
+    "    body = urllib.request.urlopen(request, timeout=5).read().decode()\n"
+    "    print(200, 'python_info' in body)\n"
+    "except urllib.error.HTTPError as exc:\n"
+    "    print(exc.code, False)\n"
+)
+
+
+def test_every_service_serves_metrics_to_the_metrics_token_only(stack: ComposeProject) -> None:
+    token = stack.values["FLOTILLA_METRICS_TOKEN"]
+    scrape = httpx.get(stack.gateway_url + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert scrape.status_code == 200 and "flotilla_runs_started_total" in scrape.text
+    assert httpx.get(stack.gateway_url + "/metrics", timeout=30).status_code == 401
+    api_key = {"Authorization": f"Bearer {stack.values['ADA_KEY']}"}
+    assert httpx.get(stack.gateway_url + "/metrics", headers=api_key, timeout=30).status_code == 401
+    for service in ("dispatcher", "worker", "ui"):
+        container = stack.wait_healthy(service, 1)[0]
+        for sent, expected in ((token, "200 True"), ("", "401 False"), ("wrong", "401 False")):
+            result = container.exec_run(["/opt/flotilla/venv/bin/python", "-c", _SCRAPE, sent])
+            assert result.output.decode().strip() == expected, (service, sent and "a token", result.output)
+
+
 _CONNECT = (
     "import socket, sys\n"
     "try:\n"
