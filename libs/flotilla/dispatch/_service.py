@@ -156,26 +156,11 @@ class RunService:
         info = await self._catalogue.get(workflow)  # WorkflowNotFound when no live worker serves it
         if info.params_schema_json:
             check_params(workflow, info.params_schema_json, json.loads(params_json))
-        run_id = new_run_id()
-        if idempotency_key:
-            # Keys are per identity: one caller can neither collide with nor discover another's run.
-            bound = await self._idempotency.claim(f"{caller.identity}\n{idempotency_key}", run_id)
-            if bound != run_id:
-                try:
-                    existing = await self.get_run(bound, caller)
-                except RunNotFound:
-                    run_id = bound  # the first caller died before creating it: finish its work
-                else:
-                    if existing.status == RunStatus.RUN_STATUS_QUEUED:
-                        await self._enqueue(existing)  # its first start may have died before queueing
-                    return existing, False
-        await self._check_room()
-        active = self._index.active(caller.identity)
-        if active >= self._limits.max_active_runs_per_identity:
-            raise QuotaExceeded(
-                f"{caller.identity!r} already has {active} runs queued or running (the limit is "
-                f"{self._limits.max_active_runs_per_identity}); wait for some to finish"
-            )
+        # Keys are per identity: one caller can neither collide with nor discover another's run.
+        claim = f"{caller.identity}\n{idempotency_key}" if idempotency_key else ""
+        run_id, existing = await self._admit(claim, caller)
+        if existing is not None:
+            return existing, False
         run = Run(
             run_id=run_id,
             workflow=workflow,
@@ -215,25 +200,10 @@ class RunService:
         root = replied if thread_id == replied.run_id else await self._visible_record(thread_id, caller)
         info = await self._catalogue.get(root.workflow)  # WorkflowNotFound when no live worker serves it
         policy = info.double_texting or "reject"
-        new_id = new_run_id()
-        if idempotency_key:
-            bound = await self._idempotency.claim(f"{caller.identity}\nreply\n{idempotency_key}", new_id)
-            if bound != new_id:
-                try:
-                    existing = await self.get_run(bound, caller)
-                except RunNotFound:
-                    new_id = bound  # the first reply died before creating its run: finish its work
-                else:
-                    if existing.status == RunStatus.RUN_STATUS_QUEUED:
-                        await self._enqueue(existing)
-                    return existing, False
-        await self._check_room()
-        active = self._index.active(caller.identity)
-        if active >= self._limits.max_active_runs_per_identity:
-            raise QuotaExceeded(
-                f"{caller.identity!r} already has {active} runs queued or running (the limit is "
-                f"{self._limits.max_active_runs_per_identity}); wait for some to finish"
-            )
+        claim = f"{caller.identity}\nreply\n{idempotency_key}" if idempotency_key else ""
+        new_id, existing = await self._admit(claim, caller)
+        if existing is not None:
+            return existing, False
         head = await self._place_reply(thread_id, new_id, policy, caller)
         if head.status not in TERMINAL_STATUSES and policy == "interrupt":
             with contextlib.suppress(RunFinished):
@@ -310,25 +280,9 @@ class RunService:
         (source's events, in order); `idempotency_key` already namespaced (empty: none)."""
         owner = Caller(identity=source.owner)
         await self._catalogue.get(source.workflow)  # WorkflowNotFound when no live worker serves it
-        new_id = new_run_id()
-        if idempotency_key:
-            bound = await self._idempotency.claim(idempotency_key, new_id)
-            if bound != new_id:
-                try:
-                    existing = await self.get_run(bound, owner)
-                except RunNotFound:
-                    new_id = bound  # the first fork died before creating its run: finish its work
-                else:
-                    if existing.status == RunStatus.RUN_STATUS_QUEUED:
-                        await self._enqueue(existing)
-                    return existing, False
-        await self._check_room()
-        active = self._index.active(owner.identity)
-        if active >= self._limits.max_active_runs_per_identity:
-            raise QuotaExceeded(
-                f"{owner.identity!r} already has {active} runs queued or running (the limit is "
-                f"{self._limits.max_active_runs_per_identity}); wait for some to finish"
-            )
+        new_id, existing = await self._admit(idempotency_key, owner)
+        if existing is not None:
+            return existing, False
         at_seq = kept[-1].seq if kept else 0
         info = await self._js.stream_info(EVENTS_STREAM)
         run = Run(
@@ -402,6 +356,32 @@ class RunService:
         ]
         latest = max(known, key=lambda run: run.run_id, default=None)
         return await self.get_run(latest.run_id if latest is not None else thread_id)
+
+    async def _admit(self, claim: str, caller: Caller) -> tuple[str, Run | None]:
+        """The id of a new run for `caller`, within its quota and the store's room; or, when
+        `claim` (an idempotency key, namespaced by the caller) was used before, the run that
+        created (queued again if its first start died before queueing) or, if that start died
+        before creating it, its id, to finish the work."""
+        run_id = new_run_id()
+        if claim:
+            bound = await self._idempotency.claim(claim, run_id)
+            if bound != run_id:
+                try:
+                    existing = await self.get_run(bound, caller)
+                except RunNotFound:
+                    run_id = bound
+                else:
+                    if existing.status == RunStatus.RUN_STATUS_QUEUED:
+                        await self._enqueue(existing)
+                    return bound, existing
+        await self._check_room()
+        active = self._index.active(caller.identity)
+        if active >= self._limits.max_active_runs_per_identity:
+            raise QuotaExceeded(
+                f"{caller.identity!r} already has {active} runs queued or running (the limit is "
+                f"{self._limits.max_active_runs_per_identity}); wait for some to finish"
+            )
+        return run_id, None
 
     async def _check_room(self) -> None:
         """Unavailable while the events' share of the store is (nearly) full: a new run could not
