@@ -106,6 +106,34 @@ class CpuMeter:
         return {name: (after[name] - before[name]) * 1000 / runs for name in after}
 
 
+class NatsMeter:
+    """Messages each NATS connection sent and received, from nats-server's /connz (by the
+    connection's name: dispatcher, worker-..., ...)."""
+
+    def __init__(self, monitor_url: str | None) -> None:
+        self._url = monitor_url
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        if self._url is None:
+            return {}
+        connz = httpx.get(f"{self._url}/connz", params={"limit": 4096}).json()
+        counts: Counter[str] = Counter()
+        for conn in connz.get("connections", []):
+            name = conn.get("name") or "unnamed"
+            counts[name + " sent"] += conn.get("in_msgs", 0)
+            counts[name + " got"] += conn.get("out_msgs", 0)
+        names = {key.rsplit(" ", 1)[0] for key in counts}
+        return {name: (counts[name + " sent"], counts[name + " got"]) for name in sorted(names)}
+
+    @staticmethod
+    def per_run_line(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], runs: int) -> str:
+        parts = []
+        for name, (sent, got) in after.items():
+            sent0, got0 = before.get(name, (0, 0))
+            parts.append(f"{name} {(sent - sent0) / runs:.1f}/{(got - got0) / runs:.1f}")
+        return ", ".join(parts)
+
+
 class Profiler:
     """py-spy recording every process of the stack while a level runs."""
 
@@ -181,12 +209,14 @@ async def bench(args: argparse.Namespace, gateway: str, token: str, local: Local
     limits = httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
     auth = {"Authorization": f"Bearer {token}"}
     meter = CpuMeter(local.children() if local else [])
+    monitor = local.config.nats_monitor_port if local else None
+    nats_meter = NatsMeter(f"http://{local.config.nats_host}:{monitor}" if local and monitor else None)
     async with httpx.AsyncClient(base_url=gateway, timeout=120, limits=limits, headers=auth) as http:
         for _ in range(20):  # warm up connections, caches and both workers
             await one_run(http, ws_url, {"n": 10, "asks": 1})
 
         latencies = []
-        before = meter.snapshot()
+        before, nats_before = meter.snapshot(), nats_meter.snapshot()
         for _ in range(args.sequential):
             elapsed, _, run_id, events = await one_run(http, ws_url, {"n": 10, "asks": 0})
             check(run_id, events)
@@ -196,6 +226,9 @@ async def bench(args: argparse.Namespace, gateway: str, token: str, local: Local
             f"single load run (n=10, asks=0), POST -> workflow_completed, {args.sequential} sequential: {ms_summary(latencies)}"
         )
         print(f"  CPU per run: {cpu_line(single)}")
+        if local is not None:
+            per_run = NatsMeter.per_run_line(nats_before, nats_meter.snapshot(), args.sequential)
+            print(f"  NATS messages per run (sent/received by each connection): {per_run}")
 
         round_trips: list[float] = []
         for _ in range(10):
@@ -208,7 +241,7 @@ async def bench(args: argparse.Namespace, gateway: str, token: str, local: Local
 
         results: list[Level] = []
         for i, concurrency in enumerate(levels):
-            before = meter.snapshot()
+            before, nats_before = meter.snapshot(), nats_meter.snapshot()
             profiling = args.profile is not None and local is not None and i == len(levels) - 1
             with Profiler(Path(args.profile), local.children()) if profiling and local else ExitStack():
                 wall, per_run = await bench_level(http, ws_url, args.runs, concurrency)
@@ -227,6 +260,8 @@ async def bench(args: argparse.Namespace, gateway: str, token: str, local: Local
             )
             if local is not None:
                 print(f"  CPU per run: stack {level.stack_cpu_ms_per_run:.1f} ms = {cpu_line(level.cpu_ms_per_run)}")
+                per_run_msgs = NatsMeter.per_run_line(nats_before, nats_meter.snapshot(), args.runs)
+                print(f"  NATS messages per run (sent/received by each connection): {per_run_msgs}")
         print("every run: own events only, seq 1..N exactly once in order, one workflow_completed: OK")
         return results
 

@@ -50,6 +50,7 @@ def bench_config(
         gateway_port=0,
         gateway_grpc_port=0,
         ui_port=0,
+        nats_monitor_port=0,
         env={
             "FLOTILLA_LOG_LEVEL": "warning",
             "FLOTILLA_WORKER_WORKFLOWS": workflows,

@@ -83,6 +83,9 @@ class StackConfig:
     nats_host: str = "127.0.0.1"
     """The address NATS listens on and the services use (a veth address reaches a worker in a
     network namespace)."""
+    nats_monitor_port: int | None = None
+    """nats-server's HTTP monitoring (/varz, /connz) on this port of nats_host (0: a free one);
+    None: off. The benchmarks read messages per run from it."""
     max_file_store: str | None = None
     """Override the config's JetStream file store limit (e.g. "128MB", to fill it in a test)."""
     env: dict[str, str] = field(default_factory=dict)
@@ -324,6 +327,10 @@ class LocalStack:
                 "-p", str(port),
                 "-sd", str(cfg.data_dir / ("jetstream" if cfg.nats_nodes == 1 else name)),
             ]  # fmt: skip
+            if cfg.nats_monitor_port is not None and i == 0:
+                if cfg.nats_monitor_port == 0:
+                    cfg.nats_monitor_port = free_port()
+                argv += ["-m", str(cfg.nats_monitor_port)]
             if cfg.tls:
                 creds = self.credentials
                 argv += ["--tls", "--tlscert", str(creds.cert_file("nats")), "--tlskey", str(creds.key_file("nats"))]
