@@ -466,13 +466,14 @@ class RunService:
 
     async def submit_input(self, run_id: str, request_id: str, value: str, caller: Caller = SYSTEM) -> None:
         _check_run_id(run_id)
-        if not _sees_all(caller):
-            await self._visible_record(run_id, caller)
+        run = None if _sees_all(caller) else await self._visible_record(run_id, caller)
         if not is_subject_token(request_id):
             raise RequestNotFound(run_id, request_id)
         if len(value.encode()) > MAX_PARAMS_BYTES:
             raise InvalidArgument(f"the answer is larger than {MAX_PARAMS_BYTES} bytes")
-        run = await self.get_run(run_id)  # an unknown run is reported as such
+        run = run or await self._visible_record(run_id, SYSTEM)  # an unknown run is reported as such
+        if run.status == RunStatus.RUN_STATUS_RUNNING:
+            await self._settle_from_log(run)
         ended = STATUS_NAMES[run.status] if run.status in TERMINAL_STATUSES else None
         # Stored conditionally on the question being open: once it is, the worker has it.
         await self._requests.answer(run_id, request_id, value, run_ended=ended)

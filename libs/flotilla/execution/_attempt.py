@@ -29,11 +29,14 @@ from flotilla.execution._usage import UsageTally
 from flotilla.jetstream import (
     EventLog,
     Layout,
+    LogPosition,
     LostOwnership,
+    Mutation,
     Reconnects,
     Requests,
     RunEventWriter,
     RunStore,
+    Versioned,
     control_subject,
     dead_letter,
 )
@@ -112,6 +115,9 @@ class RunAttempt:
         self._lost = False
         self._writer: RunEventWriter | None = None
         self._session: RunSession | None = None
+        self._record: Versioned | None = None
+        """The run's record as this attempt last read or wrote it: its next change starts there
+        (one round trip, not a read and a write; a compare-and-set refuses it if it is old)."""
 
     @property
     def run_id(self) -> str:
@@ -132,8 +138,12 @@ class RunAttempt:
         worker then stops it and sends no more in-progress acks for its job."""
         if not self._claimed or self._finishing:
             return True
-        run, _ = await self._ctx.runs.get(self._job.run_id)
-        return run.lease == self._token
+        self._record = await self._ctx.runs.get(self._job.run_id)
+        return self._record[0].lease == self._token
+
+    async def _update_record(self, mutate: Mutation) -> Run:
+        self._record = await self._ctx.runs.modify(self._job.run_id, mutate, known=self._record)
+        return self._record[0]
 
     def abandon(self) -> None:
         """The run is another attempt's now: stop without writing, acking or handing back."""
@@ -175,7 +185,7 @@ class RunAttempt:
 
         if self._claimed:
             try:
-                await self._ctx.runs.update(self._job.run_id, release)
+                await self._update_record(release)
             except Exception as exc:  # the next claim then counts an attempt: no harm beyond that
                 log.warning("could not release the run record", error=repr(exc))
         with contextlib.suppress(Exception):
@@ -246,7 +256,7 @@ class RunAttempt:
         await writer.emit("workflow_completed", completed, sender="system")
         await writer.flush()
         self._finishing = True
-        await self._ctx.runs.update(run_id, functools.partial(finish_record, done=completed))
+        await self._update_record(functools.partial(finish_record, done=completed))
         await self._msg.ack()
         RUNS_FINISHED.labels(self._workflow_label, outcome.status).inc()
         log.info("run finished", status=outcome.status, attempt=record.attempts, events=writer.last_seq)
@@ -256,13 +266,20 @@ class RunAttempt:
         on what was read, so the previous holder is fenced off. None when the log ends with the
         terminal event (the record is finished from it)."""
         run_id = self._job.run_id
+        if record.attempts == 1 and not handed_back and not record.forked_from:
+            # The first claim of a run that is no fork: nobody has written its log (only a
+            # claim lets a worker write, and a dispatcher appends only to a queued run it
+            # cancels, which cannot be claimed). The first append is conditional on an empty
+            # log all the same, so if that were wrong this attempt would stop, never fork it.
+            self._writer = RunEventWriter(self._ctx.events, run_id, after=LogPosition(), token=self._token)
+            return self._writer, PriorAttempts(policy=self._ctx.on_divergence)
         for _ in range(TAKEOVER_TRIES):
             position, last, _ = await self._ctx.events.tail(run_id)
             if last is not None and is_terminal(last):
                 # The previous attempt finished the log but died before the record: finish that.
                 self._finishing = True
                 finish = functools.partial(finish_record, done=last.workflow_completed, at=last.timestamp)
-                await self._ctx.runs.update(run_id, finish)
+                await self._update_record(finish)
                 return None
             history: list[RunEvent] = []
             end = position  # the leader's: the history (read by direct gets) must reach it
@@ -315,7 +332,9 @@ class RunAttempt:
         """Mark the run RUNNING under this attempt's lease. Returns the record, whether it was
         claimed (not when finished, or cancelled while queued), and whether the previous holder
         handed the run back (then this is not a new attempt)."""
-        current, _ = await self._ctx.runs.get(self._job.run_id)
+        if self._record is None:
+            self._record = await self._ctx.runs.get(self._job.run_id)
+        current = self._record[0]
         log_from = current.log_from
         if not log_from and current.status not in TERMINAL_STATUSES:
             # Where the run's log will start: reads of it begin there, not at the stream's start.
@@ -338,7 +357,7 @@ class RunAttempt:
             claimed = True
             return True
 
-        record = await self._ctx.runs.update(self._job.run_id, start)
+        record = await self._update_record(start)
         self._claimed = claimed
         if record.cancel_requested:
             self._cancel.set()
@@ -356,7 +375,7 @@ class RunAttempt:
 
         try:
             async with asyncio.timeout(5.0):
-                await self._ctx.runs.update(self._job.run_id, mark)
+                await self._update_record(mark)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -364,7 +383,8 @@ class RunAttempt:
 
     async def _wait_for_predecessor(self) -> None:
         """A reply's run starts once the run it follows has ended (its log is then complete)."""
-        record, _ = await self._ctx.runs.get(self._job.run_id)
+        self._record = await self._ctx.runs.get(self._job.run_id)
+        record = self._record[0]
         if record.reply_to and record.status == RunStatus.RUN_STATUS_QUEUED and not record.cancel_requested:
             await wait_for_predecessor(self._ctx.runs, record, self._cancel)
 

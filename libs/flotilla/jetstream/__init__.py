@@ -41,7 +41,7 @@ from flotilla.jetstream._queue import (
     read_dead_letters,
     report_queue,
 )
-from flotilla.jetstream._runs import RunStore, header_of, with_header
+from flotilla.jetstream._runs import Mutation, RunStore, Versioned, header_of, with_header
 
 __all__ = [
     # connection and layout
@@ -87,6 +87,8 @@ __all__ = [
     "Catalogue",
     "IdempotencyKeys",
     "RunStore",
+    "Mutation",
+    "Versioned",
     "header_of",
     "with_header",
     # jobs

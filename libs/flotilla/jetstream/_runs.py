@@ -11,7 +11,7 @@ run at all.
 from __future__ import annotations
 
 import contextlib
-
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
 from nats.js import JetStreamContext
@@ -25,6 +25,10 @@ from flotilla.protocol import Run
 
 Mutation = Callable[[Run], bool]
 """Changes a run in place; returns False to leave the stored record as it is."""
+Versioned = tuple[Run, int]
+"""A record and the revision it was read or written at."""
+HEADER_CACHE_RUNS = 10_000
+"""Headers a store remembers (they never change: a remembered one is never stale)."""
 
 
 def header_of(run: Run) -> Run:
@@ -67,6 +71,7 @@ class RunStore:
         kv._direct = False
         self._kv = kv
         self._headers = headers
+        self._header_cache: OrderedDict[str, Run] = OrderedDict()
 
     @classmethod
     async def open(cls, js: JetStreamContext, *, with_headers: bool = False) -> RunStore:
@@ -89,14 +94,23 @@ class RunStore:
         return self._headers
 
     async def header(self, run_id: str) -> Run:
-        """What the run was started as; RunNotFound when the dispatcher never started it."""
+        """What the run was started as; RunNotFound when the dispatcher never started it. A
+        header is written once and never changes, so the last HEADER_CACHE_RUNS read are kept."""
+        cached = self._header_cache.get(run_id)
+        if cached is not None:
+            self._header_cache.move_to_end(run_id)
+            return cached
         try:
             entry = await self._header_bucket().get(run_id)
         except KeyNotFoundError:
             raise RunNotFound(run_id) from None
         if entry.value is None:
             raise RunNotFound(run_id)
-        return Run.FromString(entry.value)
+        header = Run.FromString(entry.value)
+        self._header_cache[run_id] = header
+        while len(self._header_cache) > HEADER_CACHE_RUNS:
+            self._header_cache.popitem(last=False)
+        return header
 
     async def get(self, run_id: str) -> tuple[Run, int]:
         """The record (laid over with its header) and its revision; RunNotFound when there is none."""
@@ -113,14 +127,31 @@ class RunStore:
 
     async def update(self, run_id: str, mutate: Mutation) -> Run:
         """Apply `mutate` to the current record until the compare-and-set wins; return the result."""
+        run, _ = await self.modify(run_id, mutate)
+        return run
+
+    async def modify(self, run_id: str, mutate: Mutation, *, known: Versioned | None = None) -> Versioned:
+        """`update`, returning the record's new revision too. With `known` (a record and the
+        revision this process last read or wrote it at), the first try changes that copy
+        instead of reading: the compare-and-set refuses it if the record changed since, and it
+        is read again. Only a change is tried on a copy that may be old: when `mutate` leaves
+        the copy as it is, the stored record decides."""
         while True:
-            run, revision = await self.get(run_id)
+            if known is not None:
+                run, revision = Run(), known[1]
+                run.CopyFrom(known[0])
+            else:
+                run, revision = await self.get(run_id)
             if not mutate(run):
-                return run
+                if known is None:
+                    return run, revision
+                known = None
+                continue
+            known = None
             run.updated_at.CopyFrom(now())
             try:
-                await self._kv.update(run_id, run.SerializeToString(), last=revision)
-                return run
+                revision = await self._kv.update(run_id, run.SerializeToString(), last=revision)
+                return run, revision
             except KeyWrongLastSequenceError:
                 continue
 
@@ -128,6 +159,7 @@ class RunStore:
         """Remove the record and its header for good (retention), by the JetStream API: the
         buckets refuse clients' purge messages (rollups are off)."""
         await js.purge_stream(f"KV_{RUNS_BUCKET}", subject=f"$KV.{RUNS_BUCKET}.{run_id}")
+        self._header_cache.pop(run_id, None)
         if self._headers is not None:
             await js.purge_stream(f"KV_{RUN_HEADERS_BUCKET}", subject=f"$KV.{RUN_HEADERS_BUCKET}.{run_id}")
 
