@@ -274,12 +274,13 @@ class EventFanout:
         *,
         after_seq: int,
         from_stream_seq: int = 1,
-        exists: Callable[[], Awaitable[object]],
+        exists: Callable[[], Awaitable[object]] | None = None,
         deltas: bool = True,
     ) -> AsyncGenerator[tuple[list[RunEvent], list[ReplyDelta]], None]:
         """`follow`, with the run's reply in progress (when `deltas`): each item is a batch of
         events or, once the watcher has every event the reply follows, what is new of the reply
-        (first the text so far, then each further piece)."""
+        (first the text so far, then each further piece). `exists`: as for `follow`; None when
+        the caller has just checked."""
         watcher = _Watcher(deltas=deltas)
         self._left.pop(run_id, None)
         self._watchers.setdefault(run_id, set()).add(watcher)
@@ -287,7 +288,7 @@ class EventFanout:
         try:
             page = await self._read_caught_up(run_id, after_seq, from_stream_seq)
             cursor = page.next_stream_seq
-            if not page.events and after_seq == 0:
+            if not page.events and after_seq == 0 and exists is not None:
                 await exists()
             pending, more = page.events, page.more
             while True:

@@ -130,10 +130,14 @@ class RunService:
         await self.upkeep.stop()
         await self._index.stop()
 
-    async def _enqueue(self, run: Run) -> None:
+    async def _enqueue(self, run: Run, revision: int = 0) -> None:
         """Queue the run's job (a no-op when it has one), retrying a NATS hiccup a few times;
-        if that fails, the upkeep queues it later (the caller learns the start is uncertain)."""
+        if that fails, the upkeep queues it later (the caller learns the start is uncertain).
+        `revision`: of `run` as just created; the job then carries the record for the claim."""
         job = Job(run_id=run.run_id, workflow=run.workflow, params_json=run.params_json)
+        if revision:
+            job.record.CopyFrom(run)
+            job.record_revision = revision
         for attempt in range(ENQUEUE_TRIES):
             try:
                 await enqueue(self._js, job)
@@ -169,9 +173,9 @@ class RunService:
             idempotency_key=idempotency_key,
             owner=caller.identity,
         )
-        await self._runs.create(run)
+        revision = await self._runs.create(run)
         self._index.put(run)
-        await self._enqueue(run)
+        await self._enqueue(run, revision)
         RUNS_STARTED.labels(workflow).inc()  # bounded: the catalogue knows the workflow
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             log.info("run queued", workflow=workflow)
@@ -219,9 +223,9 @@ class RunService:
             reply_to=head.run_id,
             reply_message=message,
         )
-        await self._runs.create(run)
+        revision = await self._runs.create(run)
         self._index.put(run)
-        await self._enqueue(run)
+        await self._enqueue(run, revision)
         RUNS_STARTED.labels(run.workflow).inc()
         with structlog.contextvars.bound_contextvars(run_id=new_id):
             log.info("reply queued", thread_id=thread_id, reply_to=head.run_id, policy=policy)
@@ -440,7 +444,6 @@ class RunService:
             run_id,
             after_seq=after_seq,
             from_stream_seq=run.log_from or 1,
-            exists=lambda: self._visible_record(run_id, caller),
             deltas=include_deltas,
         )
         async for batch, deltas in follow:

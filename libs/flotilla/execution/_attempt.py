@@ -383,7 +383,10 @@ class RunAttempt:
 
     async def _wait_for_predecessor(self) -> None:
         """A reply's run starts once the run it follows has ended (its log is then complete)."""
-        self._record = await self._ctx.runs.get(self._job.run_id)
+        if self._job.record_revision:  # the record as created: the claim's compare-and-set checks it
+            self._record = (self._job.record, self._job.record_revision)
+        else:
+            self._record = await self._ctx.runs.get(self._job.run_id)
         record = self._record[0]
         if record.reply_to and record.status == RunStatus.RUN_STATUS_QUEUED and not record.cancel_requested:
             await wait_for_predecessor(self._ctx.runs, record, self._cancel)

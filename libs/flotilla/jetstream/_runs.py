@@ -78,15 +78,18 @@ class RunStore:
         headers = await js.key_value(RUN_HEADERS_BUCKET) if with_headers else None
         return cls(await js.key_value(RUNS_BUCKET), headers)
 
-    async def create(self, run: Run) -> None:
-        """The header (dispatcher only), then the record."""
+    async def create(self, run: Run) -> int:
+        """The header (dispatcher only), then the record; returns the record's revision."""
         run.created_at.CopyFrom(now())
         run.updated_at.CopyFrom(run.created_at)
         if self._headers is not None:
-            # A retried start: the header is already there, and never changes.
-            with contextlib.suppress(KeyWrongLastSequenceError):
-                await self._headers.create(run.run_id, header_of(run).SerializeToString())
-        await self._kv.create(run.run_id, run.SerializeToString())
+            header = header_of(run)
+            try:
+                await self._headers.create(run.run_id, header.SerializeToString())
+                self._remember_header(run.run_id, header)
+            except KeyWrongLastSequenceError:
+                pass  # a retried start: the header is already there, and never changes
+        return await self._kv.create(run.run_id, run.SerializeToString())
 
     def _header_bucket(self) -> KeyValue:
         if self._headers is None:
@@ -107,10 +110,13 @@ class RunStore:
         if entry.value is None:
             raise RunNotFound(run_id)
         header = Run.FromString(entry.value)
+        self._remember_header(run_id, header)
+        return header
+
+    def _remember_header(self, run_id: str, header: Run) -> None:
         self._header_cache[run_id] = header
         while len(self._header_cache) > HEADER_CACHE_RUNS:
             self._header_cache.popitem(last=False)
-        return header
 
     async def get(self, run_id: str) -> tuple[Run, int]:
         """The record (laid over with its header) and its revision; RunNotFound when there is none."""
