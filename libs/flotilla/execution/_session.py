@@ -56,6 +56,8 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_SENDER = "workflow"
 DEFAULT_RECIPIENT = "user"
+WAITING_MARK_AFTER_S = 0.5
+"""How long a question waits before the run's record says it waits for the person."""
 _NOT_RECORDED = (RunCancelled, Nondeterminism, LostOwnership)
 """Exceptions from inside a tool that say the run stops, not that the tool failed."""
 
@@ -100,6 +102,9 @@ class RunSession(WorkerSession):
         self._reply_after = (-1, 0)
         """(the reply being streamed, the seq it follows)"""
         self._waiting = 0
+        self._marking: asyncio.Task[None] | None = None
+        self._marked = False
+        """The record is being told, or was told, that the run waits for the person."""
 
     @property
     def run_id(self) -> str:
@@ -360,7 +365,7 @@ class RunSession(WorkerSession):
                 remaining = max(0.0, limit - (time.time() - asked_at))
                 self._waiting += 1
                 if self._waiting == 1 and self._on_waiting is not None:
-                    await self._on_waiting(True)
+                    self._marking = asyncio.create_task(self._mark_waiting_soon())
                 waiting_since = time.monotonic()
                 try:
                     state = await asyncio.wait_for(self._outcome(outcome, request_id, reconnects_seen), remaining)
@@ -368,8 +373,8 @@ class RunSession(WorkerSession):
                     state = await self._requests.expire(self._run_id, request_id, state.open_seq)
                 finally:
                     self._waiting -= 1
-                    if self._waiting == 0 and self._on_waiting is not None:
-                        await self._on_waiting(False)
+                    if self._waiting == 0:
+                        await self._unmark_waiting()
                     RUN_INPUT_WAIT_SECONDS.observe(time.monotonic() - waiting_since)
                 self._open.pop(request_id, None)
         finally:
@@ -388,6 +393,24 @@ class RunSession(WorkerSession):
         answer = InputAnswered(request_id=request_id, value=shown, timed_out=timed_out)
         await self._emit("input_answered", answer, sender=person, recipient=asker)
         return value
+
+    async def _mark_waiting_soon(self) -> None:
+        """Tell the record once a question has waited WAITING_MARK_AFTER_S: a person takes longer
+        than that, and an answer a program gives at once costs no record writes."""
+        await asyncio.sleep(WAITING_MARK_AFTER_S)
+        if self._on_waiting is not None:
+            self._marked = True
+            await self._on_waiting(True)
+
+    async def _unmark_waiting(self) -> None:
+        marking, self._marking = self._marking, None
+        if marking is not None:
+            if not self._marked:
+                marking.cancel()
+            await asyncio.gather(marking, return_exceptions=True)
+        if self._marked and self._on_waiting is not None:
+            self._marked = False
+            await self._on_waiting(False)
 
     async def _forked_answer(self, request_id: str) -> Question | None:
         """A fork replaying a question its source answered before the fork point: that answer
