@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from contextlib import contextmanager
@@ -96,8 +97,24 @@ class GrpcServer:
         await self._server.stop(grace_s)
 
 
+YOUNG_GC_THRESHOLD = 10_000
+"""Allocations between two collections of the youngest generation (Python's default: 700)."""
+
+
+def settle_heap() -> None:
+    """Call once a service has imported what it keeps for its lifetime (modules, schemas, its
+    app): those objects leave the cyclic collector's sight for good (`gc.freeze`), and the young
+    generation is collected less often. Without it the gateway spent about a sixth of its CPU in
+    the collector, scanning the same long-lived objects per request."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, middle, old)
+
+
 def run_service(main: Coroutine[Any, Any, None]) -> None:
     """Run a service's main coroutine on uvloop (faster NATS and gRPC I/O), else asyncio."""
+    settle_heap()
     try:
         import uvloop
     except ImportError:

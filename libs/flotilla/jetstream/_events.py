@@ -20,13 +20,15 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import nats.errors
 import structlog
 from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
@@ -131,6 +133,48 @@ def _transient(exc: BaseException) -> bool:
     )
 
 
+class _Replies:
+    """One inbox subscription for the replies to every direct get a connection sends (a batch
+    answers with many messages, so nats-py's request cannot take them): no subscribe and
+    unsubscribe per read, each a round of protocol work for the client and the server."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._sub: Subscription | None = None
+        self._queues: dict[str, asyncio.Queue[Msg]] = {}
+
+    @contextlib.asynccontextmanager
+    async def inbox(self) -> AsyncIterator[tuple[str, asyncio.Queue[Msg]]]:
+        """A reply subject of its own and the queue its messages arrive on, while in use."""
+        if self._sub is None:
+            prefix = self._nc.new_inbox()
+            sub = await self._nc.subscribe(f"{prefix}.*", cb=self._route, pending_msgs_limit=1_000_000)
+            if self._sub is None:
+                self._prefix, self._sub = prefix, sub
+            else:
+                await sub.unsubscribe()  # another read subscribed meanwhile
+        token = secrets.token_hex(8)
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._queues[token] = queue
+        try:
+            yield f"{self._prefix}.{token}", queue
+        finally:
+            del self._queues[token]
+
+    async def _route(self, msg: Msg) -> None:
+        queue = self._queues.get(msg.subject.rpartition(".")[2])
+        if queue is not None:  # else: the rest of a read that gave up (timed out)
+            queue.put_nowait(msg)
+
+
+async def _next_reply(queue: asyncio.Queue[Msg], timeout_s: float) -> Msg:
+    try:
+        return await asyncio.wait_for(queue.get(), timeout_s)
+    except TimeoutError:
+        raise nats.errors.TimeoutError from None
+
+
 class EventLog:
     """Reads run logs and makes conditional appends (the worker's writer and the dispatcher)."""
 
@@ -139,6 +183,7 @@ class EventLog:
         self._js = nc.jetstream()
         self._timeout = timeout_s
         self._end, self._end_read_at = 0, float("-inf")
+        self._replies = _Replies(nc)
 
     @property
     def js(self) -> JetStreamContext:
@@ -221,15 +266,13 @@ class EventLog:
         size = 0
         position = LogPosition(after_seq, 0)
         next_stream_seq = max(1, from_stream_seq)
-        inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox)
-        try:
+        async with self._replies.inbox() as (inbox, replies):
             while True:
                 request = {"seq": next_stream_seq, "next_by_subj": subject, "batch": min(limit, 256) + 1}
                 await self._nc.publish(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", json.dumps(request).encode(), reply=inbox)
                 full, pending = False, 0
                 while True:
-                    msg = await sub.next_msg(timeout=self._timeout)
+                    msg = await _next_reply(replies, self._timeout)
                     headers = msg.headers or {}
                     status = headers.get("Status")
                     if status == "404":  # nothing (more) stored
@@ -256,9 +299,6 @@ class EventLog:
                     return LogPage(events, next_stream_seq, True, position)
                 if pending == 0:
                     return LogPage(events, next_stream_seq, False, position)
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
 
     async def history(self, run_id: str, *, from_stream_seq: int = 1) -> tuple[list[RunEvent], LogPosition]:
         """The whole log as stored now, and where it ends (for a writer to continue it)."""
