@@ -10,7 +10,7 @@ run at all.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
@@ -79,17 +79,24 @@ class RunStore:
         return cls(await js.key_value(RUNS_BUCKET), headers)
 
     async def create(self, run: Run) -> int:
-        """The header (dispatcher only), then the record; returns the record's revision."""
+        """The header (dispatcher only) and the record, sent together; returns the record's
+        revision. Until both are stored the run does not exist for anyone: a record without a
+        header is no run (never listed, never read, never queued)."""
         run.created_at.CopyFrom(now())
         run.updated_at.CopyFrom(run.created_at)
-        if self._headers is not None:
-            header = header_of(run)
-            try:
-                await self._headers.create(run.run_id, header.SerializeToString())
-                self._remember_header(run.run_id, header)
-            except KeyWrongLastSequenceError:
-                pass  # a retried start: the header is already there, and never changes
-        return await self._kv.create(run.run_id, run.SerializeToString())
+        record = self._kv.create(run.run_id, run.SerializeToString())
+        if self._headers is None:
+            return await record
+        _, revision = await asyncio.gather(self._create_header(run), record)
+        return revision
+
+    async def _create_header(self, run: Run) -> None:
+        header = header_of(run)
+        try:
+            await self._header_bucket().create(run.run_id, header.SerializeToString())
+            self._remember_header(run.run_id, header)
+        except KeyWrongLastSequenceError:
+            pass  # a retried start: the header is already there, and never changes
 
     def _header_bucket(self) -> KeyValue:
         if self._headers is None:
