@@ -18,7 +18,8 @@ Off by default: `setup_tracing` turns it on only when the settings name an OTLP 
 (settings.TracingSettings). Off, no tracer provider is installed and every helper here returns at
 its first line: no span objects, no header parsing, no interceptors added, FastAPI's telemetry off. Like
 Prometheus metrics, the tracer provider is process-wide by nature (OpenTelemetry's global): each
-service's `main` sets it up once, before it configures logging and builds its servers.
+service's `main` sets it up once, before it configures logging and builds its servers (the UI in
+gunicorn's worker, after the fork: the exporter's channel and thread must not cross it).
 """
 
 from __future__ import annotations
