@@ -2,7 +2,9 @@
 TraceService, served by grpcio on a free port) collects what every service exports; runs started
 through the public API must each be one trace, gateway → dispatcher → worker attempt → LLM calls,
 linked by span and parent ids, with each process's service name, and the run's log lines must
-carry the trace id. With tracing off, nothing is exported and runs work as before."""
+carry the trace id. A start from the UI's gateway client is one trace from the person's action
+on; a job the dispatcher's upkeep queues again joins its run's trace. With tracing off, nothing
+is exported and runs work as before."""
 
 from __future__ import annotations
 
@@ -22,9 +24,13 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 
+from flotilla import tracing
 from flotilla.devstack import LocalStack
+from flotilla.jetstream import JOBS_STREAM, has_job, job_subject
+from flotilla.protocol import RunStatus
 from flotilla.settings import TracingSettings
-from support import Api, local_stack
+from flotilla.ui.gateway import Credentials, GatewayClient
+from support import Api, admin, local_stack
 
 
 @dataclass
@@ -146,7 +152,7 @@ def _wait_for(receiver: Receiver, run_ids: list[str], timeout_s: float = 30.0, *
         time.sleep(0.2)
 
 
-def _start_chain(spans: list[Span], attempt: Span) -> tuple[Span, Span, Span]:
+def _start_chain(spans: list[Span], attempt: Span, request_name: str = "POST /v1/runs") -> tuple[Span, Span, Span]:
     """worker attempt ← dispatcher's StartRun ← the gateway's gRPC call ← the gateway's request
     (FastAPI's own spans of the endpoint may sit between the last two): checked, and returned."""
     by_id = {s.span_id: s for s in spans}
@@ -162,8 +168,7 @@ def _start_chain(spans: list[Span], attempt: Span) -> tuple[Span, Span, Span]:
     request = by_id[call.parent_id]
     while request.kind == SpanProto.SPAN_KIND_INTERNAL and request.service == "gateway":
         request = by_id[request.parent_id]
-    assert (request.service, request.name, request.kind) == ("gateway", "POST /v1/runs", SpanProto.SPAN_KIND_SERVER)
-    assert request.parent_id == ""  # the trace's root
+    assert (request.service, request.name, request.kind) == ("gateway", request_name, SpanProto.SPAN_KIND_SERVER)
     assert {s.trace_id for s in (attempt, dispatcher, call, request)} == {attempt.trace_id}
     return dispatcher, call, request
 
@@ -184,6 +189,7 @@ def test_a_run_start_is_one_trace_from_the_gateway_to_each_llm_call(
             assert attempt.kind == SpanProto.SPAN_KIND_CONSUMER
             assert attempt.attributes["flotilla.workflow"] in ("load", "learning_chat")
             _, _, request = _start_chain(spans, attempt)
+            assert request.parent_id == ""  # the trace's root
             # One trace per run start: every span of it shares the trace id and has one root.
             trace = [s for s in spans if s.trace_id == attempt.trace_id]
             assert [s.span_id for s in trace if not s.parent_id] == [request.span_id]
@@ -265,7 +271,116 @@ def test_a_run_start_is_one_trace_from_the_gateway_to_each_llm_call(
         assert len(retried) == 1, [s for s in spans if s.attributes.get("flotilla.run_id") == takeover_id]
         time.sleep(1.5)
         spans = collected.snapshot()
-        _start_chain(spans, retried[0])
+        assert _start_chain(spans, retried[0])[2].parent_id == ""
+
+
+def _ui_action(spans: list[Span], request: Span, action: str) -> Span:
+    """The gateway's span of a UI call ← the UI's client span of it ← the person's action, the
+    trace's root: checked, and the action returned."""
+    by_id = {s.span_id: s for s in spans}
+    call = by_id[request.parent_id]
+    assert (call.service, call.name, call.kind) == ("ui", request.name, SpanProto.SPAN_KIND_CLIENT)
+    root = by_id[call.parent_id]
+    assert (root.service, root.name, root.kind, root.parent_id) == ("ui", action, SpanProto.SPAN_KIND_INTERNAL, "")
+    assert root.trace_id == call.trace_id == request.trace_id
+    return root
+
+
+def test_a_start_from_the_ui_is_one_trace_from_the_persons_action_to_the_worker(
+    receiver: tuple[Receiver, int],
+) -> None:
+    """The UI's gateway client (flotilla.ui.gateway, its gRPC channel from flotilla.rpc), in this
+    process with tracing set up as the UI's gunicorn worker does: the start is a span of the UI's,
+    the parent (through its gRPC client span) of the gateway's request span, and the worker's
+    attempt is in the same trace; the answer is a trace of its own from the UI's action; reads
+    and polls outside an action make no span."""
+    collected, port = receiver
+    settings = TracingSettings(otlp_endpoint=f"http://127.0.0.1:{port}")
+    with local_stack(workers=1, tracing=settings) as stack:
+        assert tracing.setup_tracing(settings, "ui")
+        client = GatewayClient(stack.gateway_grpc_address, ca_file=stack.ca_file)
+        try:
+            credentials = Credentials(token=stack.dev_api_key)
+            run = client.start_run(credentials, "load", {"n": 1, "size": 10, "asks": 1}, idempotency_key="")
+            question = ""
+            deadline = time.monotonic() + 30
+            while not question:
+                assert time.monotonic() < deadline, "the run asked nothing"
+                events = client.next_events(credentials, run.run_id, after_seq=0, wait_s=1)
+                question = next((e.text_input.request_id for e in events if e.HasField("text_input")), "")
+            client.submit_input(credentials, run.run_id, question, "yes")
+            while client.get_run(credentials, run.run_id).status != RunStatus.RUN_STATUS_COMPLETED:
+                assert time.monotonic() < deadline, "the run did not complete"
+                time.sleep(0.1)
+        finally:
+            client.close()
+            tracing.shutdown_tracing()  # exports what the UI's side has left
+        spans = _wait_for(collected, [run.run_id], llm=False)
+
+    attempt = _attempt(spans, run.run_id)
+    _, _, request = _start_chain(spans, attempt, "flotilla.v1.Gateway/StartRun")
+    start = _ui_action(spans, request, "start run")
+    assert start.attributes == {"flotilla.workflow": "load", "flotilla.run_id": run.run_id}
+    trace = [s for s in spans if s.trace_id == start.trace_id]
+    assert [s.span_id for s in trace if not s.parent_id] == [start.span_id]
+    assert {s.service for s in trace} == {"ui", "gateway", "dispatcher", "worker"}
+
+    answered = [s for s in spans if s.service == "gateway" and s.name == "flotilla.v1.Gateway/SubmitInput"]
+    assert len(answered) == 1
+    answer = _ui_action(spans, answered[0], "answer")
+    assert answer.attributes == {"flotilla.run_id": run.run_id, "flotilla.request_id": question}
+    assert answer.trace_id != start.trace_id
+    # Only the two actions and their calls: the watches and reads made no span.
+    ui_spans = sorted((s.name, s.kind) for s in spans if s.service == "ui")
+    assert ui_spans == sorted(
+        [
+            ("start run", SpanProto.SPAN_KIND_INTERNAL),
+            ("flotilla.v1.Gateway/StartRun", SpanProto.SPAN_KIND_CLIENT),
+            ("answer", SpanProto.SPAN_KIND_INTERNAL),
+            ("flotilla.v1.Gateway/SubmitInput", SpanProto.SPAN_KIND_CLIENT),
+        ]
+    )
+
+
+def test_a_job_the_upkeep_queues_again_joins_its_runs_trace(receiver: tuple[Receiver, int]) -> None:
+    """The run's job is lost after its start (deleted from the queue while no worker pulls): the
+    dispatcher's upkeep queues it again, outside any request, and the attempt that job starts is
+    in the start's trace, a child of the dispatcher's StartRun, as a first job's would be."""
+    collected, port = receiver
+    with local_stack(workers=1, tracing=TracingSettings(otlp_endpoint=f"http://127.0.0.1:{port}")) as stack:
+
+        async def scenario() -> str:
+            async with Api(stack.gateway_url, stack.dev_api_key) as api:
+                stack.workers[0].stop()  # nobody pulls: the job stays where we can lose it
+                run_id = await api.start("load", n=1)
+                nc = await admin(stack)
+                try:
+                    js = nc.jetstream()
+                    job = await js.get_last_msg(JOBS_STREAM, job_subject(run_id), direct=True)
+                    assert job.seq is not None
+                    await js.delete_msg(JOBS_STREAM, job.seq)
+                    assert not await has_job(js, run_id)
+                finally:
+                    await nc.close()
+                stack.add_worker("worker-2")
+                events, _ = await api.stream(run_id, timeout_s=60)
+                assert events[-1]["status"] == "completed"
+                return run_id
+
+        run_id = asyncio.run(scenario())
+        spans = _wait_for(collected, [run_id], llm=False)
+        requeued = [
+            line
+            for line in _log_lines(stack, "dispatcher")
+            if line.get("run_id") == run_id and line["event"] == "queued run had no job; queued it again"
+        ]
+        assert len(requeued) == 1, "the upkeep did not queue the run again"
+
+    attempt = _attempt(spans, run_id)
+    assert attempt.instance == "worker-2" and attempt.attributes["flotilla.delivery"] == 1
+    _, _, request = _start_chain(spans, attempt)
+    assert request.parent_id == ""
+    assert [s.span_id for s in spans if s.trace_id == attempt.trace_id and not s.parent_id] == [request.span_id]
 
 
 def test_with_tracing_off_nothing_is_exported_and_runs_work(receiver: tuple[Receiver, int]) -> None:

@@ -63,12 +63,16 @@ def aio_channel(
 
 
 def sync_channel(address: str, *, ca_file: str | None = None, server_name: str | None = None) -> grpc.Channel:
-    """A blocking channel (the UI's): TLS verified with `ca_file` when given, else plaintext."""
+    """A blocking channel (the UI's): TLS verified with `ca_file` when given, else plaintext; with
+    tracing on, every unary call made inside a span carries its trace context (flotilla.tracing)."""
     options = channel_options(ca_file, server_name)
     if ca_file:
         credentials = grpc.ssl_channel_credentials(root_certificates=_read(ca_file, "CA file"))
-        return grpc.secure_channel(address, credentials, options=options)
-    return grpc.insecure_channel(address, options=options)
+        channel = grpc.secure_channel(address, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(address, options=options)
+    interceptors = tracing.sync_client_interceptors()
+    return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
 
 
 def _with_token(details: aio.ClientCallDetails, signer: ServiceTokenSigner) -> aio.ClientCallDetails:

@@ -1,33 +1,38 @@
 """OpenTelemetry traces: the one set-up, context propagation, and the spans every service makes.
 
-A run start is one trace: the gateway's HTTP/WebSocket request span (FastAPI's own, which reads
-the client's `traceparent`; `untraced_request` leaves probes out) → a gRPC
-client span whose W3C `traceparent` rides in the call's metadata (`client_interceptors`, on every
-`flotilla.rpc.aio_channel`) → the dispatcher's server span (`GrpcTracingInterceptor`, on every
-`flotilla.lifecycle.GrpcServer`) → the job, published with `traceparent` in its NATS headers
-(`inject_headers`, in `jetstream.enqueue`) → the worker's attempt span, a child of it
-(`context_from` the job's headers; a takeover by another worker gets the same redelivered job, so
-joins the same trace) → a span for each LLM call (`llm._service`) and each tool call
-(`workflows.tool_call_scope`). While a span is current, every log line carries its `trace_id` and
-`span_id` (`add_trace_ids`, installed by flotilla.logs).
+A run start is one trace: the UI's span of the person's action and its gRPC client span
+(`sync_client_interceptors`, on `flotilla.rpc.sync_channel`), or a REST client's `traceparent` →
+the gateway's request span (its gRPC API's server span, or FastAPI's own of an HTTP/WebSocket
+request; `untraced_request` leaves probes out) → a gRPC client span whose W3C `traceparent` rides
+in the call's metadata (`client_interceptors`, on every `flotilla.rpc.aio_channel`) → the
+dispatcher's server span (`GrpcTracingInterceptor`, on every `flotilla.lifecycle.GrpcServer`),
+whose `traceparent` the run keeps (`traceparent()`, in its header) → the job, published with
+`traceparent` in its NATS headers (`inject_headers`, in `jetstream.enqueue`; a job the
+dispatcher's upkeep queues again, outside any span, carries the run's) → the worker's attempt
+span, a child of it (`context_from` the job's headers; a takeover by another worker gets the same
+redelivered job, so joins the same trace) → a span for each LLM call (`llm._service`) and each
+tool call (`workflows.tool_call_scope`). While a span is current, every log line carries its
+`trace_id` and `span_id` (`add_trace_ids`, installed by flotilla.logs).
 
 Off by default: `setup_tracing` turns it on only when the settings name an OTLP endpoint
 (settings.TracingSettings). Off, no tracer provider is installed and every helper here returns at
 its first line: no span objects, no header parsing, no interceptors added, FastAPI's telemetry off. Like
 Prometheus metrics, the tracer provider is process-wide by nature (OpenTelemetry's global): each
-service's `main` sets it up once, before it configures logging and builds its servers.
+service's `main` sets it up once, before it configures logging and builds its servers (the UI in
+gunicorn's worker, after the fork: the exporter's channel and thread must not cross it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import grpc
 from grpc import aio
@@ -37,8 +42,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span as Span  # re-exported: callers type what `span` gives with it
 from opentelemetry.trace import SpanKind as SpanKind  # re-exported: callers name span kinds with it
+from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from flotilla.errors import ConfigurationError
@@ -69,17 +75,10 @@ def setup_tracing(settings: TracingSettings, service: str, *, instance: str | No
         return _State.tracer is not None
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-    url = urlsplit(settings.otlp_endpoint)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise ConfigurationError(
-            f"the OTLP endpoint {settings.otlp_endpoint!r} is not http://host:port (plaintext) or https://host:port (TLS)"
-        )
+    url = check_settings(settings)
     credentials = None
     if url.scheme == "https" and settings.otlp_ca_file:
-        ca = Path(settings.otlp_ca_file)
-        if not ca.is_file():
-            raise ConfigurationError(f"the OTLP CA file {ca} does not exist")
-        credentials = grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
+        credentials = grpc.ssl_channel_credentials(root_certificates=Path(settings.otlp_ca_file).read_bytes())
     exporter = OTLPSpanExporter(
         endpoint=f"{url.hostname}:{url.port or (443 if url.scheme == 'https' else 4317)}",
         insecure=url.scheme == "http",
@@ -100,6 +99,20 @@ def setup_tracing(settings: TracingSettings, service: str, *, instance: str | No
     _State.provider = provider
     _State.tracer = provider.get_tracer("flotilla")
     return True
+
+
+def check_settings(settings: TracingSettings) -> SplitResult:
+    """The OTLP endpoint's parts; ConfigurationError when it (or its CA file) cannot work.
+    `setup_tracing` checks too; a service that sets tracing up after a fork (the UI's gunicorn
+    worker) checks before it, so a bad setting stops the start with one line."""
+    url = urlsplit(settings.otlp_endpoint)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigurationError(
+            f"the OTLP endpoint {settings.otlp_endpoint!r} is not http://host:port (plaintext) or https://host:port (TLS)"
+        )
+    if url.scheme == "https" and settings.otlp_ca_file and not Path(settings.otlp_ca_file).is_file():
+        raise ConfigurationError(f"the OTLP CA file {settings.otlp_ca_file} does not exist")
+    return url
 
 
 def shutdown_tracing() -> None:
@@ -141,12 +154,26 @@ def span(
     return _current(tracer, name, kind, parent, attributes)
 
 
-def inject_headers() -> dict[str, str] | None:
-    """The current span's `traceparent` as message headers, or None (tracing off, no span)."""
+def traceparent() -> str:
+    """The current span's `traceparent`, or "" (tracing off, no span): a run keeps the one it was
+    started in, so every job queued for it joins the run's trace (`inject_headers`)."""
+    if _State.tracer is None:
+        return ""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get(_TRACEPARENT, "")
+
+
+def inject_headers(started_in: str = "") -> dict[str, str] | None:
+    """The current span's `traceparent` as message headers; with no span current, `started_in`
+    (the `traceparent` a run was started in: a job the dispatcher's upkeep queues again joins the
+    run's trace); else None (tracing off too)."""
     if _State.tracer is None:
         return None
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
+    if not carrier and started_in:
+        carrier[_TRACEPARENT] = started_in
     return carrier or None
 
 
@@ -169,7 +196,7 @@ def add_trace_ids(logger: Any, method: str, event: MutableMapping[str, Any]) -> 
     return event
 
 
-# --- gRPC: client interceptors on every aio channel, a server interceptor on every GrpcServer ---
+# --- gRPC: client interceptors on every channel, a server interceptor on every GrpcServer ---
 
 
 def _with_traceparent(details: aio.ClientCallDetails) -> aio.ClientCallDetails:
@@ -188,6 +215,13 @@ def _rpc_attributes(method: str) -> dict[str, str]:
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
 
+def _end_call(current: Span | None, code: grpc.StatusCode) -> None:
+    if current is not None:
+        current.set_attribute("rpc.grpc.status_code", code.value[0])
+        if code is not grpc.StatusCode.OK:
+            current.set_status(Status(StatusCode.ERROR, code.name))
+
+
 class _UnaryUnaryClientSpan(aio.UnaryUnaryClientInterceptor):
     """A client span around each unary call made inside a trace, its `traceparent` in the call's
     metadata; a call outside any (a readiness probe's) starts no trace."""
@@ -198,11 +232,7 @@ class _UnaryUnaryClientSpan(aio.UnaryUnaryClientInterceptor):
         method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
         with span(method.lstrip("/"), kind=SpanKind.CLIENT, attributes=_rpc_attributes(method)) as current:
             call = await continuation(_with_traceparent(details), request)
-            code = await call.code()
-            if current is not None:
-                current.set_attribute("rpc.grpc.status_code", code.value[0])
-                if code is not grpc.StatusCode.OK:
-                    current.set_status(Status(StatusCode.ERROR, code.name))
+            _end_call(current, await call.code())
             return call
 
 
@@ -218,6 +248,48 @@ def client_interceptors() -> list[aio.ClientInterceptor]:
     if _State.tracer is None:
         return []
     return [_UnaryUnaryClientSpan(), _UnaryStreamTraceparent()]
+
+
+@dataclasses.dataclass(frozen=True)
+class _SyncCallDetails(grpc.ClientCallDetails):
+    method: str
+    timeout: float | None
+    metadata: tuple[tuple[str, str | bytes], ...] | None
+    credentials: grpc.CallCredentials | None
+    wait_for_ready: bool | None
+    compression: grpc.Compression | None
+
+
+class _SyncUnaryUnaryClientSpan(grpc.UnaryUnaryClientInterceptor):
+    """`_UnaryUnaryClientSpan` for a blocking channel (the UI's): a client span around each unary
+    call made inside a trace (a person's action), its `traceparent` in the call's metadata."""
+
+    def intercept_unary_unary(self, continuation: Any, details: grpc.ClientCallDetails, request: Any) -> Any:
+        if not trace.get_current_span().get_span_context().is_valid:
+            return continuation(details, request)
+        method = str(details.method)
+        with span(method.lstrip("/"), kind=SpanKind.CLIENT, attributes=_rpc_attributes(method)) as current:
+            carrier: dict[str, str] = {}
+            _PROPAGATOR.inject(carrier)
+            traced = _SyncCallDetails(
+                method=details.method,
+                timeout=details.timeout,
+                metadata=(*(details.metadata or ()), *carrier.items()),
+                credentials=details.credentials,
+                wait_for_ready=getattr(details, "wait_for_ready", None),
+                compression=getattr(details, "compression", None),
+            )
+            call = continuation(traced, request)
+            _end_call(current, call.code())
+            return call
+
+
+def sync_client_interceptors() -> list[grpc.UnaryUnaryClientInterceptor]:
+    """What a blocking channel adds when tracing is on (nothing when off): unary calls only, its
+    watches are short polls outside any action and carry no trace."""
+    if _State.tracer is None:
+        return []
+    return [_SyncUnaryUnaryClientSpan()]
 
 
 if TYPE_CHECKING:
@@ -290,9 +362,7 @@ def _end_with(current: Span, context: aio.ServicerContext[Any, Any]) -> None:
     except Exception:  # noqa: BLE001  (older grpc: no code() on the aio context)
         code = None
     if isinstance(code, grpc.StatusCode):
-        current.set_attribute("rpc.grpc.status_code", code.value[0])
-        if code is not grpc.StatusCode.OK:
-            current.set_status(Status(StatusCode.ERROR, code.name))
+        _end_call(current, code)
 
 
 def _unary(behavior: Any, method: str) -> Any:

@@ -23,8 +23,11 @@ def test_off_by_default_and_then_every_helper_is_a_no_op() -> None:
     assert tracing.setup_tracing(TracingSettings(), "worker") is False
     assert not tracing.enabled()
     assert tracing.inject_headers() is None
+    assert tracing.inject_headers(TRACEPARENT) is None  # a run's stored one is not sent either
+    assert tracing.traceparent() == ""  # so a run keeps none
     assert tracing.context_from({"traceparent": TRACEPARENT}) is None
     assert tracing.client_interceptors() == []
+    assert tracing.sync_client_interceptors() == []
     assert tracing.server_interceptors() == []
     with tracing.span("anything", attributes={"a": 1}) as span:
         assert span is None

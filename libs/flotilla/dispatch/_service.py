@@ -15,6 +15,7 @@ import structlog
 import jsonschema_rs
 from nats.aio.client import Client
 
+from flotilla import tracing
 from flotilla.admission import MAX_PARAMS_BYTES, depth
 from flotilla.dispatch._fanout import EventFanout
 from flotilla.dispatch._index import RunIndex
@@ -140,7 +141,7 @@ class RunService:
             job.record_revision = revision
         for attempt in range(ENQUEUE_TRIES):
             try:
-                await enqueue(self._js, job)
+                await enqueue(self._js, job, traceparent=run.traceparent)
                 return
             except Exception as exc:
                 if attempt == ENQUEUE_TRIES - 1:
@@ -170,6 +171,7 @@ class RunService:
             workflow=workflow,
             params_json=params_json,
             status=RunStatus.RUN_STATUS_QUEUED,
+            traceparent=tracing.traceparent(),
             idempotency_key=idempotency_key,
             owner=caller.identity,
         )
@@ -217,6 +219,7 @@ class RunService:
             workflow=root.workflow,
             params_json=root.params_json,
             status=RunStatus.RUN_STATUS_QUEUED,
+            traceparent=tracing.traceparent(),
             idempotency_key=idempotency_key,
             owner=caller.identity,
             thread_id=thread_id,
@@ -294,6 +297,7 @@ class RunService:
             workflow=source.workflow,
             params_json=source.params_json,
             status=RunStatus.RUN_STATUS_QUEUED,
+            traceparent=tracing.traceparent(),
             idempotency_key=idempotency_key.rpartition("\n")[2],
             owner=owner.identity,
             forked_from=source.run_id if kept else "",

@@ -4,7 +4,8 @@ replicas may run it at once.
 
 - **Jobs.** `StartRun` writes the record, then queues the job. If the dispatcher dies, or NATS
   fails, in between, the run would wait forever: the keeper finds queued runs without a job and
-  queues it (the jobs stream holds one job per run at most, so a race queues one).
+  queues it (the jobs stream holds one job per run at most, so a race queues one), in the trace
+  the run was started in (flotilla.tracing).
 - **Retention.** Nothing of a live run ages out (a run may wait days for a person). Once a run
   has been finished for `retention_s`, the janitor deletes its log, its answers, its record and
   its idempotency key.
@@ -94,7 +95,7 @@ class Upkeep:
                 self._index.put(current)
                 continue
             job = Job(run_id=current.run_id, workflow=current.workflow, params_json=current.params_json)
-            if await enqueue(self._js, job):
+            if await enqueue(self._js, job, traceparent=current.traceparent):  # the run's trace
                 requeued += 1
                 log.warning("queued run had no job; queued it again", run_id=current.run_id)
         return requeued

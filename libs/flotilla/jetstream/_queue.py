@@ -26,14 +26,16 @@ from flotilla.metrics import DEAD_LETTERS, JOBS_PENDING
 from flotilla.protocol import DeadLetter, Job
 
 
-async def enqueue(js: JetStreamContext, job: Job) -> bool:
+async def enqueue(js: JetStreamContext, job: Job, *, traceparent: str = "") -> bool:
     """Queue the run's job unless it has one (queued, or held by a worker): True if this call
     queued it. The stream keeps at most one job per run, so repeating this is always safe. With
-    tracing on, the job carries the current span's `traceparent`: the worker's attempt joins the trace."""
+    tracing on, the job carries the current span's `traceparent`, or with none current the one
+    the run was started in (`traceparent`, the run's): the worker's attempt joins the trace."""
     try:
         # No Nats-Msg-Id: the per-subject limit dedups, and a job lost after it was stored must
         # be queued again at once, not dropped as a duplicate of itself.
-        await js.publish(job_subject(job.run_id), job.SerializeToString(), headers=tracing.inject_headers())
+        headers = tracing.inject_headers(traceparent)
+        await js.publish(job_subject(job.run_id), job.SerializeToString(), headers=headers)
     except APIError as exc:
         if "maximum messages per subject" in (exc.description or ""):
             return False

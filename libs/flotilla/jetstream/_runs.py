@@ -44,6 +44,7 @@ def header_of(run: Run) -> Run:
         reply_message=run.reply_message,
         forked_from=run.forked_from,
         fork_at_seq=run.fork_at_seq,
+        traceparent=run.traceparent,
     )
     header.created_at.CopyFrom(run.created_at)
     return header
@@ -55,6 +56,7 @@ def with_header(record: Run, header: Run) -> Run:
     record.owner, record.idempotency_key = header.owner, header.idempotency_key
     record.thread_id, record.reply_to, record.reply_message = header.thread_id, header.reply_to, header.reply_message
     record.forked_from, record.fork_at_seq = header.forked_from, header.fork_at_seq
+    record.traceparent = header.traceparent
     record.created_at.CopyFrom(header.created_at)
     return record
 

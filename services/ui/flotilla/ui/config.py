@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from flotilla.settings import LogFormat, ServiceSettings, env_alias
+from flotilla.settings import LogFormat, TracingSettings, env_alias
 
 
-class UiSettings(ServiceSettings):
-    """services/ui. Variables: FLOTILLA_UI_<FIELD>."""
+class UiSettings(TracingSettings):
+    """services/ui. Variables: FLOTILLA_UI_<FIELD>; tracing's are shared (TracingSettings)."""
 
     host: str = Field(default="127.0.0.1", validation_alias=env_alias("ui", "host"))
     port: int = Field(default=8888, validation_alias=env_alias("ui", "port"))

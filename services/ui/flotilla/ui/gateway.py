@@ -3,17 +3,24 @@
 Every call carries the credentials of the person signed in: either their own API key (bearer) or
 the UI's service key plus `flotilla-act-as: <identity>`. Errors become `GatewayError` with a
 sentence a person can read; the page shows it as is.
+
+With tracing on (flotilla.tracing), each person's action here (start, answer, cancel, reply, fork,
+retry) is a span, the root of a trace, and its call carries `traceparent` (the channel's
+interceptor), so the gateway's span of the call is its child: a start is one trace from the click
+to the worker. Reads and the page's polling make no spans.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 
+from flotilla import tracing
 from flotilla.rpc import sync_channel
 from flotilla.protocol import (
     CancelRunRequest,
@@ -41,6 +48,19 @@ from flotilla.protocol import (
 
 ACT_AS_METADATA = "flotilla-act-as"
 T = TypeVar("T")
+_RUN_ID = "flotilla.run_id"
+
+
+def _action(name: str, **attributes: str) -> AbstractContextManager[tracing.Span | None]:
+    """A person's action: a span (None when tracing is off) its gateway calls are children of."""
+    return tracing.span(name, attributes=attributes)
+
+
+def _made(action: tracing.Span | None, run: Run, attribute: str = "flotilla.new_run_id") -> Run:
+    """The run an action made, named on its span."""
+    if action is not None:
+        action.set_attribute(attribute, run.run_id)
+    return run
 
 
 @dataclass(frozen=True)
@@ -122,8 +142,9 @@ class GatewayClient:
         self, credentials: Credentials, workflow: str, params: dict[str, Any], *, idempotency_key: str
     ) -> Run:
         request = StartRunRequest(workflow=workflow, params_json=json.dumps(params), idempotency_key=idempotency_key)
-        reply: StartRunResponse = self._call(self._stub.StartRun, request, credentials)
-        return reply.run
+        with _action("start run", **{"flotilla.workflow": workflow}) as action:
+            reply: StartRunResponse = self._call(self._stub.StartRun, request, credentials)
+            return _made(action, reply.run, _RUN_ID)
 
     def get_run(self, credentials: Credentials, run_id: str) -> Run:
         run: Run = self._call(self._stub.GetRun, GetRunRequest(run_id=run_id), credentials)
@@ -185,23 +206,27 @@ class GatewayClient:
 
     def submit_input(self, credentials: Credentials, run_id: str, request_id: str, value: str) -> None:
         request = SubmitInputRequest(run_id=run_id, request_id=request_id, value=value)
-        self._call(self._stub.SubmitInput, request, credentials)
+        with _action("answer", **{_RUN_ID: run_id, "flotilla.request_id": request_id}):
+            self._call(self._stub.SubmitInput, request, credentials)
 
     def cancel_run(self, credentials: Credentials, run_id: str) -> Run:
-        reply: CancelRunResponse = self._call(self._stub.CancelRun, CancelRunRequest(run_id=run_id), credentials)
-        return reply.run
+        with _action("cancel run", **{_RUN_ID: run_id}):
+            reply: CancelRunResponse = self._call(self._stub.CancelRun, CancelRunRequest(run_id=run_id), credentials)
+            return reply.run
 
     def reply_run(self, credentials: Credentials, run_id: str, message: str, *, idempotency_key: str) -> Run:
         """The next run of `run_id`'s thread, started with `message`."""
         request = ReplyRunRequest(run_id=run_id, message=message, idempotency_key=idempotency_key)
-        reply: StartRunResponse = self._call(self._stub.ReplyRun, request, credentials)
-        return reply.run
+        with _action("reply", **{_RUN_ID: run_id}) as action:
+            reply: StartRunResponse = self._call(self._stub.ReplyRun, request, credentials)
+            return _made(action, reply.run)
 
     def fork_run(self, credentials: Credentials, run_id: str, at_seq: int, *, idempotency_key: str) -> Run:
         """A new run from `run_id`'s log up to `at_seq`, live from there."""
         request = ForkRunRequest(run_id=run_id, at_seq=at_seq, idempotency_key=idempotency_key)
-        reply: StartRunResponse = self._call(self._stub.ForkRun, request, credentials)
-        return reply.run
+        with _action("fork run", **{_RUN_ID: run_id}) as action:
+            reply: StartRunResponse = self._call(self._stub.ForkRun, request, credentials)
+            return _made(action, reply.run)
 
     def list_dead_letters(self, credentials: Credentials, *, limit: int = 100) -> list[DeadLetter]:
         """Admins: jobs no worker could run, newest first."""
@@ -211,5 +236,6 @@ class GatewayClient:
     def retry_run(self, credentials: Credentials, run_id: str, *, idempotency_key: str) -> Run:
         """Admins: a failed run again (a new run of its owner's, forked from its whole log)."""
         request = RetryRunRequest(run_id=run_id, idempotency_key=idempotency_key)
-        reply: StartRunResponse = self._call(self._stub.RetryRun, request, credentials)
-        return reply.run
+        with _action("retry run", **{_RUN_ID: run_id}) as action:
+            reply: StartRunResponse = self._call(self._stub.RetryRun, request, credentials)
+            return _made(action, reply.run)

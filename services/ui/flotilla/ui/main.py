@@ -13,6 +13,7 @@ import structlog
 from flotilla.lifecycle import exit_on_bad_configuration
 from flotilla.logs import configure_logging
 from flotilla.metrics import check_settings, serve_metrics, wsgi_http_metrics
+from flotilla import tracing
 from flotilla.ui.config import UiSettings
 from flotilla.ui.users import parse_users
 
@@ -46,7 +47,9 @@ def serve_ui(settings: UiSettings) -> None:
 
         def load(self) -> Any:
             # In the worker, after the fork: gRPC channels must not cross a fork, nor threads
-            # (the metrics server's).
+            # (the metrics server's, the trace exporter's channel and thread).
+            if tracing.setup_tracing(settings, "ui"):  # before the gateway client's channel is built
+                _configure_logging(settings)  # again: the worker's lines now carry trace ids
             token = settings.metrics_token.get_secret_value()
             metrics = serve_metrics(settings.metrics_host, settings.metrics_port, token)
             if metrics is not None:
@@ -63,8 +66,14 @@ def main() -> None:
         check_settings(
             settings.metrics_port, settings.metrics_token.get_secret_value(), variable="FLOTILLA_UI_METRICS_TOKEN"
         )
-    configure_logging("ui", log_format=settings.log_format, level=settings.log_level)
+        if settings.otlp_endpoint:
+            tracing.check_settings(settings)  # set up in gunicorn's worker, where an error would not stop the start
+    _configure_logging(settings)
     serve_ui(settings)
+
+
+def _configure_logging(settings: UiSettings) -> None:
+    configure_logging("ui", log_format=settings.log_format, level=settings.log_level)
 
 
 if __name__ == "__main__":
