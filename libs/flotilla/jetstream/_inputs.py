@@ -148,6 +148,14 @@ class Requests:
         """Store the answer if the question is open; the worker picks it up from the stream.
         `run_ended`: the run's terminal status, if it has one (then an open question refuses)."""
         question = await self.get(run_id, request_id)
+        await self.answer_as_read(question, run_id, request_id, value, run_ended=run_ended)
+
+    async def answer_as_read(
+        self, question: Question | None, run_id: str, request_id: str, value: str, *, run_ended: str | None = None
+    ) -> None:
+        """`answer`, with the question's state as the caller just read it (`get`): the answer is
+        stored conditionally on that very `open`, so a state read a moment ago cannot let a
+        second answer in."""
         if question is None:
             raise RequestNotFound(run_id, request_id)
         if question.state == OPEN and run_ended is not None:
