@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import structlog
@@ -25,7 +26,7 @@ from flotilla.protocol import (
     RunEvent,
     WatchRunRequest,
 )
-from flotilla.rpc import aio_channel, service_token_interceptors
+from flotilla.rpc import aio_channel
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +66,31 @@ async def rpc_error_response(request: Request, error: Exception) -> JSONResponse
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+class _Signed:
+    """One of the stub's methods, every call carrying the service token in its metadata."""
+
+    def __init__(self, method: Any, signer: ServiceTokenSigner) -> None:
+        self._method = method
+        self._signer = signer
+        self._token = ""
+        self._bearer: tuple[tuple[str, str], ...] = ()
+
+    def __call__(self, request: Any, *, metadata: Any = None, **options: Any) -> Any:
+        token = self._signer.token()
+        if token is not self._token:  # renewed every half lifetime: build the header once per token
+            self._token, self._bearer = token, (("authorization", f"Bearer {token}"),)
+        return self._method(request, metadata=(*(metadata or ()), *self._bearer), **options)
+
+
+def _signed(stub: DispatcherStub, signer: ServiceTokenSigner) -> DispatcherStub:
+    """`stub` with the service token on every call. The same header flotilla.rpc's
+    `service_token_interceptors` add, but as call metadata: a grpcio aio client interceptor costs
+    every call an extra task and a copy of its details (about a fifth of a unary call's CPU)."""
+    for name, method in vars(stub).items():
+        setattr(stub, name, _Signed(method, signer))
+    return stub
+
+
 class DispatcherClient:
     """One channel to the dispatcher for the gateway process's lifetime."""
 
@@ -76,10 +102,9 @@ class DispatcherClient:
             address,
             ca_file=ca_file,
             server_name=server_name,
-            interceptors=service_token_interceptors(signer),
             options=[("grpc.keepalive_time_ms", 20_000), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],
         )
-        self.stub = DispatcherStub(self._channel)
+        self.stub = _signed(DispatcherStub(self._channel), signer)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     async def served_workflows(self) -> int | None:
