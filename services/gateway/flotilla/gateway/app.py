@@ -12,6 +12,7 @@ from flotilla.admission import Admission, Limits
 from flotilla.auth import ServiceTokenSigner
 from flotilla.errors import ConfigurationError
 from flotilla.gateway import fastagency, routes, stream
+from flotilla.gateway.deps import Gateway
 from flotilla.gateway.dispatcher_client import DispatcherClient, rpc_error_response
 from flotilla.gateway.grpc_api import GatewayApi, gateway_grpc_server
 from flotilla.gateway.identity import build_authenticator
@@ -50,17 +51,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.dispatcher = DispatcherClient(
+        dispatcher = DispatcherClient(
             settings.dispatcher_address,
             signer,
             ca_file=settings.dispatcher_tls_ca_file,
             server_name=settings.dispatcher_tls_server_name,
         )
-        app.state.settings = settings
-        app.state.admission = admission
-        # The gRPC API shares the process, the dispatcher channel and admission (limits) with REST.
         limits = PumpLimits(buffer=settings.ws_send_buffer_events, send_timeout_s=settings.ws_send_timeout_s)
-        api = GatewayApi(app.state.dispatcher, admission, limits)
+        app.state.gateway = Gateway(dispatcher, settings, admission, limits)
+        # The gRPC API shares the process, the dispatcher channel and admission (limits) with REST.
+        api = GatewayApi(dispatcher, admission, limits)
         grpc_server = gateway_grpc_server(
             settings.host, settings.grpc_port, api, credentials=grpc_credentials, reflection=settings.grpc_reflection
         )
@@ -68,7 +68,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await grpc_server.set_serving(True)
         yield
         await grpc_server.stop(grace_s=3.0)
-        await app.state.dispatcher.close()
+        await dispatcher.close()
 
     app = FastAPI(
         title="Flotilla",

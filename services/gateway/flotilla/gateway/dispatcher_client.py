@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -25,8 +26,12 @@ from flotilla.protocol import (
     ReplyDelta,
     RunEvent,
     WatchRunRequest,
+    WatchRunResponse,
 )
 from flotilla.rpc import aio_channel
+
+if TYPE_CHECKING:
+    from flotilla.v1.dispatcher_pb2_grpc import DispatcherAsyncStub
 
 log = structlog.get_logger(__name__)
 
@@ -82,13 +87,22 @@ class _Signed:
         return self._method(request, metadata=(*(metadata or ()), *self._bearer), **options)
 
 
-def _signed(stub: DispatcherStub, signer: ServiceTokenSigner) -> DispatcherStub:
+def _signed(stub: DispatcherAsyncStub, signer: ServiceTokenSigner) -> DispatcherAsyncStub:
     """`stub` with the service token on every call. The same header flotilla.rpc's
     `service_token_interceptors` add, but as call metadata: a grpcio aio client interceptor costs
     every call an extra task and a copy of its details (about a fifth of a unary call's CPU)."""
     for name, method in vars(stub).items():
         setattr(stub, name, _Signed(method, signer))
     return stub
+
+
+async def _end_of(call: aio.UnaryStreamCall[WatchRunRequest, WatchRunResponse]) -> None:
+    """Reads a watch to its end after the terminal event (the dispatcher ends it there): cheaper
+    for both sides than cancelling it, which resets the HTTP/2 stream. A stream that does not end
+    is cancelled when its run stream closes."""
+    with contextlib.suppress(aio.AioRpcError):
+        async for _ in call:
+            pass
 
 
 class DispatcherClient:
@@ -158,6 +172,7 @@ class DispatcherClient:
                         last = events[-1].seq
                         yield events
                         if is_terminal(events[-1]):
+                            await _end_of(call)
                             return
                     if batch.deltas:
                         yield Deltas(list(batch.deltas))
