@@ -213,7 +213,7 @@ class _StallWatch:
         try:
             await transport.send(frame)
         except asyncio.CancelledError:
-            # Ours (and nobody else's too): the stall ends the stream. Otherwise pass it on.
+            # Cancelled by _check alone: the send stalled. Any other cancellation goes on.
             if self._stalled and self._writer is not None and self._writer.uncancel() == 0:
                 return False
             raise
