@@ -73,16 +73,43 @@ def request_id_of(event: RunEvent) -> str | None:
     return None
 
 
+_PLAIN, _JSON, _MESSAGES, _SCALARS = range(4)
+"""How a field becomes JSON: as is, decoded from JSON text, a list of objects, a list."""
+
+
+_FIELDS: dict[type[Message], tuple[tuple[str, str, int], ...]] = {}
+
+
+def _fields_of(message_type: type[Message]) -> tuple[tuple[str, str, int], ...]:
+    """Each field of a message type as (attribute, key, how), worked out once per type rather than
+    from its descriptor for every event."""
+    known = _FIELDS.get(message_type)
+    if known is not None:
+        return known
+    fields = []
+    for field in message_type.DESCRIPTOR.fields:
+        if field.name.endswith("_json"):
+            fields.append((field.name, field.name[: -len("_json")], _JSON))
+        elif field.is_repeated:
+            fields.append((field.name, field.name, _MESSAGES if field.message_type is not None else _SCALARS))
+        else:
+            fields.append((field.name, field.name, _PLAIN))
+    known = _FIELDS[message_type] = tuple(fields)
+    return known
+
+
 def _message_fields(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for field in message.DESCRIPTOR.fields:
-        value = getattr(message, field.name)
-        if field.name.endswith("_json"):
-            out[field.name[: -len("_json")]] = decode_json(value)
-        elif field.is_repeated:
-            out[field.name] = [_message_fields(v) if isinstance(v, Message) else v for v in value]
+    for name, key, how in _fields_of(type(message)):
+        value = getattr(message, name)
+        if how == _PLAIN:
+            out[key] = value
+        elif how == _JSON:
+            out[key] = decode_json(value)
+        elif how == _MESSAGES:
+            out[key] = [_message_fields(item) for item in value]
         else:
-            out[field.name] = value
+            out[key] = list(value)
     return out
 
 

@@ -1,11 +1,14 @@
-"""The gateway's typed dependencies: what the app was built with (app.py), injected into
-handlers, REST and WebSocket alike, so no handler reads `app.state` itself.
+"""The gateway's one dependency: what the app was built with (app.py), injected into handlers,
+REST and WebSocket alike, so no handler reads `app.state` itself.
 
-Every dependency is `async def`: FastAPI runs a plain `def` dependency in a worker thread, a
-thread-pool round trip per dependency per request for what is an attribute read."""
+One object rather than one dependency per part: FastAPI resolves every dependency of every
+request anew (its cache key, its own parameters, the call), about 10 µs each, and the hot routes
+(start a run, stream it) need several parts. It is `async def`: FastAPI runs a plain `def`
+dependency in a worker thread, a thread-pool round trip per request for an attribute read."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends
@@ -14,27 +17,25 @@ from starlette.requests import HTTPConnection
 from flotilla.admission import Admission
 from flotilla.gateway.config import GatewaySettings
 from flotilla.gateway.dispatcher_client import DispatcherClient
+from flotilla.gateway.pump import PumpLimits
 
 
-async def get_dispatcher(connection: HTTPConnection) -> DispatcherClient:
-    client: DispatcherClient = connection.app.state.dispatcher
-    return client
+@dataclass(frozen=True)
+class Gateway:
+    dispatcher: DispatcherClient
+    settings: GatewaySettings
+    admission: Admission
+    limits: PumpLimits
+    """Each stream's outbox and send timeout (from settings)."""
 
 
-async def get_settings(connection: HTTPConnection) -> GatewaySettings:
-    settings: GatewaySettings = connection.app.state.settings
-    return settings
+def gateway_of(connection: HTTPConnection) -> Gateway:
+    gateway: Gateway = connection.app.state.gateway
+    return gateway
 
 
-def admission_of(connection: HTTPConnection) -> Admission:
-    admission: Admission = connection.app.state.admission
-    return admission
+async def get_gateway(connection: HTTPConnection) -> Gateway:
+    return gateway_of(connection)
 
 
-async def get_admission(connection: HTTPConnection) -> Admission:
-    return admission_of(connection)
-
-
-DispatcherDep = Annotated[DispatcherClient, Depends(get_dispatcher)]
-SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
-AdmissionDep = Annotated[Admission, Depends(get_admission)]
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]

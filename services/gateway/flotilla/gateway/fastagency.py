@@ -55,14 +55,13 @@ from flotilla.gateway.identity import (
     require_path_token,
     socket_token,
 )
-from flotilla.gateway.deps import AdmissionDep, DispatcherDep, SettingsDep
+from flotilla.gateway.deps import Gateway, GatewayDep
 from flotilla.gateway.routes import CatalogueReader, Writer, list_workflows
 from flotilla.gateway.schemas import ERROR_RESPONSES, WORKFLOW_EXAMPLES, WorkflowOut, json_example
 from flotilla.gateway.pump import (
     CLOSE_UNAVAILABLE,
     CLOSE_UNKNOWN_RUN,
     MAX_FRAME_BYTES,
-    PumpLimits,
     RunStream,
     WebSocketTransport,
 )
@@ -74,7 +73,6 @@ from flotilla.protocol import (
     StartRunRequest,
     SubmitInputRequest,
 )
-from flotilla.gateway.config import GatewaySettings
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["FastAgency"], responses=ERROR_RESPONSES)
@@ -218,8 +216,8 @@ _INITIATED: dict[int | str, dict[str, Any]] = {200: {"content": json_example(INI
     "/fastagency/discovery", response_model=list[WorkflowOut], summary="FastAgency: workflows", responses=_DISCOVERED
 )
 @router.get("//fastagency/discovery", response_model=list[WorkflowOut], include_in_schema=False)
-async def discovery(dispatcher: DispatcherDep, identity: CatalogueReader) -> list[dict[str, str]]:
-    workflows: list[dict[str, str]] = await list_workflows(dispatcher, identity)
+async def discovery(gateway: GatewayDep, identity: CatalogueReader) -> list[dict[str, str]]:
+    workflows: list[dict[str, str]] = await list_workflows(gateway, identity)
     return workflows
 
 
@@ -230,8 +228,8 @@ async def discovery(dispatcher: DispatcherDep, identity: CatalogueReader) -> lis
     responses=_DISCOVERED,
 )
 @router.get("/fa/{token}//fastagency/discovery", response_model=list[WorkflowOut], include_in_schema=False)
-async def discovery_by_path(dispatcher: DispatcherDep, identity: PathCatalogueReader) -> list[dict[str, str]]:
-    workflows: list[dict[str, str]] = await list_workflows(dispatcher, identity)
+async def discovery_by_path(gateway: GatewayDep, identity: PathCatalogueReader) -> list[dict[str, str]]:
+    workflows: list[dict[str, str]] = await list_workflows(gateway, identity)
     return workflows
 
 
@@ -259,10 +257,8 @@ async def _initiate(
     summary="FastAgency: prepare a run",
     responses=_INITIATED,
 )
-async def initiate_workflow(
-    body: InitiateBody, dispatcher: DispatcherDep, admission: AdmissionDep, identity: Writer
-) -> dict[str, Any]:
-    return await _initiate(body, dispatcher, admission, identity)
+async def initiate_workflow(body: InitiateBody, gateway: GatewayDep, identity: Writer) -> dict[str, Any]:
+    return await _initiate(body, gateway.dispatcher, gateway.admission, identity)
 
 
 @router.post(
@@ -271,34 +267,25 @@ async def initiate_workflow(
     summary="FastAgency: prepare a run (token in the path)",
     responses=_INITIATED,
 )
-async def initiate_workflow_by_path(
-    body: InitiateBody, dispatcher: DispatcherDep, admission: AdmissionDep, identity: PathWriter
-) -> dict[str, Any]:
-    return await _initiate(body, dispatcher, admission, identity)
+async def initiate_workflow_by_path(body: InitiateBody, gateway: GatewayDep, identity: PathWriter) -> dict[str, Any]:
+    return await _initiate(body, gateway.dispatcher, gateway.admission, identity)
 
 
 # --- WebSocket ----------------------------------------------------------------------------------
 
 
 @router.websocket("/fastagency/ws")
-async def ws(websocket: WebSocket, dispatcher: DispatcherDep, settings: SettingsDep, admission: AdmissionDep) -> None:
-    await _serve(websocket, None, dispatcher, settings, admission)
+async def ws(websocket: WebSocket, gateway: GatewayDep) -> None:
+    await _serve(websocket, None, gateway)
 
 
 @router.websocket("/fa/{token}/fastagency/ws")
-async def ws_by_path(
-    websocket: WebSocket, token: str, dispatcher: DispatcherDep, settings: SettingsDep, admission: AdmissionDep
-) -> None:
-    await _serve(websocket, token, dispatcher, settings, admission)
+async def ws_by_path(websocket: WebSocket, token: str, gateway: GatewayDep) -> None:
+    await _serve(websocket, token, gateway)
 
 
-async def _serve(
-    websocket: WebSocket,
-    token: str | None,
-    dispatcher: DispatcherClient,
-    settings: GatewaySettings,
-    admission: Admission,
-) -> None:
+async def _serve(websocket: WebSocket, token: str | None, gateway: Gateway) -> None:
+    dispatcher, admission = gateway.dispatcher, gateway.admission
     await websocket.accept()
     slot = contextlib.ExitStack()
     try:
@@ -307,14 +294,13 @@ async def _serve(
     except FlotillaError as exc:
         await websocket.close(code=close_code(exc), reason=str(exc)[:120])
         return
-    limits = PumpLimits(buffer=settings.ws_send_buffer_events, send_timeout_s=settings.ws_send_timeout_s)
     try:
         with slot:
             codec = await _open_session(websocket, identity, dispatcher, admission)
             if codec is not None:
                 with structlog.contextvars.bound_contextvars(run_id=codec.run_id):
                     transport = WebSocketTransport(websocket)
-                    stream = RunStream(transport, codec, limits, admission=admission, identity=identity)
+                    stream = RunStream(transport, codec, gateway.limits, admission=admission, identity=identity)
                     await stream.run(dispatcher.watch(codec.run_id, 0, codec.who))
     except WebSocketDisconnect:
         pass

@@ -22,7 +22,7 @@ from flotilla.errors import (
     RateLimited,
     TooManyStreams,
 )
-from flotilla.gateway.deps import admission_of
+from flotilla.gateway.deps import gateway_of
 from flotilla.protocol import Caller
 from flotilla.gateway.config import GatewaySettings
 
@@ -100,7 +100,7 @@ def require(scope: str) -> Callable[[Request], Awaitable[Identity]]:
 
     async def check(request: Request) -> Identity:
         try:
-            return admission_of(request).enter(bearer(request.headers.get("authorization")), scope)
+            return gateway_of(request).admission.enter(bearer(request.headers.get("authorization")), scope)
         except FlotillaError as exc:
             raise http_error(exc) from None
 
@@ -114,7 +114,7 @@ def require_path_token(scope: str) -> Callable[[Request, str], Awaitable[Identit
         request: Request, token: Annotated[str, PathParam(description="An API key or JWT, as in a bearer header")]
     ) -> Identity:
         try:
-            return admission_of(request).enter(token, scope)
+            return gateway_of(request).admission.enter(token, scope)
         except FlotillaError as exc:
             raise http_error(exc) from None
 

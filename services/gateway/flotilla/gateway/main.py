@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from flotilla.gateway.app import create_app
+from flotilla.gateway.coalescing import HttpProtocol
 from flotilla.gateway.wsprotocol import WebSocketProtocol
 from flotilla.lifecycle import exit_on_bad_configuration, settle_heap
 from flotilla.logs import configure_logging
@@ -27,6 +28,7 @@ def main() -> None:
         access_log=False,
         ws_max_size=1024 * 1024,
         ws_per_message_deflate=False,  # small JSON frames: compression costs more CPU than it saves
+        http=HttpProtocol,  # uvicorn's own (httptools), each turn's writes in one (coalescing.py)
         ws=WebSocketProtocol,  # uvicorn's own, but a client that stops reading cannot hold its connection
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,

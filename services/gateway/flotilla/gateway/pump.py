@@ -189,6 +189,55 @@ def _size(item: _Item) -> int:
     return len(item) if isinstance(item, list) else 1
 
 
+class _StallWatch:
+    """Times the writer's sends: a send still under way `timeout_s` after it began is cancelled
+    (`send` returns False). One timer per stall window, not one per send: it is armed by a send
+    when none is pending and, when it fires, re-armed for the send under way (if any), so most
+    sends cost two clock reads instead of a timer's setup and teardown."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+        self._loop = asyncio.get_running_loop()
+        self._writer: asyncio.Task[Any] | None = None
+        self._began: float | None = None
+        """When the send under way began; None between sends."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._stalled = False
+
+    async def send(self, transport: Transport, frame: Frame) -> bool:
+        """False when the send stalled past the timeout; ClientGone when the client left."""
+        self._writer = self._writer or asyncio.current_task()
+        self._began = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._began + self._timeout_s, self._check)
+        try:
+            await transport.send(frame)
+        except asyncio.CancelledError:
+            # Cancelled by _check alone: the send stalled. Any other cancellation goes on.
+            if self._stalled and self._writer is not None and self._writer.uncancel() == 0:
+                return False
+            raise
+        finally:
+            self._began = None
+        return True
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._began is None or self._writer is None:
+            return  # no send under way: the next one arms the timer again
+        deadline = self._began + self._timeout_s
+        if self._loop.time() >= deadline:
+            self._stalled = True
+            self._writer.cancel()
+        else:
+            self._timer = self._loop.call_at(deadline, self._check)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 @dataclass(frozen=True)
 class PumpLimits:
     buffer: int
@@ -287,40 +336,34 @@ class RunStream:
     async def _write(self) -> End:
         """Sends the outbox in order; ends after the terminal event, at a queued end, when a
         send stalls, or when the client leaves."""
+        watch = _StallWatch(self._limits.send_timeout_s)
         try:
-            return await self._write_until_end()
+            return await self._write_until_end(watch)
         except ClientGone:
             return End(None)
+        finally:
+            watch.stop()
 
-    async def _write_until_end(self) -> End:
+    async def _write_until_end(self, watch: _StallWatch) -> End:
         while True:
             item = await self._outbox.get()
             if isinstance(item, End):
                 return item
             if isinstance(item, Deltas):
                 for frame in self._codec.encode_deltas(item.deltas):
-                    if not await self._send(frame):
+                    if not await watch.send(self._transport, frame):
                         return self._stalled()
                 continue
             if not isinstance(item, list):
-                if not await self._send(item):
+                if not await watch.send(self._transport, item):
                     return self._stalled()
                 continue
             for seq, frame in self._codec.encode(item):
-                if frame is not None and not await self._send(frame):
+                if frame is not None and not await watch.send(self._transport, frame):
                     return self._stalled()
                 self.sent = seq
             if item and is_terminal(item[-1]):
                 return End(CLOSE_NORMAL)
-
-    async def _send(self, frame: Frame) -> bool:
-        """False when the send stalled past the timeout; ClientGone when the client left."""
-        try:
-            async with asyncio.timeout(self._limits.send_timeout_s):
-                await self._transport.send(frame)
-        except TimeoutError:
-            return False
-        return True
 
     def _stalled(self) -> End:
         return End(

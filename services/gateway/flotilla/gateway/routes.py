@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from flotilla.events import STATUS_BY_NAME, dead_letter_to_json, event_to_json, run_to_json
 from flotilla.auth import SCOPE_ADMIN, SCOPE_RUNS_READ, SCOPE_RUNS_WRITE, SCOPE_WORKFLOWS_READ, Identity
-from flotilla.gateway.deps import AdmissionDep, DispatcherDep
+from flotilla.gateway.deps import GatewayDep
 from flotilla.errors import FlotillaError
 from flotilla.gateway.identity import caller, http_error, require
 from flotilla.gateway.schemas import (
@@ -68,8 +68,8 @@ CatalogueReader = Annotated[Identity, Depends(require(SCOPE_WORKFLOWS_READ))]
     summary="Workflows some live worker serves",
     responses={200: {"content": json_example(WORKFLOW_EXAMPLES)}},
 )
-async def list_workflows(dispatcher: DispatcherDep, identity: CatalogueReader) -> list[dict[str, str]]:
-    reply = await dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
+async def list_workflows(gateway: GatewayDep, identity: CatalogueReader) -> list[dict[str, str]]:
+    reply = await gateway.dispatcher.stub.ListWorkflows(ListWorkflowsRequest())
     return [{"name": w.name, "description": w.description} for w in reply.workflows]
 
 
@@ -87,11 +87,9 @@ async def list_workflows(dispatcher: DispatcherDep, identity: CatalogueReader) -
         },
     },
 )
-async def start_run(
-    body: StartRunBody, dispatcher: DispatcherDep, admission: AdmissionDep, identity: Writer, response: Response
-) -> dict[str, Any]:
+async def start_run(body: StartRunBody, gateway: GatewayDep, identity: Writer, response: Response) -> dict[str, Any]:
     try:
-        params_json = admission.check_params(body.params)
+        params_json = gateway.admission.check_params(body.params)
     except FlotillaError as exc:
         raise http_error(exc) from None
     request = StartRunRequest(
@@ -100,7 +98,7 @@ async def start_run(
         idempotency_key=body.idempotency_key or "",
         caller=caller(identity),
     )
-    reply = await dispatcher.stub.StartRun(request)
+    reply = await gateway.dispatcher.stub.StartRun(request)
     if not reply.created:
         response.status_code = 200
     return run_to_json(reply.run)
@@ -115,7 +113,7 @@ async def start_run(
     },
 )
 async def list_runs(
-    dispatcher: DispatcherDep,
+    gateway: GatewayDep,
     identity: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     status: Annotated[str | None, Query(pattern="^(queued|running|completed|failed|cancelled)$")] = None,
@@ -125,15 +123,15 @@ async def list_runs(
         status=STATUS_BY_NAME[status] if status else RunStatus.RUN_STATUS_UNSPECIFIED,
         caller=caller(identity),
     )
-    reply = await dispatcher.stub.ListRuns(request)
+    reply = await gateway.dispatcher.stub.ListRuns(request)
     return [run_to_json(run) for run in reply.runs]
 
 
 @router.get(
     "/runs/{run_id}", response_model=RunOut, summary="One run", responses={200: {"content": json_example(RUN_EXAMPLE)}}
 )
-async def get_run(run_id: str, dispatcher: DispatcherDep, identity: Reader) -> dict[str, Any]:
-    return run_to_json(await dispatcher.stub.GetRun(GetRunRequest(run_id=run_id, caller=caller(identity))))
+async def get_run(run_id: str, gateway: GatewayDep, identity: Reader) -> dict[str, Any]:
+    return run_to_json(await gateway.dispatcher.stub.GetRun(GetRunRequest(run_id=run_id, caller=caller(identity))))
 
 
 @router.get(
@@ -144,7 +142,7 @@ async def get_run(run_id: str, dispatcher: DispatcherDep, identity: Reader) -> d
 )
 async def list_events(
     run_id: str,
-    dispatcher: DispatcherDep,
+    gateway: GatewayDep,
     identity: Reader,
     after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000, description="Events per page at most")] = 1000,
@@ -153,7 +151,7 @@ async def list_events(
     request = ListEventsRequest(
         run_id=run_id, after_seq=after, caller=caller(identity), limit=limit, include_hidden=include_hidden
     )
-    reply = await dispatcher.stub.ListEvents(request)
+    reply = await gateway.dispatcher.stub.ListEvents(request)
     return {
         "events": [event_to_json(event) for event in reply.events],
         "more": reply.more,
@@ -168,8 +166,8 @@ async def list_events(
     summary="Answer a question",
     responses={202: {"content": json_example(ACCEPTED_EXAMPLE)}},
 )
-async def submit_input(run_id: str, body: InputBody, dispatcher: DispatcherDep, identity: Writer) -> dict[str, str]:
-    await dispatcher.stub.SubmitInput(
+async def submit_input(run_id: str, body: InputBody, gateway: GatewayDep, identity: Writer) -> dict[str, str]:
+    await gateway.dispatcher.stub.SubmitInput(
         SubmitInputRequest(run_id=run_id, request_id=body.request_id, value=body.value, caller=caller(identity))
     )
     return {"status": "accepted", "run_id": run_id}
@@ -182,8 +180,8 @@ async def submit_input(run_id: str, body: InputBody, dispatcher: DispatcherDep, 
     summary="Cancel a run",
     responses={202: {"content": json_example(ACCEPTED_EXAMPLE)}},
 )
-async def cancel_run(run_id: str, dispatcher: DispatcherDep, identity: Writer) -> dict[str, str]:
-    await dispatcher.stub.CancelRun(CancelRunRequest(run_id=run_id, caller=caller(identity)))
+async def cancel_run(run_id: str, gateway: GatewayDep, identity: Writer) -> dict[str, str]:
+    await gateway.dispatcher.stub.CancelRun(CancelRunRequest(run_id=run_id, caller=caller(identity)))
     return {"status": "accepted", "run_id": run_id}
 
 
@@ -205,12 +203,12 @@ async def cancel_run(run_id: str, dispatcher: DispatcherDep, identity: Writer) -
     },
 )
 async def reply_run(
-    run_id: str, body: ReplyBody, dispatcher: DispatcherDep, identity: Writer, response: Response
+    run_id: str, body: ReplyBody, gateway: GatewayDep, identity: Writer, response: Response
 ) -> dict[str, Any]:
     request = ReplyRunRequest(
         run_id=run_id, message=body.message, idempotency_key=body.idempotency_key or "", caller=caller(identity)
     )
-    reply = await dispatcher.stub.ReplyRun(request)
+    reply = await gateway.dispatcher.stub.ReplyRun(request)
     if not reply.created:
         response.status_code = 200
     return run_to_json(reply.run)
@@ -233,12 +231,12 @@ async def reply_run(
     },
 )
 async def fork_run(
-    run_id: str, body: ForkBody, dispatcher: DispatcherDep, identity: Writer, response: Response
+    run_id: str, body: ForkBody, gateway: GatewayDep, identity: Writer, response: Response
 ) -> dict[str, Any]:
     request = ForkRunRequest(
         run_id=run_id, at_seq=body.at_seq, idempotency_key=body.idempotency_key or "", caller=caller(identity)
     )
-    reply = await dispatcher.stub.ForkRun(request)
+    reply = await gateway.dispatcher.stub.ForkRun(request)
     if not reply.created:
         response.status_code = 200
     return run_to_json(reply.run)
@@ -262,7 +260,7 @@ async def fork_run(
 )
 async def retry_run(
     run_id: str,
-    dispatcher: DispatcherDep,
+    gateway: GatewayDep,
     identity: Admin,
     response: Response,
     body: Annotated[
@@ -270,7 +268,9 @@ async def retry_run(
     ] = None,
 ) -> dict[str, Any]:
     key = body.idempotency_key if body is not None and body.idempotency_key else ""
-    reply = await dispatcher.stub.RetryRun(RetryRunRequest(run_id=run_id, idempotency_key=key, caller=caller(identity)))
+    reply = await gateway.dispatcher.stub.RetryRun(
+        RetryRunRequest(run_id=run_id, idempotency_key=key, caller=caller(identity))
+    )
     if not reply.created:
         response.status_code = 200
     return run_to_json(reply.run)
@@ -284,9 +284,9 @@ async def retry_run(
     responses={200: {"content": json_example([DEAD_LETTER_EXAMPLE])}},
 )
 async def list_dead_letters(
-    dispatcher: DispatcherDep, identity: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    gateway: GatewayDep, identity: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[dict[str, Any]]:
-    reply = await dispatcher.stub.ListDeadLetters(ListDeadLettersRequest(limit=limit, caller=caller(identity)))
+    reply = await gateway.dispatcher.stub.ListDeadLetters(ListDeadLettersRequest(limit=limit, caller=caller(identity)))
     return [dead_letter_to_json(letter) for letter in reply.dead_letters]
 
 
@@ -325,12 +325,12 @@ NOT_ANSWERING = "the dispatcher or NATS does not answer"
     },
 )
 async def readyz(
-    dispatcher: DispatcherDep,
+    gateway: GatewayDep,
     min_workflows: Annotated[
         int, Query(ge=0, le=100_000, description="Answer 503 unless live workers serve at least this many workflows")
     ] = 0,
 ) -> JSONResponse:
-    served = await dispatcher.served_workflows()
+    served = await gateway.dispatcher.served_workflows()
     if served is None:
         return JSONResponse({"status": "not ready", "detail": NOT_ANSWERING, "workflows": None}, status_code=503)
     if served < min_workflows:

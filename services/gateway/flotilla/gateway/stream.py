@@ -20,10 +20,10 @@ from grpc import aio
 from flotilla.auth import SCOPE_RUNS_READ
 from flotilla.errors import FlotillaError, InvalidArgument
 from flotilla.events import delta_to_json, event_to_json
-from flotilla.gateway.deps import AdmissionDep, DispatcherDep, SettingsDep
+from flotilla.gateway.deps import GatewayDep
 from flotilla.gateway.dispatcher_client import DispatcherClient
 from flotilla.gateway.identity import caller, close_code, socket_token
-from flotilla.gateway.pump import PumpLimits, RunStream, WebSocketTransport
+from flotilla.gateway.pump import RunStream, WebSocketTransport
 from flotilla.gateway.routes import MAX_SEQ
 from flotilla.protocol import Caller, ReplyDelta, RunEvent, SubmitInputRequest
 
@@ -73,13 +73,12 @@ class V1Codec:
 async def stream_run(
     websocket: WebSocket,
     run_id: str,
-    dispatcher: DispatcherDep,
-    settings: SettingsDep,
-    admission: AdmissionDep,
+    gateway: GatewayDep,
     after: int = 0,
     include_hidden: bool = False,
     deltas: bool = False,
 ) -> None:
+    dispatcher, admission = gateway.dispatcher, gateway.admission
     await websocket.accept()
     slot = contextlib.ExitStack()
     try:
@@ -92,10 +91,9 @@ async def stream_run(
         await websocket.close(code=close_code(exc), reason=str(exc)[:120])
         return
     who = caller(identity)
-    limits = PumpLimits(buffer=settings.ws_send_buffer_events, send_timeout_s=settings.ws_send_timeout_s)
     codec = V1Codec(dispatcher, run_id, who)
     stream = RunStream(
-        WebSocketTransport(websocket), codec, limits, admission=admission, identity=identity, after=after
+        WebSocketTransport(websocket), codec, gateway.limits, admission=admission, identity=identity, after=after
     )
     with slot, structlog.contextvars.bound_contextvars(run_id=run_id):
         await stream.run(dispatcher.watch(run_id, after, who, include_hidden=include_hidden, include_deltas=deltas))
