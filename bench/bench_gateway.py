@@ -41,7 +41,7 @@ from measure import BENCHMARKS, cpu_seconds, ms_summary, rss_mb
 from flotilla.devstack import LocalStack, StackConfig
 from flotilla.auth import ServiceTokenSigner
 from flotilla.protocol import DISPATCHER_SERVICE, Caller, DispatcherStub, WatchRunRequest
-from flotilla.rpc import service_token_interceptors
+from flotilla.rpc import signed
 
 if TYPE_CHECKING:
     from flotilla.v1.dispatcher_pb2_grpc import DispatcherAsyncStub
@@ -121,8 +121,8 @@ async def latency(stack: LocalStack, runs: int, asks: int, gap_s: float) -> None
     headers = {"Authorization": f"Bearer {token}"}
     # The dispatcher directly, as the gateway reaches it: TLS and the gateway's service token.
     signer = ServiceTokenSigner("gateway", stack.credentials.gateway_service_key.read_bytes(), DISPATCHER_SERVICE)
-    channel = stack.grpc_channel(stack.dispatcher_address, interceptors=service_token_interceptors(signer))
-    stub = DispatcherStub(channel)
+    channel = stack.grpc_channel(stack.dispatcher_address)
+    stub = signed(DispatcherStub(channel), signer)
     ws_url = stack.gateway_url.replace("http://", "ws://")
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=60, headers=headers) as http:
         await one_latency_run(http, stub, ws_url, token, 3, gap_s)  # warm up

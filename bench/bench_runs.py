@@ -227,8 +227,8 @@ async def bench(args: argparse.Namespace, gateway: str, token: str, local: Local
         )
         print(f"  CPU per run: {cpu_line(single)}")
         if local is not None:
-            per_run = NatsMeter.per_run_line(nats_before, nats_meter.snapshot(), args.sequential)
-            print(f"  NATS messages per run (sent/received by each connection): {per_run}")
+            messages = NatsMeter.per_run_line(nats_before, nats_meter.snapshot(), args.sequential)
+            print(f"  NATS messages per run (sent/received by each connection): {messages}")
 
         round_trips: list[float] = []
         for _ in range(10):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +18,7 @@ from flotilla.gateway.grpc_api import GatewayApi, gateway_grpc_server
 from flotilla.gateway.identity import build_authenticator
 from flotilla.gateway.limits import BodyLimit
 from flotilla.gateway.pump import PumpLimits
+from flotilla.lifecycle import settle_heap
 from flotilla.metrics import AsgiHttpMetrics, authorized, exposition
 from flotilla.protocol import DISPATCHER_SERVICE
 from flotilla.rpc import server_credentials
@@ -67,7 +67,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         await grpc_server.start()
         await grpc_server.set_serving(True)
-        _settle_garbage_collector()
+        settle_heap()  # what it built to serve lives as long as the process
         yield
         await grpc_server.stop(grace_s=3.0)
         await dispatcher.close()
@@ -91,22 +91,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(fastagency.router)
     _metrics_route(app, settings.metrics_token.get_secret_value())
     return app
-
-
-GC_GEN0_THRESHOLD = 7000
-"""Container allocations between two young-generation collections (CPython's default: 700)."""
-
-
-def _settle_garbage_collector() -> None:
-    """What the process built to serve (modules, the app, its routes and models, the gRPC channel)
-    lives as long as the process: frozen, the cyclic collector no longer walks it on every full
-    collection. Serving a run allocates thousands of short-lived containers, so a young collection
-    every 7000 rather than 700 of them. Together about 5% of the gateway's CPU per run (bench/README.md);
-    cyclic garbage is still collected, a little later."""
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, older, oldest)
 
 
 def _metrics_route(app: FastAPI, token: str) -> None:

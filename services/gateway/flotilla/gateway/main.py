@@ -7,7 +7,7 @@ import uvicorn
 from flotilla.gateway.app import create_app
 from flotilla.gateway.coalescing import HttpProtocol
 from flotilla.gateway.wsprotocol import WebSocketProtocol
-from flotilla.lifecycle import exit_on_bad_configuration, settle_heap
+from flotilla.lifecycle import exit_on_bad_configuration
 from flotilla.logs import configure_logging
 from flotilla.tracing import setup_tracing
 from flotilla.gateway.config import GatewaySettings
@@ -19,7 +19,6 @@ def main() -> None:
         setup_tracing(settings, "gateway")  # before the app: it turns FastAPI's spans on when tracing is
         app = create_app(settings)
     configure_logging("gateway", log_format=settings.log_format, level=settings.log_level)
-    settle_heap()
     uvicorn.run(
         app,
         host=settings.host,
