@@ -46,7 +46,8 @@ def test_an_admin_retries_a_failed_run(ui_stack: LocalStack, page: Page, shots: 
     with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
         orphan = pool.submit(asyncio.run, _orphan_job(ui_stack)).result()  # a job with no run: dead-lettered
     page.get_by_role("button", name="Dead letters").click()
-    expect(page.get_by_text("Dead letters", exact=True)).to_be_visible(timeout=WAIT_MS)
+    # The view's heading (the nav button has the same words).
+    expect(page.locator(".mat-headline-6").get_by_text("Dead letters", exact=True)).to_be_visible(timeout=WAIT_MS)
     for _ in range(50):  # the worker dead-letters it within moments; the view lists on opening
         if page.get_by_text(re.compile(f"orphan +load +run {orphan}")).count():
             break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,8 +23,36 @@ _SETPRIV = shutil.which("setpriv")
 _DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "TERM", "--"] if _SETPRIV else []
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port nothing listens on now, for a server about to start. Chosen outside the kernel's
+    ephemeral range: a port from it (what binding port 0 gives) can become the local port of any
+    process's outgoing connection before the server binds it ("Address already in use", seen in
+    CI with many test stacks at once). Never the same port twice in one process."""
+    low, high = _ephemeral_range()
+    candidates = range(10_000, low) if low > 11_000 else range(high + 1, 65_536)
+    for _ in range(200):
+        port = secrets.choice(candidates)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as sock:  # everything outside the range is taken: the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from flotilla.processes import Child, python_env
+from flotilla.processes import Child, free_port, python_env
 
 _LAUNCHER = """
 import sys, time
@@ -37,7 +38,7 @@ def test_a_child_gets_sigterm_when_its_launcher_is_killed() -> None:
         assert _alive(pid)
         launcher.kill()  # SIGKILL: the launcher stops nothing itself
         launcher.wait()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # it sleeps 120 s: dying before proves the signal, however loaded the machine
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _alive(pid), "the child outlived its launcher"
@@ -54,3 +55,12 @@ def test_a_child_runs_in_its_own_session() -> None:
     finally:
         child.stop()
         assert child.process is not None and child.process.returncode == -signal.SIGTERM
+
+
+def test_free_ports_are_outside_the_ephemeral_range_distinct_and_bindable() -> None:
+    low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+    assert all(not low <= port <= high for port in ports)  # no outgoing connection can take one
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports[-1]))
